@@ -1,0 +1,101 @@
+"""The aggregator contract shared by every rule.
+
+An aggregator is a callable object built from validated settings. It receives one round's
+client updates as an ``(n, d)`` float64 matrix of deltas ``Δᵢ = wᵢ − w_global`` (never full
+weights), their weights (example counts) and client ids, and returns an :class:`Aggregate`.
+Rules know nothing of Flower.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+
+from fedsim.errors import InvalidSettingError
+
+__all__ = ["Aggregate", "Aggregator", "check_inputs"]
+
+
+@dataclass(frozen=True)
+class Aggregate:
+    """What a rule returns for one round.
+
+    Attributes
+    ----------
+    update : torch.Tensor
+        The aggregated delta, shape ``(d,)``, float64, always finite.
+    accepted : list[int] or None
+        Client ids the rule kept, for rules that select; ``None`` for rules that do not.
+    info : dict
+        Rule-specific scalars worth logging (e.g. ALIE's z, FLAME's noise std).
+    """
+
+    update: torch.Tensor
+    accepted: list[int] | None = None
+    info: dict[str, Any] | None = None
+
+
+class Aggregator:
+    """Base class of aggregation rules.
+
+    Subclasses validate their settings in ``__init__`` (raising
+    :class:`~fedsim.errors.InvalidSettingError` that names the rule and the value), implement
+    :meth:`aggregate`, and override :meth:`check_round` when they have a precondition on the
+    number of updates ``n`` (e.g. Krum's n ≥ 2f+3). Rules with state across rounds
+    (centered clipping, FoolsGold) keep it on the instance; one instance lives for a whole run.
+    """
+
+    name: ClassVar[str] = "aggregator"
+
+    def check_round(self, n: int) -> None:
+        """Raise ``InvalidSettingError`` if the rule cannot aggregate ``n`` updates."""
+        if n < 1:
+            raise InvalidSettingError(f"{self.name} needs at least one update, got n={n}")
+
+    def aggregate(
+        self, updates: torch.Tensor, weights: torch.Tensor, client_ids: list[int]
+    ) -> Aggregate:
+        """Aggregate validated inputs (see :func:`check_inputs`)."""
+        raise NotImplementedError
+
+    def __call__(
+        self, updates: torch.Tensor, weights: torch.Tensor, client_ids: list[int]
+    ) -> Aggregate:
+        """Validate the inputs, check the round's precondition, aggregate."""
+        updates, weights = check_inputs(updates, weights, client_ids)
+        self.check_round(updates.shape[0])
+        result = self.aggregate(updates, weights, list(client_ids))
+        if not bool(torch.isfinite(result.update).all()):
+            raise InvalidSettingError(f"{self.name} produced a non-finite aggregate")
+        return result
+
+    def describe(self) -> str:
+        """One line naming the rule and its settings, for the run log."""
+        settings = ", ".join(f"{k}={v!r}" for k, v in sorted(vars(self).items()) if not k.startswith("_"))
+        return f"{self.name}({settings})"
+
+
+def check_inputs(
+    updates: torch.Tensor, weights: torch.Tensor, client_ids: list[int]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Check shapes and finiteness; return float64 copies of ``updates`` and ``weights``.
+
+    Non-finite updates must be dropped before a rule is called (the server boundary does it);
+    a rule that receives one raises rather than returning a poisoned aggregate.
+    """
+    if updates.ndim != 2:
+        raise InvalidSettingError(f"updates must be an (n, d) matrix, got shape {tuple(updates.shape)}")
+    n = updates.shape[0]
+    if weights.shape != (n,):
+        raise InvalidSettingError(f"weights must have shape ({n},), got {tuple(weights.shape)}")
+    if len(client_ids) != n:
+        raise InvalidSettingError(f"got {len(client_ids)} client ids for {n} updates")
+    updates = updates.to(torch.float64)
+    weights = weights.to(torch.float64)
+    if not bool(torch.isfinite(updates).all()):
+        raise InvalidSettingError("updates contain NaN/Inf; drop them at the server boundary")
+    if not bool(torch.isfinite(weights).all()) or bool((weights < 0).any()):
+        raise InvalidSettingError("weights must be finite and non-negative")
+    return updates, weights
