@@ -1,0 +1,112 @@
+"""The ``fedsim`` command line: ``run``, ``list``, ``plot``.
+
+Exit codes: 0 success; 2 a bad scenario or argument (one message, no traceback); 1 a failed
+run; 130 interrupted (every finished round is already on disk).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import warnings
+from collections.abc import Sequence
+
+from fedsim.errors import FedsimError, InvalidSettingError, ScenarioError
+
+__all__ = ["main"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fedsim", description="Federated-learning security simulator")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log Flower and fedsim details")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run one scenario")
+    run.add_argument("file", help="scenario YAML file")
+    run.add_argument("--out", help="run directory (default: runs/<name>-<timestamp>)")
+    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a scenario key (dotted path; value parsed as YAML); repeatable")
+    run.add_argument("--no-progress", action="store_true", help="no live display or final table")
+
+    sub.add_parser("list", help="list registered datasets, models, aggregators and attacks")
+
+    plot = sub.add_parser("plot", help="write accuracy/loss PNGs for a run directory")
+    plot.add_argument("run_dir")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``fedsim`` console script."""
+    args = _parser().parse_args(argv)
+    _quiet(args.verbose)
+    try:
+        if args.command == "run":
+            return _run(args)
+        if args.command == "list":
+            return _list()
+        return _plot(args)
+    except (ScenarioError, InvalidSettingError) as e:
+        print(f"fedsim: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("fedsim: interrupted; finished rounds are in the run directory", file=sys.stderr)
+        return 130
+    except FedsimError as e:
+        print(f"fedsim: run failed: {e}", file=sys.stderr)
+        return 1
+    except Exception as e:  # noqa: BLE001  (one line for the user; details with -v)
+        if args.verbose:
+            raise
+        print(f"fedsim: run failed: {type(e).__name__}: {e} (rerun with -v for details)", file=sys.stderr)
+        return 1
+
+
+def _run(args: argparse.Namespace) -> int:
+    from fedsim.config import load_scenario
+    from fedsim.runner import run_scenario
+
+    scenario = load_scenario(args.file, args.overrides)
+    run_scenario(scenario, args.out, show_progress=not args.no_progress)
+    return 0
+
+
+def _list() -> int:
+    from fedsim.data import DATASETS
+    from fedsim.models import MODELS
+    from server import aggregators
+
+    for kind, names in (
+        ("datasets", DATASETS.names()),
+        ("models", MODELS.names()),
+        ("aggregators", aggregators.names()),
+        ("attacks", ["none"]),
+    ):
+        print(f"{kind}: {', '.join(names)}")
+    return 0
+
+
+def _plot(args: argparse.Namespace) -> int:
+    from fedsim.plots import plot_run
+
+    for path in plot_run(args.run_dir):
+        print(path)
+    return 0
+
+
+def _quiet(verbose: bool) -> None:
+    """Keep Flower's and Ray's per-round logging out of the way unless asked for."""
+    import flwr.supercore.logger  # noqa: F401  (configures the "flwr" logger on import)
+
+    level = logging.INFO if verbose else logging.WARNING
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    flwr_logger = logging.getLogger("flwr")
+    flwr_logger.setLevel(level)
+    flwr_logger.propagate = False  # it has its own console handler
+    if not verbose:
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", category=FutureWarning)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

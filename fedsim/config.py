@@ -1,0 +1,283 @@
+"""Scenario files: the typed schema, loading, ``--set`` overrides and validation.
+
+A scenario is a YAML mapping (read with ``yaml.safe_load`` only) validated into
+:class:`Scenario`. Every problem becomes a :class:`~fedsim.errors.ScenarioError` naming the key
+path, the bad value and what is allowed; the CLI turns it into exit code 2.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from fedsim.errors import ScenarioError
+
+__all__ = [
+    "AttackConfig",
+    "ClientsConfig",
+    "DataConfig",
+    "DefenseConfig",
+    "ModelConfig",
+    "PrivacyConfig",
+    "RayConfig",
+    "Scenario",
+    "apply_overrides",
+    "load_scenario",
+    "parse_scenario",
+    "scenario_to_dict",
+]
+
+MAX_SCENARIO_BYTES = 1_000_000
+
+
+class _Strict(BaseModel):
+    """Base of every block: unknown keys are errors, values are not coerced from strings."""
+
+    model_config = ConfigDict(extra="forbid", strict=False, validate_default=True)
+
+
+class DataConfig(_Strict):
+    """``data:`` which dataset, and how it is split among clients."""
+
+    dataset: str = "digits"
+    partition: Literal["iid", "dirichlet", "shards"] = "iid"
+    alpha: float = Field(0.5, gt=0, description="Dirichlet concentration (smaller = more skew)")
+    shards_per_client: int = Field(2, ge=1, description="classes per client for 'shards'")
+    num_clients: int = Field(10, ge=1, le=100_000)
+    test_fraction: float = Field(0.2, gt=0, lt=1)
+    params: dict[str, Any] = Field(default_factory=dict, description="dataset-specific settings")
+
+
+class ModelConfig(_Strict):
+    """``model:`` a registry name and its settings."""
+
+    name: str = "cnn"
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class ClientsConfig(_Strict):
+    """``clients:`` per-round sampling and the local training procedure."""
+
+    per_round: int | None = Field(None, ge=1, description="clients sampled per round (all if unset)")
+    local_epochs: int = Field(1, ge=1, le=1000)
+    batch_size: int = Field(32, ge=1)
+    lr: float = Field(0.05, gt=0)
+    momentum: float = Field(0.0, ge=0, lt=1)
+    weight_decay: float = Field(0.0, ge=0)
+
+
+class AttackConfig(_Strict):
+    """``attack:`` the malicious clients (``name: none`` for an honest federation)."""
+
+    name: str = "none"
+    fraction: float | None = Field(None, ge=0, le=1)
+    count: int | None = Field(None, ge=0)
+    knowledge: Literal["own", "full"] = "own"
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _fraction_or_count(self) -> AttackConfig:
+        if self.fraction is not None and self.count is not None:
+            raise ValueError("give attack.fraction or attack.count, not both")
+        return self
+
+
+class DefenseConfig(_Strict):
+    """``defense:`` the aggregation rule, its settings and pre-aggregation stages."""
+
+    aggregator: str = "fedavg"
+    params: dict[str, Any] = Field(default_factory=dict)
+    pre: list[str | dict[str, Any]] = Field(default_factory=list)
+    server_lr: float = Field(1.0, gt=0)
+
+
+class PrivacyConfig(_Strict):
+    """``privacy:`` differential privacy and inversion probes (none are available yet)."""
+
+
+class RayConfig(_Strict):
+    """``ray:`` how the Ray runtime uses the machine or an existing cluster."""
+
+    address: str | None = Field(None, description="attach to this Ray cluster (e.g. 'auto')")
+    client_cpus: float = Field(1.0, gt=0)
+    client_gpus: float | None = Field(None, ge=0, le=1, description="GPU share per client")
+
+
+class Scenario(_Strict):
+    """A whole scenario (the schema in DESIGN.md)."""
+
+    name: str = Field(min_length=1, max_length=200)
+    seed: int = Field(0, ge=0, lt=2**31)
+    rounds: int = Field(ge=1, le=100_000)
+    runtime: Literal["ray", "inline"] = "ray"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    clients: ClientsConfig = Field(default_factory=ClientsConfig)
+    attack: AttackConfig = Field(default_factory=AttackConfig)
+    defense: DefenseConfig = Field(default_factory=DefenseConfig)
+    privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
+    ray: RayConfig = Field(default_factory=RayConfig)
+    sweep: dict[str, list[Any]] | None = None
+
+    @property
+    def clients_per_round(self) -> int:
+        """Clients sampled each round (``clients.per_round``, or all of them)."""
+        return self.clients.per_round or self.data.num_clients
+
+    @property
+    def num_malicious(self) -> int:
+        """Malicious clients in the whole federation (fixed for the run)."""
+        if self.attack.name == "none":
+            return 0
+        if self.attack.count is not None:
+            return self.attack.count
+        return int(round((self.attack.fraction or 0.0) * self.data.num_clients))
+
+
+def load_scenario(path: str | os.PathLike[str], overrides: list[str] | None = None) -> Scenario:
+    """Read, override and validate a scenario file.
+
+    Parameters
+    ----------
+    path : path-like
+        A YAML file holding one mapping.
+    overrides : list of str, optional
+        ``key.path=value`` strings (values parsed as YAML), applied before validation.
+
+    Raises
+    ------
+    ScenarioError
+        The file cannot be read or parsed, or a value is invalid.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ScenarioError("", str(path), "no such scenario file")
+    size = path.stat().st_size
+    if size > MAX_SCENARIO_BYTES:
+        raise ScenarioError("", f"{size} bytes", f"a scenario file is at most {MAX_SCENARIO_BYTES} bytes")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ScenarioError("", str(path), f"a readable UTF-8 text file ({e})") from e
+    raw = _parse_yaml(text)
+    return parse_scenario(apply_overrides(raw, overrides or []))
+
+
+def _parse_yaml(text: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ScenarioError("", "<file>", f"invalid YAML{where}: {problem}") from e
+
+
+def apply_overrides(raw: Any, overrides: list[str]) -> Any:
+    """Return a copy of ``raw`` with each ``key.path=value`` override set.
+
+    Values are parsed as YAML (``rounds=5`` is an int, ``attack.params.z=1.5`` a float,
+    ``sweep.seed=[0,1]`` a list). Missing intermediate mappings are created.
+    """
+    if not overrides:
+        return raw
+    if not isinstance(raw, dict):
+        return raw  # parse_scenario reports the real problem
+    result = copy.deepcopy(raw)
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ScenarioError("--set", item, "a key.path=value pair")
+        parts = key.strip().split(".")
+        value = _parse_yaml(text) if text.strip() else None
+        node = result
+        for i, part in enumerate(parts[:-1]):
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise ScenarioError(".".join(parts[: i + 1]), child, "a mapping, to set keys inside it")
+            node = child
+        node[parts[-1]] = value
+    return result
+
+
+def parse_scenario(raw: Any) -> Scenario:
+    """Validate a raw mapping (already parsed from YAML) into a :class:`Scenario`."""
+    if raw is None:
+        raise ScenarioError("", None, "the scenario is empty; a mapping with at least 'name' and 'rounds'")
+    if not isinstance(raw, dict):
+        raise ScenarioError("", raw, "a scenario is a YAML mapping (key: value), not a list or scalar")
+    try:
+        scenario = Scenario.model_validate(raw)
+    except ValidationError as e:
+        raise _to_scenario_error(e, raw) from None
+    _check_consistency(scenario)
+    return scenario
+
+
+def _to_scenario_error(error: ValidationError, raw: dict[str, Any]) -> ScenarioError:
+    first = error.errors()[0]
+    loc = [str(p) for p in first["loc"]]
+    path = ".".join(loc)
+    message = first["msg"]
+    if first["type"] == "missing":
+        return ScenarioError(path, None, "this key is required")
+    if first["type"] == "extra_forbidden":
+        allowed = _allowed_keys(loc[:-1])
+        return ScenarioError(path, first["input"], f"unknown key; allowed keys here: {allowed}")
+    if message.startswith("Value error, "):
+        message = message[len("Value error, ") :]
+        return ScenarioError(path, _lookup(raw, loc), message)
+    more = len(error.errors()) - 1
+    suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
+    return ScenarioError(path, first.get("input"), f"expected: {message.lower()}{suffix}")
+
+
+def _allowed_keys(loc: list[str]) -> str:
+    model: type[BaseModel] = Scenario
+    for part in loc:
+        annotation = model.model_fields[part].annotation
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return "(any)"
+        model = annotation
+    return ", ".join(model.model_fields)
+
+
+def _lookup(raw: Any, loc: list[str]) -> Any:
+    node = raw
+    for part in loc:
+        if not isinstance(node, dict) or part not in node:
+            return node
+        node = node[part]
+    return node
+
+
+def _check_consistency(s: Scenario) -> None:
+    """Cross-field checks that single fields cannot express."""
+    n = s.data.num_clients
+    if s.clients.per_round is not None and s.clients.per_round > n:
+        raise ScenarioError(
+            "clients.per_round", s.clients.per_round, f"at most data.num_clients = {n}"
+        )
+    if s.attack.name != "none":
+        if s.attack.fraction is None and s.attack.count is None:
+            raise ScenarioError("attack", s.attack.name, "attack.fraction or attack.count for an attack")
+        if s.num_malicious > n:
+            key = "attack.count" if s.attack.count is not None else "attack.fraction"
+            raise ScenarioError(key, s.num_malicious, f"at most data.num_clients = {n} malicious clients")
+    if s.sweep is not None:
+        for key, values in s.sweep.items():
+            if not values:
+                raise ScenarioError(f"sweep.{key}", values, "a non-empty list of values")
+
+
+def scenario_to_dict(scenario: Scenario) -> dict[str, Any]:
+    """The resolved scenario as plain data (for ``scenario.yaml`` in a run directory)."""
+    return scenario.model_dump(mode="json")

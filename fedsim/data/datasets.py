@@ -1,0 +1,115 @@
+"""Datasets as in-memory tensors: the embedded ``digits`` and a seeded ``synthetic`` task.
+
+Every loader returns a :class:`Dataset` with images ``(N, C, H, W)`` float32 in [0, 1] and
+int64 labels, already split into a training pool (partitioned among clients) and a held-out
+test set the server evaluates on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from fedsim.errors import InvalidSettingError
+from fedsim.registry import Registry
+
+__all__ = ["DATASETS", "Dataset", "load_dataset"]
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A classification dataset split into a training pool and a held-out test set."""
+
+    name: str
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    num_classes: int
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """``(channels, height, width)`` of one sample."""
+        c, h, w = self.x_train.shape[1:]
+        return (int(c), int(h), int(w))
+
+
+DatasetLoader = Callable[..., Dataset]
+DATASETS: Registry[DatasetLoader] = Registry("dataset")
+
+
+def load_dataset(name: str, *, seed: int, test_fraction: float, **params: Any) -> Dataset:
+    """Load registry dataset ``name``; the train/test split is drawn from ``seed``."""
+    loader = DATASETS.get(name)
+    try:
+        return loader(seed=seed, test_fraction=test_fraction, **params)
+    except TypeError as e:
+        raise InvalidSettingError(f"dataset {name!r}: {e}") from e
+
+
+def _stratified_split(
+    y: np.ndarray, test_fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of a seeded, per-class stratified train/test split."""
+    rng = np.random.default_rng(seed)
+    train, test = [], []
+    for label in np.unique(y):
+        idx = rng.permutation(np.flatnonzero(y == label))
+        n_test = int(round(test_fraction * len(idx)))
+        test.append(idx[:n_test])
+        train.append(idx[n_test:])
+    return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
+
+
+def _split(name: str, x: np.ndarray, y: np.ndarray, num_classes: int, test_fraction: float, seed: int) -> Dataset:
+    train, test = _stratified_split(y, test_fraction, seed)
+    xt = torch.from_numpy(x.astype(np.float32))
+    yt = torch.from_numpy(y.astype(np.int64))
+    return Dataset(name, xt[train], yt[train], xt[test], yt[test], num_classes)
+
+
+@DATASETS.register("digits")
+def load_digits(*, seed: int, test_fraction: float) -> Dataset:
+    """scikit-learn's bundled handwritten digits: 1,797 grey 8×8 images, 10 classes.
+
+    Pixel values 0–16 are scaled to [0, 1]. Ships with scikit-learn, so it works offline.
+    """
+    from sklearn.datasets import load_digits as sk_load_digits
+
+    bunch = sk_load_digits()
+    x = (bunch.data / 16.0).reshape(-1, 1, 8, 8)
+    return _split("digits", x, bunch.target, 10, test_fraction, seed)
+
+
+@DATASETS.register("synthetic")
+def load_synthetic(
+    *,
+    seed: int,
+    test_fraction: float,
+    num_samples: int = 2000,
+    num_classes: int = 10,
+    image_size: int = 8,
+    channels: int = 1,
+    noise: float = 0.3,
+) -> Dataset:
+    """A seeded, learnable image classification task of any size.
+
+    Each class has a random prototype image p_c ∈ [0, 1]^{C×H×W}; a sample of class c is
+    clip(p_c + ε, 0, 1) with ε ~ N(0, noise²). Labels are balanced.
+    """
+    if num_samples < 2 * num_classes or num_classes < 2 or image_size < 1 or channels < 1 or noise < 0:
+        raise InvalidSettingError(
+            "synthetic needs num_samples ≥ 2·num_classes, num_classes ≥ 2, image_size ≥ 1, "
+            f"channels ≥ 1, noise ≥ 0; got num_samples={num_samples}, num_classes={num_classes}, "
+            f"image_size={image_size}, channels={channels}, noise={noise}"
+        )
+    rng = np.random.default_rng(seed)
+    shape = (channels, image_size, image_size)
+    prototypes = rng.random((num_classes, *shape))
+    y = rng.permutation(np.arange(num_samples) % num_classes)
+    x = np.clip(prototypes[y] + rng.normal(0.0, noise, (num_samples, *shape)), 0.0, 1.0)
+    return _split("synthetic", x, y, num_classes, test_fraction, seed)

@@ -1,0 +1,55 @@
+"""A scenario's data as the federation sees it: one slice per client plus the test set."""
+
+from __future__ import annotations
+
+import functools
+import json
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from fedsim.config import DataConfig
+from fedsim.data.datasets import Dataset, load_dataset
+from fedsim.data.partition import partition_dirichlet, partition_iid, partition_shards
+
+__all__ = ["FederatedData", "federated_data"]
+
+
+@dataclass(frozen=True)
+class FederatedData:
+    """The dataset and the index partition of its training pool among clients."""
+
+    dataset: Dataset
+    partitions: tuple[np.ndarray, ...]
+
+    def client(self, client_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Images and labels of client ``client_id``'s partition."""
+        idx = torch.from_numpy(self.partitions[client_id])
+        return self.dataset.x_train[idx], self.dataset.y_train[idx]
+
+
+def federated_data(config: DataConfig, seed: int) -> FederatedData:
+    """Build (or fetch from this process' cache) the partitioned data of a scenario.
+
+    Clients run in long-lived processes (Ray actors, or the driver for ``inline``); the cache
+    means a partition is built once per process, not once per round.
+    """
+    key = json.dumps(config.model_dump(mode="json"), sort_keys=True)
+    return _cached(key, seed)
+
+
+@functools.lru_cache(maxsize=4)
+def _cached(key: str, seed: int) -> FederatedData:
+    config = DataConfig.model_validate_json(key)
+    data = load_dataset(
+        config.dataset, seed=seed, test_fraction=config.test_fraction, **config.params
+    )
+    labels = data.y_train.numpy()
+    if config.partition == "iid":
+        parts = partition_iid(len(labels), config.num_clients, seed)
+    elif config.partition == "dirichlet":
+        parts = partition_dirichlet(labels, config.num_clients, config.alpha, seed)
+    else:
+        parts = partition_shards(labels, config.num_clients, config.shards_per_client, seed)
+    return FederatedData(data, tuple(parts))

@@ -1,0 +1,87 @@
+"""What every process of a run derives from its scenario: data, model factory, malicious set.
+
+Each process (the driver, each Ray actor) builds this once and caches it, so a client's
+partition and its model object are not rebuilt on every round.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from fedsim.config import Scenario
+from fedsim.data import FederatedData, federated_data
+from fedsim.models import build_model
+from fedsim.params import flat_params
+from fedsim.seeding import Stream, derive_seed, numpy_rng
+
+__all__ = ["Federation", "federation_for", "malicious_clients", "resolve_device"]
+
+
+def resolve_device(setting: str) -> torch.device:
+    """``auto`` → the GPU when one is visible, else the CPU; ``cpu``/``cuda`` as given."""
+    if setting == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(setting)
+
+
+def malicious_clients(scenario: Scenario) -> frozenset[int]:
+    """The malicious client ids: a seeded draw, fixed for the whole run."""
+    count = scenario.num_malicious
+    if count == 0:
+        return frozenset()
+    rng = numpy_rng(scenario.seed, Stream.MALICIOUS)
+    chosen = rng.choice(scenario.data.num_clients, size=count, replace=False)
+    return frozenset(int(c) for c in chosen)
+
+
+@dataclass
+class Federation:
+    """A scenario's derived objects in one process."""
+
+    scenario: Scenario
+    data: FederatedData
+    malicious: frozenset[int]
+    device: torch.device
+    _models: dict[str, nn.Module] = field(default_factory=dict, repr=False)
+
+    def build_model(self) -> nn.Module:
+        """A fresh model with the run's seeded initial weights, on this process' device."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(derive_seed(self.scenario.seed, Stream.INIT))
+            model = build_model(
+                self.scenario.model.name,
+                self.data.dataset.input_shape,
+                self.data.dataset.num_classes,
+                **self.scenario.model.params,
+            )
+        return model.to(self.device)
+
+    def model(self, role: str) -> nn.Module:
+        """A model object reused across calls in this process (one per ``role``)."""
+        if role not in self._models:
+            self._models[role] = self.build_model()
+        return self._models[role]
+
+    def initial_weights(self) -> torch.Tensor:
+        """The seeded initial global weights as a flat float32 vector."""
+        return flat_params(self.build_model())
+
+
+def federation_for(scenario: Scenario) -> Federation:
+    """The cached :class:`Federation` of ``scenario`` in this process."""
+    return _federation(scenario.model_dump_json())
+
+
+@functools.lru_cache(maxsize=2)
+def _federation(scenario_json: str) -> Federation:
+    scenario = Scenario.model_validate_json(scenario_json)
+    return Federation(
+        scenario=scenario,
+        data=federated_data(scenario.data, scenario.seed),
+        malicious=malicious_clients(scenario),
+        device=resolve_device(scenario.device),
+    )

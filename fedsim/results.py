@@ -1,0 +1,100 @@
+"""The run directory: ``scenario.yaml``, ``metrics.jsonl`` (round by round) and ``summary.json``.
+
+``metrics.jsonl`` gets one whole JSON line per finished round, flushed and fsynced as the
+round ends, so an interrupted run keeps every finished round. ``summary.json`` is written to a
+temporary file and renamed, so it is never half-written. Non-finite floats are written as
+``null`` (strict JSON), never as ``NaN``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+__all__ = ["RunRecorder", "default_run_dir", "read_metrics", "write_json_atomic"]
+
+
+def default_run_dir(name: str, root: str | os.PathLike[str] = "runs") -> Path:
+    """``runs/<name>-<YYYYmmdd-HHMMSS>`` (with a numeric suffix if it already exists)."""
+    safe = "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in name)
+    base = Path(root) / f"{safe}-{time.strftime('%Y%m%d-%H%M%S')}"
+    path, i = base, 1
+    while path.exists():
+        path, i = Path(f"{base}-{i}"), i + 1
+    return path
+
+
+def _clean(value: Any) -> Any:
+    """Replace non-finite floats by None, recursively, so the JSON is strict."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    return value
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write ``data`` as JSON to ``path`` via a temporary file and an atomic rename."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(_clean(data), f, indent=2, allow_nan=False)
+        f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def read_metrics(run_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """The per-round records of a run directory (complete lines only)."""
+    rows = []
+    with open(Path(run_dir) / "metrics.jsonl", encoding="utf-8") as f:
+        for line in f:
+            if line.endswith("\n"):
+                rows.append(json.loads(line))
+    return rows
+
+
+class RunRecorder:
+    """Writes one run directory.
+
+    Parameters
+    ----------
+    run_dir : path-like
+        Created if missing. An existing ``metrics.jsonl`` in it is replaced.
+    scenario : dict
+        The resolved scenario, written as ``scenario.yaml``.
+    """
+
+    def __init__(self, run_dir: str | os.PathLike[str], scenario: dict[str, Any]) -> None:
+        self.run_dir = Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.run_dir / "scenario.yaml", "w", encoding="utf-8") as f:
+            yaml.safe_dump(scenario, f, sort_keys=False)
+        self._metrics = open(self.run_dir / "metrics.jsonl", "w", encoding="utf-8")  # noqa: SIM115
+        self.rounds: list[dict[str, Any]] = []
+
+    def write_round(self, record: dict[str, Any]) -> None:
+        """Append one round's record as a whole line, flushed to disk."""
+        record = _clean(record)
+        self._metrics.write(json.dumps(record, allow_nan=False) + "\n")
+        self._metrics.flush()
+        os.fsync(self._metrics.fileno())
+        self.rounds.append(record)
+
+    def finish(self, summary: dict[str, Any]) -> None:
+        """Close the metrics file and write ``summary.json`` atomically."""
+        self.close()
+        write_json_atomic(self.run_dir / "summary.json", summary)
+
+    def close(self) -> None:
+        """Close the metrics file (idempotent)."""
+        if not self._metrics.closed:
+            self._metrics.close()

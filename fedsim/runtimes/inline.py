@@ -1,0 +1,132 @@
+"""The ``inline`` runtime: the same ClientApp and ServerApp, driven in-process without Ray.
+
+:class:`InlineGrid` implements Flower's :class:`~flwr.serverapp.Grid`. It keeps one Flower
+``Context`` per node (``partition-id``/``num-partitions`` in ``node_config`` and a persistent
+``state``) and answers ``send_and_receive`` by calling the ClientApp on each message in turn,
+in client-id order. A ClientApp that raises produces an error reply, as on Flower's simulation
+engine, so the server sees the same thing on both runtimes.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+
+from flwr.app import Context, Error, Message, RecordDict
+from flwr.app.user_config import UserConfig
+from flwr.clientapp import ClientApp
+from flwr.common.constant import SUPERLINK_NODE_ID, ErrorCode
+from flwr.serverapp import Grid, ServerApp
+from flwr.supercore.run import Run
+from flwr.supercore.task_identity import TaskIdentity
+
+from fedsim.seeding import Stream, numpy_rng
+
+__all__ = ["InlineGrid", "run_inline"]
+
+
+class InlineGrid(Grid):
+    """A Grid that runs a ClientApp in this process, one message after another.
+
+    Parameters
+    ----------
+    client_app : ClientApp
+        The app every node runs.
+    num_nodes : int
+        Number of nodes; node *i* has partition id *i*.
+    seed : int
+        Seeds the (random-looking) node ids, so nothing can rely on node id == client id.
+    """
+
+    def __init__(self, client_app: ClientApp, num_nodes: int, seed: int = 0, run_id: int = 1) -> None:
+        self.client_app = client_app
+        self._run = Run.create_empty(run_id=run_id)
+        offsets = numpy_rng(seed, Stream.NODE_IDS).permutation(num_nodes)
+        self._contexts: dict[int, Context] = {}
+        for partition_id, offset in enumerate(offsets):
+            node_id = 10_000 + 17 * int(offset)
+            self._contexts[node_id] = Context(
+                run_id=run_id,
+                node_id=node_id,
+                node_config=UserConfig({"partition-id": partition_id, "num-partitions": num_nodes}),
+                state=RecordDict(),
+                run_config=UserConfig(),
+            )
+        self._pending: dict[str, Message] = {}
+        self._replies: dict[str, Message] = {}
+
+    def set_run(self, run: Run) -> None:
+        """Adopt ``run`` (its id only)."""
+        self._run = run
+
+    @property
+    def run(self) -> Run:
+        """The run this grid serves."""
+        return self._run
+
+    def create_message(
+        self,
+        content: RecordDict,
+        message_type: str,
+        dst_node_id: int,
+        group_id: str,
+        ttl: float | None = None,
+    ) -> Message:
+        """Build an instruction message (Flower's deprecated helper)."""
+        return Message(content, dst_node_id, message_type, ttl=ttl, group_id=group_id)
+
+    def get_node_ids(self) -> Iterable[int]:
+        """All node ids."""
+        return list(self._contexts)
+
+    def context(self, node_id: int) -> Context:
+        """The persistent Flower context of ``node_id``."""
+        return self._contexts[node_id]
+
+    def push_messages(self, messages: Iterable[Message]) -> Iterable[str]:
+        """Queue messages; they run when their replies are pulled."""
+        ids = []
+        for msg in messages:
+            if msg.metadata.dst_node_id not in self._contexts:
+                raise ValueError(f"no node {msg.metadata.dst_node_id}")
+            message_id = uuid.uuid4().hex
+            msg.metadata.__dict__["_message_id"] = message_id
+            self._pending[message_id] = msg
+            ids.append(message_id)
+        return ids
+
+    def pull_messages(self, message_ids: Iterable[str]) -> Iterable[Message]:
+        """Run the queued messages among ``message_ids`` (by destination client id) and return replies."""
+        wanted = [m for m in message_ids if m in self._pending or m in self._replies]
+        todo = sorted(
+            (m for m in wanted if m in self._pending),
+            key=lambda m: self._contexts[self._pending[m].metadata.dst_node_id].node_config["partition-id"],
+        )
+        for message_id in todo:
+            self._replies[message_id] = self._execute(self._pending.pop(message_id))
+        return [self._replies.pop(m) for m in wanted if m in self._replies]
+
+    def send_and_receive(self, messages: Iterable[Message], *, timeout: float | None = None) -> Iterable[Message]:
+        """Push ``messages``, run them, return their replies."""
+        return self.pull_messages(self.push_messages(messages))
+
+    def _execute(self, msg: Message) -> Message:
+        context = self._contexts[msg.metadata.dst_node_id]
+        try:
+            return self.client_app(msg, context)
+        except Exception as e:  # noqa: BLE001  (a failing client must not stop the server)
+            reason = f"{type(e).__name__}: {e}"
+            return Message(Error(code=ErrorCode.CLIENT_APP_RAISED_EXCEPTION, reason=reason), reply_to=msg)
+
+
+def run_inline(server_app: ServerApp, client_app: ClientApp, num_nodes: int, seed: int) -> None:
+    """Run ``server_app`` against ``num_nodes`` in-process nodes running ``client_app``."""
+    grid = InlineGrid(client_app, num_nodes, seed)
+    TaskIdentity.task_id = 1
+    TaskIdentity.run_id = grid.run.run_id
+    TaskIdentity.node_id = SUPERLINK_NODE_ID
+    server_context = Context(
+        run_id=grid.run.run_id, node_id=SUPERLINK_NODE_ID, node_config=UserConfig(),
+        state=RecordDict(), run_config=UserConfig(),
+    )
+    server_app(grid, server_context)

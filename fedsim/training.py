@@ -1,0 +1,95 @@
+"""Local training and evaluation on in-memory tensors (no DataLoader).
+
+A client's local procedure is plain minibatch SGD (optionally with momentum and weight decay)
+over ``epochs`` passes of a seeded shuffle of its data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["EvalResult", "TrainResult", "TrainSettings", "evaluate", "train_local"]
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """The local procedure (from the scenario's ``clients`` block)."""
+
+    epochs: int
+    batch_size: int
+    lr: float
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """Mean training loss over all local steps, the step count and the example count."""
+
+    loss: float
+    steps: int
+    num_examples: int
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """Mean cross-entropy loss and accuracy."""
+
+    loss: float
+    accuracy: float
+    num_examples: int
+
+
+def train_local(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    settings: TrainSettings,
+    generator: torch.Generator,
+) -> TrainResult:
+    """Run local SGD on ``(x, y)`` in place; shuffles come from ``generator`` (CPU).
+
+    Tensors are moved to the device of ``model``'s parameters once, before the loop.
+    """
+    device = next(model.parameters()).device
+    x, y = x.to(device), y.to(device)
+    optimizer = torch.optim.SGD(
+        model.parameters(),
+        lr=settings.lr,
+        momentum=settings.momentum,
+        weight_decay=settings.weight_decay,
+    )
+    model.train()
+    n = len(y)
+    total, steps = torch.zeros((), device=device), 0
+    for _ in range(settings.epochs):
+        order = torch.randperm(n, generator=generator).to(device)
+        for start in range(0, n, settings.batch_size):
+            batch = order[start : start + settings.batch_size]
+            optimizer.zero_grad(set_to_none=True)
+            loss = F.cross_entropy(model(x[batch]), y[batch])
+            loss.backward()
+            optimizer.step()
+            total += loss.detach()
+            steps += 1
+    return TrainResult(loss=float(total) / max(steps, 1), steps=steps, num_examples=n)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 2048) -> EvalResult:
+    """Mean cross-entropy and accuracy of ``model`` on ``(x, y)``, in large batches."""
+    device = next(model.parameters()).device
+    model.eval()
+    loss_sum, correct = 0.0, 0
+    for start in range(0, len(y), batch_size):
+        xb = x[start : start + batch_size].to(device)
+        yb = y[start : start + batch_size].to(device)
+        logits = model(xb)
+        loss_sum += float(F.cross_entropy(logits, yb, reduction="sum"))
+        correct += int((logits.argmax(dim=1) == yb).sum())
+    n = len(y)
+    return EvalResult(loss=loss_sum / max(n, 1), accuracy=correct / max(n, 1), num_examples=n)

@@ -1,0 +1,154 @@
+"""The Flower ``ServerApp``: handshake, rounds through the strategy, evaluation, recording.
+
+:func:`run_server` is the whole server side of a run on any :class:`flwr.serverapp.Grid`:
+
+1. ask every node for its partition id (``query.identify``) to map node ids to client ids;
+2. build the aggregator and the :class:`~server.strategy.FedsimStrategy`;
+3. run ``strategy.start`` for ``rounds`` rounds; after each round evaluate the global model on
+   the held-out test set and hand the round's record to the observer (which writes
+   ``metrics.jsonl`` and updates the progress display).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Protocol
+
+from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.serverapp import Grid, ServerApp
+
+from clients.app import WEIGHTS_KEY
+from fedsim.config import Scenario, load_scenario, scenario_to_dict
+from fedsim.errors import RunError
+from fedsim.federation import Federation, federation_for
+from fedsim.params import from_array_record, load_flat_params, to_array_record
+from fedsim.results import RunRecorder, default_run_dir
+from fedsim.training import evaluate
+from server import aggregators
+from server.strategy import FedsimStrategy
+
+__all__ = ["RoundObserver", "app", "identify_clients", "make_server_app", "run_server"]
+
+log = logging.getLogger(__name__)
+
+
+class RoundObserver(Protocol):
+    """Receives each finished round's record and the run's summary."""
+
+    def on_round(self, record: dict[str, Any]) -> None:
+        """Called once per round, as soon as the round is evaluated."""
+
+    def on_end(self, summary: dict[str, Any]) -> None:
+        """Called once after the last round."""
+
+
+def identify_clients(grid: Grid, num_clients: int, timeout: float = 600.0) -> dict[int, int]:
+    """Map client (partition) ids to Flower node ids by asking every node once."""
+    node_ids = list(grid.get_node_ids())
+    messages = [
+        Message(RecordDict(), dst_node_id=node, message_type="query.identify") for node in node_ids
+    ]
+    client_to_node: dict[int, int] = {}
+    for reply in grid.send_and_receive(messages, timeout=timeout):
+        if reply.has_error():
+            raise RunError(f"node {reply.metadata.src_node_id} failed to identify: {reply.error.reason}")
+        client_id = int(reply.content["metrics"]["partition-id"])
+        client_to_node[client_id] = reply.metadata.src_node_id
+    missing = sorted(set(range(num_clients)) - set(client_to_node))
+    if missing:
+        raise RunError(f"no node answered for client ids {missing[:10]} (got {len(client_to_node)} of {num_clients})")
+    return client_to_node
+
+
+def run_server(grid: Grid, scenario: Scenario, observer: RoundObserver) -> dict[str, Any]:
+    """Run all rounds of ``scenario`` on ``grid``; return the summary."""
+    fed = federation_for(scenario)
+    initial = fed.initial_weights()
+    client_to_node = identify_clients(grid, scenario.data.num_clients)
+    aggregator = aggregators.build(scenario.defense.aggregator, **scenario.defense.params)
+    strategy = FedsimStrategy(scenario, aggregator, client_to_node, fed.malicious, initial.numel())
+    history: list[dict[str, Any]] = []
+    started = time.perf_counter()
+
+    def evaluate_round(server_round: int, arrays: ArrayRecord) -> MetricRecord | None:
+        if server_round == 0 or strategy.report is None:
+            return None
+        result = _evaluate_global(fed, arrays)
+        report = strategy.report
+        record = {
+            "round": server_round,
+            "accuracy": result["accuracy"],
+            "loss": result["loss"],
+            "time_s": time.perf_counter() - report.started,
+            **report.as_record(),
+        }
+        history.append(record)
+        observer.on_round(record)
+        return MetricRecord({"accuracy": record["accuracy"], "loss": record["loss"]})
+
+    strategy.start(
+        grid=grid,
+        initial_arrays=to_array_record(WEIGHTS_KEY, initial),
+        num_rounds=scenario.rounds,
+        train_config=ConfigRecord(),
+        evaluate_fn=evaluate_round,
+    )
+    summary = _summarise(scenario, history, time.perf_counter() - started)
+    observer.on_end(summary)
+    return summary
+
+
+def _evaluate_global(fed: Federation, arrays: ArrayRecord) -> dict[str, float]:
+    model = fed.model("server")
+    load_flat_params(model, from_array_record(arrays, WEIGHTS_KEY))
+    data = fed.data.dataset
+    result = evaluate(model, data.x_test, data.y_test)
+    return {"accuracy": result.accuracy, "loss": result.loss}
+
+
+def _summarise(scenario: Scenario, history: list[dict[str, Any]], wall_s: float) -> dict[str, Any]:
+    last = history[-1] if history else {}
+    times = [r["time_s"] for r in history]
+    return {
+        "name": scenario.name,
+        "seed": scenario.seed,
+        "runtime": scenario.runtime,
+        "rounds": len(history),
+        "final_accuracy": last.get("accuracy"),
+        "final_loss": last.get("loss"),
+        "best_accuracy": max((r["accuracy"] for r in history), default=None),
+        "mean_round_s": sum(times) / len(times) if times else None,
+        "wall_s": wall_s,
+        "malicious_clients": sorted(federation_for(scenario).malicious),
+    }
+
+
+class _RecorderObserver:
+    """Writes a run directory (used when the app runs under ``flwr run``)."""
+
+    def __init__(self, scenario: Scenario) -> None:
+        self.recorder = RunRecorder(default_run_dir(scenario.name), scenario_to_dict(scenario))
+
+    def on_round(self, record: dict[str, Any]) -> None:
+        self.recorder.write_round(record)
+        log.info("round %d: accuracy %.4f loss %.4f", record["round"], record["accuracy"], record["loss"])
+
+    def on_end(self, summary: dict[str, Any]) -> None:
+        self.recorder.finish(summary)
+
+
+def make_server_app(scenario: Scenario | None = None, observer: RoundObserver | None = None) -> ServerApp:
+    """Build the ServerApp for ``scenario`` (or for the run config's scenario file)."""
+    app = ServerApp()
+
+    @app.main()
+    def main(grid: Grid, context: Context) -> None:
+        resolved = scenario or load_scenario(str(context.run_config["scenario"]))
+        run_server(grid, resolved, observer or _RecorderObserver(resolved))
+
+    return app
+
+
+# `flwr run .` entry point: the scenario path comes from the run config.
+app = make_server_app()

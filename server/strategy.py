@@ -1,0 +1,175 @@
+"""fedsim's Message-API strategy: seeded sampling, checked replies, pluggable aggregation.
+
+The strategy is a thin adapter. It samples clients with a generator keyed by (seed, round),
+sends the global weights, checks the replies at the server boundary
+(:mod:`server.replies`), hands the accepted float64 deltas — ordered by client id — to an
+aggregator from :mod:`server.aggregators`, and applies the aggregate as a delta:
+w ← w + η_server · Δ̄. What happened in the round is kept as a :class:`RoundReport`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, MetricRecord, RecordDict
+from flwr.serverapp import Grid
+from flwr.serverapp.strategy import Strategy
+
+from clients.app import WEIGHTS_KEY
+from fedsim.config import Scenario
+from fedsim.errors import InvalidSettingError
+from fedsim.params import from_array_record, to_array_record
+from fedsim.seeding import Stream, numpy_rng
+from server.aggregators import Aggregator
+from server.replies import parse_train_replies
+
+__all__ = ["FedsimStrategy", "RoundReport", "sample_clients"]
+
+log = logging.getLogger(__name__)
+
+
+def sample_clients(scenario: Scenario, server_round: int) -> list[int]:
+    """The client ids sampled in ``server_round`` (uniform without replacement, sorted)."""
+    n, k = scenario.data.num_clients, scenario.clients_per_round
+    if k >= n:
+        return list(range(n))
+    rng = numpy_rng(scenario.seed, Stream.SAMPLE, server_round)
+    return sorted(int(c) for c in rng.choice(n, size=k, replace=False))
+
+
+@dataclass
+class RoundReport:
+    """What the server saw and did in one round (becomes part of the metrics line)."""
+
+    round: int
+    sampled: list[int]
+    malicious: list[int]
+    replied: list[int] = field(default_factory=list)
+    failed: dict[int, str] = field(default_factory=dict)
+    rejected: dict[int, str] = field(default_factory=dict)
+    accepted: list[int] | None = None
+    skipped: str | None = None
+    train_loss: float | None = None
+    started: float = field(default_factory=time.perf_counter)
+
+    def as_record(self) -> dict[str, Any]:
+        """The report's fields for ``metrics.jsonl``."""
+        return {
+            "sampled": self.sampled,
+            "malicious": self.malicious,
+            "replied": self.replied,
+            "accepted": self.accepted,
+            "failed": {str(k): v for k, v in sorted(self.failed.items())},
+            "rejected": {str(k): v for k, v in sorted(self.rejected.items())},
+            "skipped": self.skipped,
+            "train_loss": self.train_loss,
+        }
+
+
+class FedsimStrategy(Strategy):
+    """Seeded client sampling and robust aggregation of float64 deltas.
+
+    Parameters
+    ----------
+    scenario : Scenario
+        The run's scenario (sampling, server learning rate).
+    aggregator : Aggregator
+        The rule applied to each round's accepted updates.
+    client_to_node : dict[int, int]
+        Flower node id of each client id (from the start-of-run handshake).
+    malicious : frozenset[int]
+        The run's malicious client ids (for the report only; the server does not use them).
+    dim : int
+        Number of model parameters (the expected update length).
+    """
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        aggregator: Aggregator,
+        client_to_node: dict[int, int],
+        malicious: frozenset[int],
+        dim: int,
+    ) -> None:
+        self.scenario = scenario
+        self.aggregator = aggregator
+        self.client_to_node = dict(client_to_node)
+        self.node_to_client = {node: client for client, node in client_to_node.items()}
+        self.malicious = malicious
+        self.dim = dim
+        self.report: RoundReport | None = None
+        self._global: torch.Tensor | None = None
+
+    def summary(self) -> None:
+        """Log the strategy's settings."""
+        log.info(
+            "FedsimStrategy: %d of %d clients per round, aggregator %s, server lr %s",
+            self.scenario.clients_per_round,
+            self.scenario.data.num_clients,
+            self.aggregator.describe(),
+            self.scenario.defense.server_lr,
+        )
+
+    def configure_train(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> Iterable[Message]:
+        """Sample this round's clients and send them the global weights."""
+        sampled = sample_clients(self.scenario, server_round)
+        self.report = RoundReport(
+            round=server_round,
+            sampled=sampled,
+            malicious=[c for c in sampled if c in self.malicious],
+        )
+        self._global = from_array_record(arrays, WEIGHTS_KEY)
+        config["server-round"] = server_round
+        content = RecordDict({"arrays": arrays, "config": config})
+        return [
+            Message(content, dst_node_id=self.client_to_node[c], message_type=MessageType.TRAIN)
+            for c in sampled
+        ]
+
+    def aggregate_train(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        """Check replies, aggregate the accepted deltas, return the new global weights."""
+        report, current = self.report, self._global
+        if report is None or current is None:
+            raise RuntimeError("aggregate_train called before configure_train")
+        parsed = parse_train_replies(replies, self.node_to_client, self.dim)
+        report.failed, report.rejected = parsed.failed, parsed.rejected
+        report.replied = sorted([u.client_id for u in parsed.updates] + list(parsed.rejected))
+        for client, reason in {**parsed.failed, **parsed.rejected}.items():
+            log.warning("round %d: client %d left out: %s", server_round, client, reason)
+        if not parsed.updates:
+            report.skipped = "no valid update arrived"
+            return None, None
+
+        updates = torch.stack([u.update for u in parsed.updates])
+        weights = torch.tensor([float(u.num_examples) for u in parsed.updates], dtype=torch.float64)
+        ids = [u.client_id for u in parsed.updates]
+        report.train_loss = float((weights @ torch.tensor([u.train_loss for u in parsed.updates], dtype=torch.float64)) / weights.sum())
+        try:
+            result = self.aggregator(updates, weights, ids)
+        except InvalidSettingError as e:
+            report.skipped = str(e)
+            log.warning("round %d skipped: %s", server_round, e)
+            return None, None
+        report.accepted = result.accepted
+        new_global = current.to(torch.float64) + self.scenario.defense.server_lr * result.update
+        metrics = MetricRecord({"train-loss": report.train_loss, "num-updates": len(ids)})
+        return to_array_record(WEIGHTS_KEY, new_global.to(current.dtype)), metrics
+
+    def configure_evaluate(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> Iterable[Message]:
+        """No federated evaluation: the server evaluates the global model on held-out data."""
+        return []
+
+    def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]) -> MetricRecord | None:
+        """Nothing to aggregate (see :meth:`configure_evaluate`)."""
+        return None
