@@ -144,7 +144,7 @@ def accepts(name: str) -> set[str]:
 
 
 def _required(cls: type[Attack]) -> set[str]:
-    """Names of the parameters of ``cls`` that have no default."""
+    """Return the names of the parameters of ``cls`` that have no default."""
     return {
         p.name
         for p in inspect.signature(cls).parameters.values()

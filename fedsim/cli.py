@@ -101,7 +101,7 @@ def _quiet(verbose: bool) -> None:
     level = logging.INFO if verbose else logging.WARNING
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     flwr_logger = logging.getLogger("flwr")
-    flwr_logger.setLevel(level)
+    flwr_logger.setLevel(level if verbose else logging.ERROR)  # its deprecation notes are noise
     flwr_logger.propagate = False  # it has its own console handler
     if not verbose:
         warnings.filterwarnings("ignore", category=DeprecationWarning)

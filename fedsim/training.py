@@ -6,13 +6,15 @@ over ``epochs`` passes of a seeded shuffle of its data.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["EvalResult", "TrainResult", "TrainSettings", "evaluate", "train_local"]
+__all__ = ["EvalResult", "TrainResult", "TrainSettings", "evaluate", "single_thread", "train_local"]
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,25 @@ class EvalResult:
     num_examples: int
 
 
+@contextlib.contextmanager
+def single_thread(device: torch.device) -> Iterator[None]:
+    """Run CPU work on one intra-op thread, then restore the previous setting.
+
+    The thread count changes the order of floating-point reductions, so clients train on one
+    thread on every runtime (a Ray actor gets one CPU): the same seed then gives bit-identical
+    updates on ``inline`` and ``ray``. GPU work is unaffected.
+    """
+    if device.type != "cpu":
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
 def train_local(
     model: nn.Module,
     x: torch.Tensor,
@@ -53,9 +74,22 @@ def train_local(
 ) -> TrainResult:
     """Run local SGD on ``(x, y)`` in place; shuffles come from ``generator`` (CPU).
 
-    Tensors are moved to the device of ``model``'s parameters once, before the loop.
+    Tensors are moved to the device of ``model``'s parameters once, before the loop. On the
+    CPU the loop runs on one thread (see :func:`single_thread`).
     """
     device = next(model.parameters()).device
+    with single_thread(device):
+        return _train(model, x, y, settings, generator, device)
+
+
+def _train(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    settings: TrainSettings,
+    generator: torch.Generator,
+    device: torch.device,
+) -> TrainResult:
     x, y = x.to(device), y.to(device)
     optimizer = torch.optim.SGD(
         model.parameters(),

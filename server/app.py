@@ -44,8 +44,16 @@ class RoundObserver(Protocol):
 
 
 def identify_clients(grid: Grid, num_clients: int, timeout: float = 600.0) -> dict[int, int]:
-    """Map client (partition) ids to Flower node ids by asking every node once."""
+    """Map client (partition) ids to Flower node ids by asking every node once.
+
+    Waits (up to ``timeout`` seconds) until all ``num_clients`` nodes are registered: Flower's
+    simulation engine starts the ServerApp before it registers the nodes.
+    """
+    deadline = time.monotonic() + timeout
     node_ids = list(grid.get_node_ids())
+    while len(node_ids) < num_clients and time.monotonic() < deadline:
+        time.sleep(0.05)
+        node_ids = list(grid.get_node_ids())
     messages = [
         Message(RecordDict(), dst_node_id=node, message_type="query.identify") for node in node_ids
     ]

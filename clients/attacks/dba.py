@@ -35,6 +35,7 @@ class DBA(Backdoor):
 
     Examples
     --------
+    >>> import torch
     >>> attack = DBA(trigger_size=[2, 4], num_pieces=4, trigger_position=[0, 0], trigger_value=1.0)
     >>> attack.trigger_mask(2, 5, piece=1).int().tolist()
     [[0, 0, 1, 1, 0], [0, 0, 0, 0, 0]]

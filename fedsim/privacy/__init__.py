@@ -4,13 +4,15 @@
 - :mod:`fedsim.privacy.dp_sgd`: local DP-SGD with Opacus (:func:`train_dp_sgd`) and noise
   calibration for a whole run (:func:`calibrate_noise`).
 - :mod:`fedsim.privacy.central`: client-level DP-FedAvg with fixed or adaptive clipping and its
-  accounting (:class:`DPFedAvg`, :class:`AdaptiveClip`, :class:`CentralAccountant`).
+  accounting (:class:`DPFedAvg`, :class:`CentralAccountant`).
+- :mod:`fedsim.privacy.adaptive_clip`: quantile-tracking clip norm for DP-FedAvg
+  (:class:`AdaptiveClip`).
 """
 
 from __future__ import annotations
 
+from fedsim.privacy.adaptive_clip import AdaptiveClip
 from fedsim.privacy.central import (
-    AdaptiveClip,
     Amplification,
     CentralAccountant,
     CentralDPResult,

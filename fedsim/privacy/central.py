@@ -3,8 +3,9 @@
 The mechanism works on an ``(n, d)`` float64 matrix of client deltas ``Δᵢ = wᵢ − w_global``
 and knows nothing of Flower. Its two parts live on one class (:class:`DPFedAvg`): the
 client-side clip (:meth:`DPFedAvg.client_step`) and the server-side noise
-(:meth:`DPFedAvg.server_step`). Noise calibrated for this *mean* is not calibrated for a
-robust rule (Krum's sensitivity is up to S); use it with FedAvg only.
+(:meth:`DPFedAvg.server_step`); the clip norm may adapt
+(:class:`~fedsim.privacy.adaptive_clip.AdaptiveClip`). Noise calibrated for this *mean* is not
+calibrated for a robust rule (Krum's sensitivity is up to S); use it with FedAvg only.
 """
 
 from __future__ import annotations
@@ -18,10 +19,15 @@ from typing import Literal
 import torch
 
 from fedsim.errors import InvalidSettingError
-from fedsim.privacy.ledger import AccountantName, _check_accountant, _check_delta, epsilon_from_history
+from fedsim.privacy.adaptive_clip import AdaptiveClip
+from fedsim.privacy.ledger import (
+    AccountantName,
+    _check_accountant,
+    _check_delta,
+    epsilon_from_history,
+)
 
 __all__ = [
-    "AdaptiveClip",
     "Amplification",
     "CentralAccountant",
     "CentralDPResult",
@@ -73,122 +79,6 @@ def clip_updates(updates: torch.Tensor, clip: float) -> tuple[torch.Tensor, torc
     return updates * factor[:, None], norms
 
 
-class AdaptiveClip:
-    r"""Quantile-tracking clip norm for DP-FedAvg (Andrew et al., NeurIPS 2021).
-
-    Each round every client reports :math:`b_i = \mathbb 1[\|\Delta_i\|_2 \le C]`; the server
-    releases the noisy fraction of unclipped updates and moves C geometrically toward the
-    γ-quantile of the update norms:
-
-    .. math::
-        \tilde b = \frac{1}{m}\Big(\sum_i b_i + \mathcal N(0, \sigma_b^2)\Big), \qquad
-        C \leftarrow C \cdot \exp\big(-\eta_C(\tilde b - \gamma)\big)
-
-    with m the expected number of clients per round, γ ``target_quantile``, η_C ``clip_lr``
-    and σ_b ``count_noise_multiplier`` (the std of the noise on the count Σbᵢ; the paper
-    suggests σ_b ≈ m/20). Releasing the count costs privacy, so the update itself gets the
-    smaller noise multiplier
-
-    .. math:: z_\Delta = \big(z^{-2} - (2\sigma_b)^{-2}\big)^{-1/2}
-
-    chosen so that the pair (update with z_Δ, count with σ_b; the centred bits have
-    sensitivity 1/2) composes to one Gaussian mechanism with noise multiplier z. Account
-    for the run with z. This needs σ_b > z/2.
-
-    Parameters
-    ----------
-    initial_clip : float
-        C₀ > 0.
-    target_quantile : float
-        γ in [0, 1].
-    clip_lr : float
-        η_C > 0.
-    count_noise_multiplier : float
-        σ_b ≥ 0 (0 only without update noise, z = 0).
-
-    Examples
-    --------
-    >>> import math, torch
-    >>> ac = AdaptiveClip(1.0, target_quantile=0.5, clip_lr=0.2, count_noise_multiplier=0.0)
-    >>> b = ac.update(torch.tensor([5.0, 6.0, 7.0]), expected_clients=3,
-    ...               generator=torch.Generator())      # all clipped: b̃ = 0, C grows
-    >>> b, round(ac.clip, 6) == round(math.exp(0.1), 6)
-    (0.0, True)
-    >>> round(AdaptiveClip(1.0, count_noise_multiplier=1.0).effective_noise_multiplier(1.0), 6)
-    1.154701
-
-    References
-    ----------
-    Andrew, Thakkar, McMahan, Ramaswamy. Differentially Private Learning with Adaptive
-    Clipping. NeurIPS 2021.
-    """
-
-    def __init__(
-        self,
-        initial_clip: float,
-        target_quantile: float = 0.5,
-        clip_lr: float = 0.2,
-        *,
-        count_noise_multiplier: float,
-    ) -> None:
-        if not (math.isfinite(initial_clip) and initial_clip > 0):
-            raise InvalidSettingError(
-                f"adaptive clipping needs initial_clip > 0, got {initial_clip!r}"
-            )
-        if not 0.0 <= target_quantile <= 1.0:
-            raise InvalidSettingError(
-                f"adaptive clipping needs target_quantile in [0, 1], got {target_quantile!r}"
-            )
-        if not (math.isfinite(clip_lr) and clip_lr > 0):
-            raise InvalidSettingError(f"adaptive clipping needs clip_lr > 0, got {clip_lr!r}")
-        if not (math.isfinite(count_noise_multiplier) and count_noise_multiplier >= 0):
-            raise InvalidSettingError(
-                "adaptive clipping needs count_noise_multiplier >= 0, got "
-                f"{count_noise_multiplier!r}"
-            )
-        self.initial_clip = float(initial_clip)
-        self.target_quantile = float(target_quantile)
-        self.clip_lr = float(clip_lr)
-        self.count_noise_multiplier = float(count_noise_multiplier)
-        self.clip = float(initial_clip)
-
-    def effective_noise_multiplier(self, noise_multiplier: float) -> float:
-        """z_Δ = (z⁻² − (2σ_b)⁻²)^(−1/2) for the update, given the total z (0 if z = 0).
-
-        Raises
-        ------
-        InvalidSettingError
-            z > 0 and σ_b ≤ z/2 (the count would use up the whole budget).
-        """
-        z, sb = float(noise_multiplier), self.count_noise_multiplier
-        if z == 0.0:
-            return 0.0
-        if not 2.0 * sb > z:
-            raise InvalidSettingError(
-                f"adaptive clipping with noise_multiplier z={z} needs count_noise_multiplier "
-                f"sigma_b > z/2 = {z / 2}, got {sb}; Andrew et al. suggest sigma_b = m/20"
-            )
-        return (z**-2 - (2.0 * sb) ** -2) ** -0.5
-
-    def update(
-        self, norms: torch.Tensor, expected_clients: int, generator: torch.Generator
-    ) -> float:
-        """Move ``self.clip`` toward the target quantile; return the noisy fraction b̃.
-
-        ``norms`` are this round's unclipped update norms, compared with the clip C that
-        was used this round (the current ``self.clip``).
-        """
-        if expected_clients < 1:
-            raise InvalidSettingError(f"expected_clients must be >= 1, got {expected_clients}")
-        count = float((norms.to(torch.float64) <= self.clip).sum())
-        if self.count_noise_multiplier > 0:
-            noise = torch.randn((), generator=generator, dtype=torch.float64, device=generator.device)
-            count += float(noise) * self.count_noise_multiplier
-        fraction = count / expected_clients
-        self.clip = self.clip * math.exp(-self.clip_lr * (fraction - self.target_quantile))
-        return fraction
-
-
 @dataclass(frozen=True)
 class CentralDPResult:
     """One round of DP-FedAvg.
@@ -214,8 +104,9 @@ class DPFedAvg:
     r"""Client-level DP mean of client updates (DP-FedAvg; McMahan et al., ICLR 2018).
 
     .. math::
-        \bar\Delta = \frac{1}{m}\Big(\sum_{i=1}^{n} \Delta_i \min\big(1, \tfrac{S}{\|\Delta_i\|_2}\big)
-                      + \mathcal N(0, z^2 S^2 I_d)\Big)
+        \bar\Delta = \frac{1}{m}\Big(\sum_{i=1}^{n}
+                     \Delta_i \min\big(1, \tfrac{S}{\|\Delta_i\|_2}\big)
+                     + \mathcal N(0, z^2 S^2 I_d)\Big)
 
     with n the updates received this round, m the *expected* number of clients per round
     (a fixed denominator, so one client changes the sum by at most S), S the clip norm and

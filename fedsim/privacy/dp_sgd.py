@@ -54,13 +54,16 @@ class DPTrainResult:
 
 
 def local_steps(num_examples: int, batch_size: int, epochs: int) -> int:
-    """Number of DP-SGD steps :func:`train_dp_sgd` takes: ``epochs · ⌊N / B⌋``.
+    """Return the number of DP-SGD steps :func:`train_dp_sgd` takes: ``epochs · ⌊N / B⌋``.
 
     Examples
     --------
     >>> local_steps(num_examples=100, batch_size=32, epochs=2)
     6
     """
+    for name, value in (("batch_size", batch_size), ("epochs", epochs)):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise InvalidSettingError(f"DP-SGD needs an integer {name}, got {value!r}")
     if batch_size < 1 or num_examples < batch_size:
         raise InvalidSettingError(
             f"DP-SGD needs 1 <= batch_size <= number of local examples, got batch_size="
@@ -192,7 +195,10 @@ def train_dp_sgd(
     try:
         optimizer = DPOptimizer(
             torch.optim.SGD(
-                model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay
+                [p for p in model.parameters() if p.requires_grad],
+                lr=lr,
+                momentum=momentum,
+                weight_decay=weight_decay,
             ),
             noise_multiplier=noise_multiplier,
             max_grad_norm=max_grad_norm,
@@ -317,7 +323,7 @@ def _check_settings(
 
 
 def _noise_generator(generator: torch.Generator, device: torch.device) -> torch.Generator:
-    """``generator`` itself if it lives on ``device``, else one there seeded from it."""
+    """Return ``generator`` if it lives on ``device``, else a generator there seeded from it."""
     if generator.device.type == device.type:
         return generator
     seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))
@@ -327,7 +333,7 @@ def _noise_generator(generator: torch.Generator, device: torch.device) -> torch.
 def _batches(
     n: int, batch_size: int, steps: int, poisson: bool, generator: torch.Generator
 ) -> list[torch.Tensor]:
-    """One epoch of index batches: Poisson masks at q = B/n, or a shuffle cut into B-sized batches."""
+    """Draw one epoch of batches: Poisson masks at q = B/n, or a shuffle cut into B-sized ones."""
     if poisson:
         q = batch_size / n
         return [

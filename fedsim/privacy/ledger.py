@@ -228,7 +228,8 @@ class PrivacyLedger:
             raise InvalidSettingError(f"privacy ledger dict lacks key {e.args[0]!r}") from e
         if not len(sigmas) == len(rates) == len(steps):
             raise InvalidSettingError("privacy ledger dict lists differ in length")
-        return cls([(float(s), float(q), _as_steps(k)) for s, q, k in zip(sigmas, rates, steps)])
+        entries = zip(sigmas, rates, steps, strict=True)
+        return cls([(float(s), float(q), _as_steps(k)) for s, q, k in entries])
 
 
 def _as_steps(value: float) -> int:

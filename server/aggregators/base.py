@@ -71,6 +71,13 @@ class Aggregator:
             raise InvalidSettingError(f"{self.name} produced a non-finite aggregate")
         return result
 
+    def state_dict(self) -> dict[str, Any]:
+        """State carried across rounds (for checkpoints); empty for stateless rules."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned; a no-op for stateless rules."""
+
     def describe(self) -> str:
         """One line naming the rule and its settings, for the run log."""
         settings = ", ".join(f"{k}={v!r}" for k, v in sorted(vars(self).items()) if not k.startswith("_"))

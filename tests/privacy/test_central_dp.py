@@ -23,8 +23,8 @@ def gen(seed=0):
 
 def test_clip_bounds_every_norm_and_keeps_directions():
     g = gen(1)
-    updates = torch.randn(50, 20, generator=g, dtype=torch.float64) * torch.rand(50, 1, generator=g,
-                                                                                dtype=torch.float64) * 4
+    scale = 4 * torch.rand(50, 1, generator=g, dtype=torch.float64)
+    updates = torch.randn(50, 20, generator=g, dtype=torch.float64) * scale
     updates[0] = 0.0
 
     clipped, norms = clip_updates(updates, 1.5)
@@ -205,3 +205,13 @@ def test_central_accountant_records_rounds_and_predicts_the_next():
     assert restored.epsilon() == acc.epsilon()
     assert acc.epsilon_after(3) == central_epsilon(1.1, 0.1, 5, 1e-5)
     assert acc.epsilon_after(3) > acc.epsilon()
+
+
+def test_adaptive_clip_centres_the_bits_when_fewer_clients_than_expected_reply():
+    # Andrew et al.: b̃ = (Σ(bᵢ − ½) + noise)/m + ½; with n = 2 of m = 4, both clipped: b̃ = 1/4
+    ac = AdaptiveClip(1.0, target_quantile=0.5, clip_lr=0.2, count_noise_multiplier=0.0)
+
+    fraction = ac.update(torch.tensor([2.0, 3.0]), expected_clients=4, generator=gen())
+
+    assert fraction == 0.25
+    assert ac.clip == pytest.approx(math.exp(-0.2 * (0.25 - 0.5)))

@@ -223,3 +223,14 @@ def test_calibration_with_more_steps_needs_more_noise():
 def test_impossible_budget_raises():
     with pytest.raises(InvalidSettingError):
         calibrate_noise(1e-9, 1e-5, sample_rate=1.0, steps=10_000)
+
+
+def test_frozen_parameters_stay_fixed():
+    x, y = tiny_data()
+    model = tiny_model()
+    model[0].weight.requires_grad_(False)
+    frozen = model[0].weight.detach().clone()
+
+    run(model, x, y)
+
+    assert torch.equal(model[0].weight, frozen)

@@ -25,7 +25,7 @@ def test_client_skipping_rounds_matches_opacus_step_by_step():
     reference = RDPAccountant()
     previous = 0.0
 
-    for takes_part, setting in zip(participates, settings):
+    for takes_part, setting in zip(participates, settings, strict=True):
         # Execute: one round
         if takes_part:
             sigma, q, steps = setting

@@ -1,0 +1,160 @@
+"""Plumbing shared by the aggregation rules: setting checks, generators, coordinate statistics.
+
+Everything here works on float64 tensors and is memory-bounded for ``n = 100`` updates of
+``d = 10⁶`` coordinates: coordinate-wise statistics are computed in column chunks.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from fedsim.errors import InvalidSettingError
+
+__all__ = [
+    "clip_to_norm",
+    "coordinate_median",
+    "coordinatewise",
+    "load_generator_state",
+    "make_generator",
+    "require_int",
+    "require_real",
+    "scalar_median",
+    "weighted_mean",
+]
+
+#: Elements of one column chunk in coordinate-wise statistics (32 MiB of float64).
+CHUNK_ELEMENTS = 1 << 22
+
+
+def require_int(rule: str, name: str, value: Any, *, minimum: int) -> int:
+    """Return ``value`` if it is an ``int`` (not a ``bool``) ≥ ``minimum``, else raise.
+
+    Examples
+    --------
+    >>> require_int("krum", "f", 2, minimum=0)
+    2
+    >>> require_int("krum", "f", -1, minimum=0)
+    Traceback (most recent call last):
+    ...
+    fedsim.errors.InvalidSettingError: krum needs an integer f >= 0, got -1
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise InvalidSettingError(f"{rule} needs an integer {name} >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def require_real(
+    rule: str,
+    name: str,
+    value: Any,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> float:
+    """Return ``value`` as a finite ``float`` inside the given interval, else raise.
+
+    ``low_open``/``high_open`` make the matching bound strict.
+
+    Examples
+    --------
+    >>> require_real("flame", "noise_lambda", 0.001, low=0.0)
+    0.001
+    >>> require_real("fltrust", "tau", 0, low=0.0, low_open=True)
+    Traceback (most recent call last):
+    ...
+    fedsim.errors.InvalidSettingError: fltrust needs a finite tau > 0.0, got 0
+    """
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    ok = ok and math.isfinite(value)
+    ok = ok and (low is None or (value > low if low_open else value >= low))
+    ok = ok and (high is None or (value < high if high_open else value <= high))
+    if not ok:
+        bounds = []
+        if low is not None:
+            bounds.append(f"{name} {'>' if low_open else '>='} {low}")
+        if high is not None:
+            bounds.append(f"{name} {'<' if high_open else '<='} {high}")
+        wanted = " and ".join(bounds) or name
+        raise InvalidSettingError(f"{rule} needs a finite {wanted}, got {value!r}")
+    return float(value)
+
+
+def make_generator(rule: str, seed: Any) -> torch.Generator:
+    """Validate ``seed`` (an int ≥ 0) and return a CPU generator seeded with it once."""
+    seed = require_int(rule, "seed", seed, minimum=0)
+    return torch.Generator().manual_seed(seed)
+
+
+def load_generator_state(rule: str, generator: torch.Generator, state: dict[str, Any]) -> None:
+    """Restore ``state["generator"]`` (from ``generator.get_state()``) into ``generator``."""
+    try:
+        generator.set_state(state["generator"])
+    except KeyError as e:
+        raise InvalidSettingError(f"{rule} state lacks key 'generator'") from e
+
+
+def coordinatewise(
+    fn: Callable[[torch.Tensor], torch.Tensor], updates: torch.Tensor
+) -> torch.Tensor:
+    """Apply ``fn`` (an ``(n, c)`` → ``(c,)`` column statistic) chunk by chunk of columns."""
+    n, d = updates.shape
+    width = max(1, CHUNK_ELEMENTS // max(n, 1))
+    if width >= d:
+        return fn(updates)
+    return torch.cat([fn(updates[:, s : s + width]) for s in range(0, d, width)])
+
+
+def _median_columns(block: torch.Tensor) -> torch.Tensor:
+    lower = torch.median(block, dim=0).values  # the lower middle value for even n
+    if block.shape[0] % 2 == 1:
+        return lower
+    upper = -torch.median(-block, dim=0).values  # the upper middle value
+    return (lower + upper) / 2
+
+
+def coordinate_median(updates: torch.Tensor) -> torch.Tensor:
+    """Coordinate-wise median of the rows; for even n the mean of the two middle values.
+
+    Examples
+    --------
+    >>> coordinate_median(torch.tensor([[1.0, 4.0], [2.0, 8.0], [9.0, 5.0], [3.0, 6.0]])).tolist()
+    [2.5, 5.5]
+    """
+    return coordinatewise(_median_columns, updates)
+
+
+def scalar_median(values: torch.Tensor) -> float:
+    """Median of a 1-D tensor (mean of the two middle values for even length)."""
+    return float(_median_columns(values.reshape(-1, 1).to(torch.float64))[0])
+
+
+def clip_to_norm(updates: torch.Tensor, max_norm: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scale each row to L2 norm ≤ ``max_norm``: Δᵢ·min(1, M/‖Δᵢ‖); also return the norms.
+
+    Rows already within the bound (zero rows included) are left unchanged.
+
+    Examples
+    --------
+    >>> clipped, norms = clip_to_norm(torch.tensor([[3.0, 4.0], [0.3, 0.4]]), 1.0)
+    >>> clipped.tolist(), norms.tolist()
+    ([[0.6000000000000001, 0.8], [0.3, 0.4]], [5.0, 0.5])
+    """
+    norms = torch.linalg.vector_norm(updates, dim=1)
+    factor = torch.where(
+        norms > max_norm, max_norm / norms.clamp_min(torch.finfo(norms.dtype).tiny), 1.0
+    )
+    return updates * factor[:, None], norms
+
+
+def weighted_mean(updates: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Σ wᵢΔᵢ / Σ wᵢ, or the plain mean when every weight is zero (as FedAvg does)."""
+    total = weights.sum()
+    if total <= 0:
+        return updates.mean(dim=0)
+    return (weights / total) @ updates
