@@ -23,6 +23,7 @@ attack (see :func:`is_attack`). The modules that register attacks live in ``clie
 from __future__ import annotations
 
 import inspect
+import math
 from typing import Any, ClassVar
 
 from fedsim.errors import InvalidSettingError
@@ -37,6 +38,8 @@ __all__ = [
     "attack_names",
     "build_attack",
     "is_attack",
+    "is_integer",
+    "is_real",
 ]
 
 NO_ATTACK = "none"
@@ -170,3 +173,25 @@ def is_attack(name: str) -> bool:
         return False
     _load()
     return name in ATTACKS
+
+
+def is_real(value: object) -> bool:
+    """Return whether ``value`` is a finite ``int`` or ``float`` (``bool`` excluded).
+
+    Examples
+    --------
+    >>> is_real(0.5), is_real(3), is_real(True), is_real(float("inf")), is_real("1")
+    (True, True, False, False, False)
+    """
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def is_integer(value: object) -> bool:
+    """Return whether ``value`` is an ``int`` (``bool`` excluded).
+
+    Examples
+    --------
+    >>> is_integer(3), is_integer(3.0), is_integer(False)
+    (True, False, False)
+    """
+    return isinstance(value, int) and not isinstance(value, bool)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 
 import torch
 
 from clients.attacks.base import DataPoisoning, as_delta, check_data, keep_count, neurotoxin_mask
-from fedsim.attacks import ATTACKS
+from fedsim.attacks import ATTACKS, is_integer, is_real
 from fedsim.errors import InvalidSettingError
 
 __all__ = ["BadNets", "Backdoor", "backdoor_asr"]
@@ -77,7 +76,7 @@ class Backdoor(DataPoisoning):
         num_pieces: int = 1,
     ) -> None:
         who = self.name
-        if not _is_int(target) or target < 0:
+        if not is_integer(target) or target < 0:
             raise InvalidSettingError(f"{who} needs target to be a class index ≥ 0, got {target!r}")
         size = _int_pair(trigger_size, who, "trigger_size", minimum=1)
         position = (
@@ -85,24 +84,22 @@ class Backdoor(DataPoisoning):
             if trigger_position is None
             else _int_pair(trigger_position, who, "trigger_position", minimum=0, scalar=False)
         )
-        if trigger_value is not None and not (
-            _is_number(trigger_value) and math.isfinite(trigger_value)
-        ):
+        if trigger_value is not None and not is_real(trigger_value):
             raise InvalidSettingError(
                 f"{who} needs trigger_value to be a finite number or None, got {trigger_value!r}"
             )
-        if not _is_number(poison_fraction) or not 0 < poison_fraction <= 1:
+        if not (is_real(poison_fraction) and 0 < poison_fraction <= 1):
             raise InvalidSettingError(
                 f"{who} needs 0 < poison_fraction ≤ 1, got {poison_fraction!r}"
             )
-        if not _is_number(boost) or not (math.isfinite(boost) and boost > 0):
+        if not (is_real(boost) and boost > 0):
             raise InvalidSettingError(f"{who} needs a finite boost > 0, got {boost!r}")
-        if not _is_number(neurotoxin) or not 0 <= neurotoxin <= 1:
+        if not (is_real(neurotoxin) and 0 <= neurotoxin <= 1):
             raise InvalidSettingError(
                 f"{who} needs 0 ≤ neurotoxin ≤ 1 (fraction of coordinates kept, 0 = off), "
                 f"got {neurotoxin!r}"
             )
-        if not _is_int(num_pieces) or not 1 <= num_pieces <= size[0] * size[1]:
+        if not is_integer(num_pieces) or not 1 <= num_pieces <= size[0] * size[1]:
             raise InvalidSettingError(
                 f"{who} needs 1 ≤ num_pieces ≤ the trigger's {size[0] * size[1]} pixels, "
                 f"got {num_pieces!r}"
@@ -141,7 +138,7 @@ class Backdoor(DataPoisoning):
         if piece is None:
             mask[row : row + h, col : col + w] = True
             return mask
-        if not _is_int(piece) or not 0 <= piece < self.num_pieces:
+        if not is_integer(piece) or not 0 <= piece < self.num_pieces:
             raise InvalidSettingError(
                 f"{self.name}: piece must lie in [0, {self.num_pieces}), got {piece!r}"
             )
@@ -151,7 +148,8 @@ class Backdoor(DataPoisoning):
 
     def stamp(self, x: torch.Tensor) -> torch.Tensor:
         """Return a copy of ``x`` (``(..., H, W)``) with the whole trigger stamped."""
-        return self._stamp(x, self.trigger_mask(x.shape[-2], x.shape[-1]))
+        mask = self.trigger_mask(x.shape[-2], x.shape[-1]).to(x.device)
+        return torch.where(mask, self.fill_value(x), x)
 
     def poison(
         self,
@@ -167,14 +165,16 @@ class Backdoor(DataPoisoning):
         Returns new tensors ``(x', y')``; the inputs are not modified.
         """
         check_data(x, y, self.name)
-        if not _is_int(num_attackers) or num_attackers < 1:
+        if not is_integer(num_attackers) or num_attackers < 1:
             raise InvalidSettingError(f"{self.name} needs num_attackers ≥ 1, got {num_attackers!r}")
-        if not _is_int(attacker_index) or not 0 <= attacker_index < num_attackers:
+        if not is_integer(attacker_index) or not 0 <= attacker_index < num_attackers:
             raise InvalidSettingError(
                 f"{self.name} needs 0 ≤ attacker_index < num_attackers={num_attackers}, "
                 f"got {attacker_index!r}"
             )
         n = x.shape[0]
+        if n == 0:
+            return x.clone(), y.clone()
         piece = None if self.num_pieces == 1 else attacker_index % self.num_pieces
         mask = self.trigger_mask(x.shape[-2], x.shape[-1], piece)
         chosen = torch.randperm(n, generator=generator)[: keep_count(self.poison_fraction, n)]
@@ -215,9 +215,6 @@ class Backdoor(DataPoisoning):
         """Return the value to stamp into ``x``: ``trigger_value``, else ``x.max()``."""
         value = x.max() if self.trigger_value is None else self.trigger_value
         return torch.as_tensor(value, dtype=x.dtype, device=x.device)
-
-    def _stamp(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return torch.where(mask.to(x.device), self.fill_value(x), x)
 
 
 @ATTACKS.register("backdoor")
@@ -329,7 +326,7 @@ def backdoor_asr(
     1.0
     """
     check_data(x_test, y_test, "backdoor_asr")
-    if not _is_int(batch_size) or batch_size < 1:
+    if not is_integer(batch_size) or batch_size < 1:
         raise InvalidSettingError(f"backdoor_asr needs batch_size ≥ 1, got {batch_size!r}")
     keep = y_test != attack.target
     total = int(keep.sum())
@@ -351,24 +348,16 @@ def backdoor_asr(
     return hits / total
 
 
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
 def _int_pair(
     value: object, who: str, key: str, *, minimum: int, scalar: bool = True
 ) -> tuple[int, int]:
-    if scalar and _is_int(value):
+    if scalar and is_integer(value):
         pair: tuple[object, ...] = (value, value)
     elif isinstance(value, (list, tuple)) and len(value) == 2:
         pair = tuple(value)
     else:
         pair = ()
-    if len(pair) != 2 or not all(_is_int(v) and v >= minimum for v in pair):
+    if len(pair) != 2 or not all(is_integer(v) and v >= minimum for v in pair):
         shape = "an int or [h, w]" if scalar else "[row, col]"
         raise InvalidSettingError(
             f"{who} needs {key} to be {shape} of integers ≥ {minimum}, got {value!r}"

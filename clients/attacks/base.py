@@ -110,9 +110,7 @@ def check_data(x: torch.Tensor, y: torch.Tensor, who: str) -> None:
     if x.ndim != 4:
         raise InvalidSettingError(f"{who}: x must have shape (N, C, H, W), got {tuple(x.shape)}")
     if y.ndim != 1 or y.shape[0] != x.shape[0]:
-        raise InvalidSettingError(
-            f"{who}: y must have shape ({x.shape[0]},), got {tuple(y.shape)}"
-        )
+        raise InvalidSettingError(f"{who}: y must have shape ({x.shape[0]},), got {tuple(y.shape)}")
     if y.is_floating_point() or y.is_complex():
         raise InvalidSettingError(f"{who}: y must hold integer labels, got dtype {y.dtype}")
 

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 from clients.attacks.base import UpdateAttack, as_delta
-from fedsim.attacks import ATTACKS
+from fedsim.attacks import ATTACKS, is_real
 from fedsim.errors import InvalidSettingError
 
 __all__ = ["Gaussian"]
@@ -44,9 +42,7 @@ class Gaussian(UpdateAttack):
     name = "gaussian"
 
     def __init__(self, sigma: float = 1.0) -> None:
-        if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not (
-            math.isfinite(sigma) and sigma > 0
-        ):
+        if not (is_real(sigma) and sigma > 0):
             raise InvalidSettingError(f"gaussian needs a finite sigma > 0, got {sigma!r}")
         self.sigma = float(sigma)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from clients.attacks.base import DataPoisoning, check_data
-from fedsim.attacks import ATTACKS
+from fedsim.attacks import ATTACKS, is_integer
 from fedsim.errors import InvalidSettingError
 
 __all__ = ["LabelFlip"]
@@ -58,7 +58,7 @@ class LabelFlip(DataPoisoning):
     def __init__(
         self, num_classes: int, source: int | None = None, target: int | None = None
     ) -> None:
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+        if not (is_integer(num_classes) and num_classes >= 2):
             raise InvalidSettingError(
                 f"label_flip needs num_classes to be an integer ≥ 2, got {num_classes!r}"
             )
@@ -68,11 +68,7 @@ class LabelFlip(DataPoisoning):
                 f"got source={source!r}, target={target!r}"
             )
         for key, value in (("source", source), ("target", target)):
-            if value is not None and (
-                isinstance(value, bool)
-                or not isinstance(value, int)
-                or not 0 <= value < num_classes
-            ):
+            if value is not None and not (is_integer(value) and 0 <= value < num_classes):
                 raise InvalidSettingError(
                     f"label_flip needs {key} to be a class in [0, {num_classes}), got {value!r}"
                 )

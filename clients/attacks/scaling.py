@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 from clients.attacks.base import UpdateAttack, as_delta
-from fedsim.attacks import ATTACKS
+from fedsim.attacks import ATTACKS, is_real
 from fedsim.errors import InvalidSettingError
 
 __all__ = ["Scaling"]
@@ -39,9 +37,7 @@ class Scaling(UpdateAttack):
     name = "scaling"
 
     def __init__(self, factor: float = 10.0) -> None:
-        if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not (
-            math.isfinite(factor) and factor != 0
-        ):
+        if not (is_real(factor) and factor != 0):
             raise InvalidSettingError(f"scaling needs a finite, non-zero factor, got {factor!r}")
         self.factor = float(factor)
 

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 from clients.attacks.base import UpdateAttack, as_delta
-from fedsim.attacks import ATTACKS
+from fedsim.attacks import ATTACKS, is_real
 from fedsim.errors import InvalidSettingError
 
 __all__ = ["SignFlip"]
@@ -40,9 +38,7 @@ class SignFlip(UpdateAttack):
     name = "sign_flip"
 
     def __init__(self, scale: float = 1.0) -> None:
-        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not (
-            math.isfinite(scale) and scale > 0
-        ):
+        if not (is_real(scale) and scale > 0):
             raise InvalidSettingError(f"sign_flip needs a finite scale > 0, got {scale!r}")
         self.scale = float(scale)
 

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import logging
-import math
 
 import torch
 
-from fedsim.attacks import ATTACKS
+from fedsim.attacks import ATTACKS, is_real
 from fedsim.errors import InvalidSettingError
 from server.adversary.base import ColludingAttack, CraftedUpdates
 
@@ -84,15 +83,11 @@ class ALIE(ColludingAttack):
             )
         if z_mode == "fixed":
             z = 1.5 if z is None else z
-            if isinstance(z, bool) or not isinstance(z, (int, float)) or not (
-                math.isfinite(z) and z >= 0
-            ):
+            if not (is_real(z) and z >= 0):
                 raise InvalidSettingError(f"alie needs a finite z ≥ 0, got z={z!r}")
             z = float(z)
         if not isinstance(unbiased, bool):
-            raise InvalidSettingError(
-                f"alie needs unbiased to be true or false, got {unbiased!r}"
-            )
+            raise InvalidSettingError(f"alie needs unbiased to be true or false, got {unbiased!r}")
         self.z_mode = z_mode
         self.z = z
         self.unbiased = unbiased

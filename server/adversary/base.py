@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from fedsim.attacks import Attack
+from fedsim.attacks import Attack, is_integer
 from fedsim.errors import InvalidSettingError
 
 __all__ = ["ColludingAttack", "CraftedUpdates", "check_observed", "pairwise_sq_distances"]
@@ -51,9 +51,9 @@ class ColludingAttack(Attack):
 
         The adversary stage may call it once at set-up with the run's ``(n, f)`` to fail early.
         """
-        if not _is_int(f) or f < 1:
+        if not is_integer(f) or f < 1:
             raise InvalidSettingError(f"{self.name} needs f ≥ 1 malicious updates, got f={f!r}")
-        if not _is_int(n) or n <= f:
+        if not is_integer(n) or n <= f:
             raise InvalidSettingError(
                 f"{self.name} needs n > f (some benign updates), got n={n!r}, f={f}"
             )
@@ -127,7 +127,3 @@ def pairwise_sq_distances(x: torch.Tensor) -> torch.Tensor:
     for i in range(x.shape[0]):
         out[i] = (x - x[i]).square().sum(dim=1)
     return out
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable
 
 import torch
 
+from fedsim.attacks import is_real
 from fedsim.errors import InvalidSettingError
 from server.adversary.base import ColludingAttack, CraftedUpdates
 
@@ -98,9 +98,7 @@ class DeviationAttack(ColludingAttack):
                 f"{self.name} needs direction in {list(DIRECTIONS)}, got {direction!r}"
             )
         for key, value in (("gamma_init", gamma_init), ("tol", tol)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
-                math.isfinite(value) and value > 0
-            ):
+            if not (is_real(value) and value > 0):
                 raise InvalidSettingError(f"{self.name} needs a finite {key} > 0, got {value!r}")
         if tol >= gamma_init:
             raise InvalidSettingError(
@@ -142,4 +140,3 @@ class DeviationAttack(ColludingAttack):
             "threshold": bound,
         }
         return CraftedUpdates((mean + gamma * p).expand(f, -1).clone(), info)
-

@@ -7,7 +7,7 @@ import math
 
 import torch
 
-from fedsim.attacks import ATTACKS
+from fedsim.attacks import ATTACKS, is_real
 from fedsim.errors import InvalidSettingError
 from server.adversary.base import ColludingAttack, CraftedUpdates, pairwise_sq_distances
 
@@ -91,13 +91,9 @@ class Fang(ColludingAttack):
             raise InvalidSettingError(
                 f"fang needs target_rule in {list(TARGET_RULES)}, got {target_rule!r}"
             )
-        if isinstance(b, bool) or not isinstance(b, (int, float)) or not (
-            math.isfinite(b) and b > 1
-        ):
+        if not (is_real(b) and b > 1):
             raise InvalidSettingError(f"fang needs a finite b > 1, got b={b!r}")
-        if isinstance(lambda_min, bool) or not isinstance(lambda_min, (int, float)) or not (
-            math.isfinite(lambda_min) and lambda_min > 0
-        ):
+        if not (is_real(lambda_min) and lambda_min > 0):
             raise InvalidSettingError(f"fang needs a finite lambda_min > 0, got {lambda_min!r}")
         self.target_rule = target_rule
         self.b = float(b)

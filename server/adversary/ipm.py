@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 
-from fedsim.attacks import ATTACKS
+from fedsim.attacks import ATTACKS, is_real
 from fedsim.errors import InvalidSettingError
 from server.adversary.base import ColludingAttack, CraftedUpdates
 
@@ -43,9 +41,7 @@ class IPM(ColludingAttack):
     name = "ipm"
 
     def __init__(self, epsilon: float = 0.1) -> None:
-        if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)) or not (
-            math.isfinite(epsilon) and epsilon > 0
-        ):
+        if not (is_real(epsilon) and epsilon > 0):
             raise InvalidSettingError(f"ipm needs a finite epsilon > 0, got {epsilon!r}")
         self.epsilon = float(epsilon)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from fedsim.attacks import ATTACKS
+from fedsim.attacks import ATTACKS, is_integer
 from fedsim.errors import InvalidSettingError
 from server.adversary.base import ColludingAttack, CraftedUpdates
 
@@ -42,7 +42,7 @@ class Mimic(ColludingAttack):
     name = "mimic"
 
     def __init__(self, target_index: int = 0) -> None:
-        if isinstance(target_index, bool) or not isinstance(target_index, int) or target_index < 0:
+        if not (is_integer(target_index) and target_index >= 0):
             raise InvalidSettingError(
                 f"mimic needs an integer target_index ≥ 0, got {target_index!r}"
             )
