@@ -6,7 +6,11 @@ Handlers (Message API):
   client ids once, at the start of a run).
 - ``train``: load the global weights, run local SGD, reply with the update
   Δ = w_local − w_global (float64), the number of examples, the training loss and the
-  client id.
+  client id. A malicious client with a local attack (stage ``data`` or ``update``) poisons
+  its data before training and/or transforms its update before replying — all here, so these
+  attacks also work in a real Flower deployment. Attacks that read the last global-model
+  change (Neurotoxin) take it from the global weights the client saw last time, kept in its
+  node state.
 - ``evaluate``: accuracy and loss of the global weights on the client's own partition.
 
 The scenario comes from the factory argument (simulation) or from the run config key
@@ -19,6 +23,7 @@ import torch
 from flwr.app import Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
+from clients.attacks.base import ClientAttack, DataPoisoning
 from fedsim.config import Scenario, load_scenario
 from fedsim.federation import Federation, federation_for
 from fedsim.params import flat_params, from_array_record, load_flat_params, to_array_record
@@ -55,12 +60,24 @@ def make_client_app(scenario: Scenario | None = None) -> ClientApp:
         model = fed.model("client")
         load_flat_params(model, global_weights)
         x, y = fed.data.client(client_id)
+        attack = _local_attack(fed, client_id)
+        attack_rng = torch_generator(fed.scenario.seed, Stream.ATTACK, server_round, client_id)
+        if isinstance(attack, DataPoisoning):
+            x, y = attack.poison(
+                x, y,
+                attacker_index=fed.attacker_index(client_id),
+                num_attackers=len(fed.malicious),
+                generator=attack_rng,
+            )
         c = fed.scenario.clients
         settings = TrainSettings(c.local_epochs, c.batch_size, c.lr, c.momentum, c.weight_decay)
         generator = torch_generator(fed.scenario.seed, Stream.TRAIN, server_round, client_id)
         result = train_local(model, x, y, settings, generator)
 
         delta = flat_params(model).to(torch.float64) - global_weights.to(torch.float64)
+        if attack is not None:
+            reference = _last_global_change(context, global_weights) if attack.uses_reference else None
+            delta = attack.transform_update(delta, reference=reference, generator=attack_rng)
         content = RecordDict(
             {
                 "update": to_array_record(UPDATE_KEY, delta),
@@ -95,6 +112,23 @@ def make_client_app(scenario: Scenario | None = None) -> ClientApp:
         return Message(RecordDict({"metrics": metrics}), reply_to=msg)
 
     return app
+
+
+def _local_attack(fed: Federation, client_id: int) -> ClientAttack | None:
+    """This client's local attack, if it is malicious and the attack runs on clients."""
+    if client_id in fed.malicious and isinstance(fed.attack, ClientAttack):
+        return fed.attack
+    return None
+
+
+def _last_global_change(context: Context, global_weights: torch.Tensor) -> torch.Tensor | None:
+    """w_global(now) − w_global(last time this client trained); ``None`` the first time."""
+    key = "fedsim.last-global"
+    previous = context.state.array_records.get(key)
+    context.state[key] = to_array_record(key, global_weights)
+    if previous is None:
+        return None
+    return global_weights.to(torch.float64) - from_array_record(previous, key).to(torch.float64)
 
 
 # `flwr run .` entry point: the scenario path comes from the run config.

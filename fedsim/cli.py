@@ -72,6 +72,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _list() -> int:
+    from fedsim.attacks import attack_names
     from fedsim.data import DATASETS
     from fedsim.models import MODELS
     from server import aggregators
@@ -80,7 +81,7 @@ def _list() -> int:
         ("datasets", DATASETS.names()),
         ("models", MODELS.names()),
         ("aggregators", aggregators.names()),
-        ("attacks", ["none"]),
+        ("attacks", attack_names()),
     ):
         print(f"{kind}: {', '.join(names)}")
     return 0

@@ -12,13 +12,20 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from fedsim.attacks import Attack, accepts, build_attack, is_attack
 from fedsim.config import Scenario
 from fedsim.data import FederatedData, federated_data
 from fedsim.models import build_model
 from fedsim.params import flat_params
 from fedsim.seeding import Stream, derive_seed, numpy_rng
 
-__all__ = ["Federation", "federation_for", "malicious_clients", "resolve_device"]
+__all__ = [
+    "Federation",
+    "build_scenario_attack",
+    "federation_for",
+    "malicious_clients",
+    "resolve_device",
+]
 
 
 def resolve_device(setting: str) -> torch.device:
@@ -38,6 +45,19 @@ def malicious_clients(scenario: Scenario) -> frozenset[int]:
     return frozenset(int(c) for c in chosen)
 
 
+def build_scenario_attack(scenario: Scenario, num_classes: int) -> Attack | None:
+    """The scenario's attack object (``None`` for ``attack.name: none``).
+
+    ``num_classes`` is filled in from the dataset for attacks that take it (label flipping).
+    """
+    if not is_attack(scenario.attack.name):
+        return None
+    params = dict(scenario.attack.params)
+    if "num_classes" in accepts(scenario.attack.name):
+        params.setdefault("num_classes", num_classes)
+    return build_attack(scenario.attack.name, **params)
+
+
 @dataclass
 class Federation:
     """A scenario's derived objects in one process."""
@@ -46,6 +66,7 @@ class Federation:
     data: FederatedData
     malicious: frozenset[int]
     device: torch.device
+    attack: Attack | None = None
     _models: dict[str, nn.Module] = field(default_factory=dict, repr=False)
 
     def build_model(self) -> nn.Module:
@@ -66,6 +87,10 @@ class Federation:
             self._models[role] = self.build_model()
         return self._models[role]
 
+    def attacker_index(self, client_id: int) -> int:
+        """Position of a malicious client among the run's attackers (for DBA's trigger pieces)."""
+        return sorted(self.malicious).index(client_id)
+
     def initial_weights(self) -> torch.Tensor:
         """The seeded initial global weights as a flat float32 vector."""
         return flat_params(self.build_model())
@@ -79,9 +104,11 @@ def federation_for(scenario: Scenario) -> Federation:
 @functools.lru_cache(maxsize=2)
 def _federation(scenario_json: str) -> Federation:
     scenario = Scenario.model_validate_json(scenario_json)
+    data = federated_data(scenario.data, scenario.seed)
     return Federation(
         scenario=scenario,
-        data=federated_data(scenario.data, scenario.seed),
+        data=data,
         malicious=malicious_clients(scenario),
         device=resolve_device(scenario.device),
+        attack=build_scenario_attack(scenario, data.dataset.num_classes),
     )

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from fedsim.config import Scenario, scenario_to_dict
-from fedsim.data import DATASETS
+from fedsim.data import DATASETS, federated_data
 from fedsim.errors import InvalidSettingError, ScenarioError
 from fedsim.federation import federation_for
 from fedsim.models import MODELS
@@ -35,25 +35,34 @@ def preflight(scenario: Scenario) -> None:
     ScenarioError
         Naming the key path, the value and what is allowed.
     """
+    from fedsim.attacks import NO_ATTACK, attack_names
     from server import aggregators
+    from server.adversary.base import ColludingAttack
+    from server.app import build_aggregator, default_f
 
     _check_name("data.dataset", scenario.data.dataset, DATASETS.names())
     _check_name("model.name", scenario.model.name, MODELS.names())
     _check_name("defense.aggregator", scenario.defense.aggregator, aggregators.names())
-    _check_name("attack.name", scenario.attack.name, ["none"])
+    _check_name("attack.name", scenario.attack.name, [NO_ATTACK, *attack_names()])
     if scenario.device == "cuda" and not torch.cuda.is_available():
         raise ScenarioError("device", "cuda", "no CUDA GPU is visible here; use 'auto' or 'cpu'")
     if scenario.defense.pre:
         raise ScenarioError("defense.pre", scenario.defense.pre, "an empty list (no pre-aggregation stages are registered yet)")
     try:
-        rule = aggregators.build(scenario.defense.aggregator, **scenario.defense.params)
+        rule = build_aggregator(scenario)
         rule.check_round(scenario.clients_per_round)
     except InvalidSettingError as e:
         raise ScenarioError("defense.params", scenario.defense.params, str(e)) from None
     try:
-        fed = federation_for(scenario)
+        federated_data(scenario.data, scenario.seed)
     except InvalidSettingError as e:
         raise ScenarioError("data", scenario.data.model_dump(), str(e)) from None
+    try:
+        fed = federation_for(scenario)
+        if isinstance(fed.attack, ColludingAttack):
+            fed.attack.check_round(scenario.clients_per_round, max(1, default_f(scenario)))
+    except InvalidSettingError as e:
+        raise ScenarioError("attack.params", scenario.attack.params, str(e)) from None
     try:
         fed.build_model()
     except InvalidSettingError as e:

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import logging
 import time
+
+import torch
 from typing import Any, Protocol
 
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
@@ -25,10 +27,22 @@ from fedsim.federation import Federation, federation_for
 from fedsim.params import from_array_record, load_flat_params, to_array_record
 from fedsim.results import RunRecorder, default_run_dir
 from fedsim.training import evaluate
+from clients.attacks import backdoor_asr
+from clients.attacks.backdoor import Backdoor
 from server import aggregators
+from server.adversary.base import ColludingAttack
+from server.adversary.stage import AdversaryStage
 from server.strategy import FedsimStrategy
 
-__all__ = ["RoundObserver", "app", "identify_clients", "make_server_app", "run_server"]
+__all__ = [
+    "RoundObserver",
+    "app",
+    "build_aggregator",
+    "default_f",
+    "identify_clients",
+    "make_server_app",
+    "run_server",
+]
 
 log = logging.getLogger(__name__)
 
@@ -69,13 +83,35 @@ def identify_clients(grid: Grid, num_clients: int, timeout: float = 600.0) -> di
     return client_to_node
 
 
+def default_f(scenario: Scenario) -> int:
+    """Byzantine updates a rule assumes per round when ``f`` is not given.
+
+    The expected number of malicious clients in a round's sample,
+    ⌈num_malicious · per_round / num_clients⌉ (all of them under full participation).
+    """
+    per_round, total = scenario.clients_per_round, scenario.data.num_clients
+    return min(per_round, -(-scenario.num_malicious * per_round // total))
+
+
+def build_aggregator(scenario: Scenario) -> aggregators.Aggregator:
+    """The scenario's rule, with ``f`` defaulting from the attack block (see :func:`default_f`)."""
+    params = dict(scenario.defense.params)
+    if "f" in aggregators.accepts(scenario.defense.aggregator):
+        params.setdefault("f", default_f(scenario))
+    return aggregators.build(scenario.defense.aggregator, **params)
+
+
 def run_server(grid: Grid, scenario: Scenario, observer: RoundObserver) -> dict[str, Any]:
     """Run all rounds of ``scenario`` on ``grid``; return the summary."""
     fed = federation_for(scenario)
     initial = fed.initial_weights()
     client_to_node = identify_clients(grid, scenario.data.num_clients)
-    aggregator = aggregators.build(scenario.defense.aggregator, **scenario.defense.params)
-    strategy = FedsimStrategy(scenario, aggregator, client_to_node, fed.malicious, initial.numel())
+    adversary = None
+    if isinstance(fed.attack, ColludingAttack):
+        adversary = AdversaryStage(fed.attack, fed.malicious, scenario.attack.knowledge, scenario.seed)
+    strategy = FedsimStrategy(
+        scenario, build_aggregator(scenario), client_to_node, fed.malicious, initial.numel(), adversary
+    )
     history: list[dict[str, Any]] = []
     started = time.perf_counter()
 
@@ -86,8 +122,7 @@ def run_server(grid: Grid, scenario: Scenario, observer: RoundObserver) -> dict[
         report = strategy.report
         record = {
             "round": server_round,
-            "accuracy": result["accuracy"],
-            "loss": result["loss"],
+            **result,
             "time_s": time.perf_counter() - report.started,
             **report.as_record(),
         }
@@ -108,17 +143,23 @@ def run_server(grid: Grid, scenario: Scenario, observer: RoundObserver) -> dict[
 
 
 def _evaluate_global(fed: Federation, arrays: ArrayRecord) -> dict[str, float]:
+    """Test accuracy and loss of the global model; for backdoor attacks also the ASR."""
     model = fed.model("server")
     load_flat_params(model, from_array_record(arrays, WEIGHTS_KEY))
     data = fed.data.dataset
     result = evaluate(model, data.x_test, data.y_test)
-    return {"accuracy": result.accuracy, "loss": result.loss}
+    metrics = {"accuracy": result.accuracy, "loss": result.loss}
+    if isinstance(fed.attack, Backdoor):
+        device = next(model.parameters()).device
+        with torch.no_grad():
+            metrics["asr"] = backdoor_asr(lambda xb: model(xb.to(device)), data.x_test, data.y_test, fed.attack)
+    return metrics
 
 
 def _summarise(scenario: Scenario, history: list[dict[str, Any]], wall_s: float) -> dict[str, Any]:
     last = history[-1] if history else {}
     times = [r["time_s"] for r in history]
-    return {
+    summary = {
         "name": scenario.name,
         "seed": scenario.seed,
         "runtime": scenario.runtime,
@@ -130,6 +171,9 @@ def _summarise(scenario: Scenario, history: list[dict[str, Any]], wall_s: float)
         "wall_s": wall_s,
         "malicious_clients": sorted(federation_for(scenario).malicious),
     }
+    if "asr" in last:
+        summary["final_asr"] = last["asr"]
+    return summary
 
 
 class _RecorderObserver:

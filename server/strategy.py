@@ -25,10 +25,11 @@ from fedsim.config import Scenario
 from fedsim.errors import InvalidSettingError
 from fedsim.params import from_array_record, to_array_record
 from fedsim.seeding import Stream, numpy_rng
+from server.adversary.stage import AdversaryStage
 from server.aggregators import Aggregator
 from server.replies import parse_train_replies
 
-__all__ = ["FedsimStrategy", "RoundReport", "sample_clients"]
+__all__ = ["FedsimStrategy", "RoundReport", "detection", "sample_clients"]
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,7 @@ class RoundReport:
     failed: dict[int, str] = field(default_factory=dict)
     rejected: dict[int, str] = field(default_factory=dict)
     accepted: list[int] | None = None
+    attack_info: dict[str, Any] = field(default_factory=dict)
     skipped: str | None = None
     train_loss: float | None = None
     started: float = field(default_factory=time.perf_counter)
@@ -64,11 +66,34 @@ class RoundReport:
             "malicious": self.malicious,
             "replied": self.replied,
             "accepted": self.accepted,
+            **detection(self.accepted, self.replied, self.malicious, self.rejected),
             "failed": {str(k): v for k, v in sorted(self.failed.items())},
             "rejected": {str(k): v for k, v in sorted(self.rejected.items())},
             "skipped": self.skipped,
             "train_loss": self.train_loss,
+            **({"attack": self.attack_info} if self.attack_info else {}),
         }
+
+
+def detection(
+    accepted: list[int] | None, replied: list[int], malicious: list[int], rejected: dict[int, str]
+) -> dict[str, float | None]:
+    """Detection precision and recall of a selecting rule against the true malicious ids.
+
+    Among the updates the rule saw, the ones it did not accept are its *detections*:
+    precision = |detected ∩ malicious| / |detected|, recall = |detected ∩ malicious| / |malicious|.
+    ``None`` where undefined (no selection, nothing detected, no malicious update).
+    """
+    if accepted is None:
+        return {}
+    seen = set(replied) - set(rejected)
+    detected = seen - set(accepted)
+    bad = seen & set(malicious)
+    hits = len(detected & bad)
+    return {
+        "detection_precision": hits / len(detected) if detected else None,
+        "detection_recall": hits / len(bad) if bad else None,
+    }
 
 
 class FedsimStrategy(Strategy):
@@ -86,6 +111,8 @@ class FedsimStrategy(Strategy):
         The run's malicious client ids (for the report only; the server does not use them).
     dim : int
         Number of model parameters (the expected update length).
+    adversary : AdversaryStage, optional
+        The colluding attack's stage, run on the checked updates before aggregation.
     """
 
     def __init__(
@@ -95,6 +122,7 @@ class FedsimStrategy(Strategy):
         client_to_node: dict[int, int],
         malicious: frozenset[int],
         dim: int,
+        adversary: AdversaryStage | None = None,
     ) -> None:
         self.scenario = scenario
         self.aggregator = aggregator
@@ -102,6 +130,7 @@ class FedsimStrategy(Strategy):
         self.node_to_client = {node: client for client, node in client_to_node.items()}
         self.malicious = malicious
         self.dim = dim
+        self.adversary = adversary
         self.report: RoundReport | None = None
         self._global: torch.Tensor | None = None
 
@@ -149,11 +178,16 @@ class FedsimStrategy(Strategy):
             report.skipped = "no valid update arrived"
             return None, None
 
-        updates = torch.stack([u.update for u in parsed.updates])
-        weights = torch.tensor([float(u.num_examples) for u in parsed.updates], dtype=torch.float64)
-        ids = [u.client_id for u in parsed.updates]
-        report.train_loss = float((weights @ torch.tensor([u.train_loss for u in parsed.updates], dtype=torch.float64)) / weights.sum())
+        checked = parsed.updates
+        weights = torch.tensor([float(u.num_examples) for u in checked], dtype=torch.float64)
+        losses = torch.tensor([u.train_loss for u in checked], dtype=torch.float64)
+        report.train_loss = float((weights @ losses) / weights.sum())
         try:
+            if self.adversary is not None:
+                staged = self.adversary(checked, server_round)
+                checked, report.attack_info = staged.updates, staged.info
+            updates = torch.stack([u.update for u in checked])
+            ids = [u.client_id for u in checked]
             result = self.aggregator(updates, weights, ids)
         except InvalidSettingError as e:
             report.skipped = str(e)
