@@ -28,6 +28,7 @@ __all__ = [
     "Reconstruction",
     "check_int",
     "check_positive",
+    "differentiable",
     "parameter_gradients",
 ]
 
@@ -80,8 +81,9 @@ def parameter_gradients(
     *,
     create_graph: bool,
 ) -> list[torch.Tensor]:
-    r"""Gradient of the mean cross-entropy :math:`\frac1B\sum_b \ell(f(x_b), p_b)` w.r.t. ``params``.
+    r"""Differentiate the mean cross-entropy with respect to ``params``.
 
+    The loss is :math:`\frac1B \sum_b \ell(f(x_b), p_b)` for a batch ``x`` of :math:`B` inputs.
     ``soft_labels`` are class probabilities of shape ``(B, num_classes)`` (one-hot rows give the
     usual hard-label loss). With ``create_graph`` the result can be differentiated again with
     respect to ``x`` and the labels, which is what gradient matching needs. Parameters that do
@@ -89,12 +91,12 @@ def parameter_gradients(
     """
     loss = F.cross_entropy(model(x), soft_labels)
     grads = torch.autograd.grad(loss, list(params), create_graph=create_graph, allow_unused=True)
-    return [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads)]
+    return [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads, strict=True)]
 
 
 @contextmanager
-def _differentiable(params: Sequence[torch.Tensor]) -> Iterator[None]:
-    """Enable autograd and parameter gradients for the attack, restoring both afterwards."""
+def differentiable(params: Sequence[torch.Tensor]) -> Iterator[None]:
+    """Enable autograd and ``requires_grad`` on ``params``, restoring both afterwards."""
     flags = [p.requires_grad for p in params]
     try:
         with torch.enable_grad():
@@ -102,17 +104,17 @@ def _differentiable(params: Sequence[torch.Tensor]) -> Iterator[None]:
                 p.requires_grad_(True)
             yield
     finally:
-        for p, flag in zip(params, flags):
+        for p, flag in zip(params, flags, strict=True):
             p.requires_grad_(flag)
 
 
 class InversionAttack:
-    """Base class of gradient-inversion attacks.
+    r"""Base class of gradient-inversion attacks.
 
     Subclasses validate their own settings in ``__init__`` (calling ``super().__init__`` for the
     common ones), define :meth:`distance` (the gradient-matching loss) and :meth:`optimise`
     (one restart). This class checks the inputs, resolves labels, draws each restart's dummy
-    input :math:`x_0 \\sim \\mathcal N(0, I)` and dummy label logits from a
+    input :math:`x_0 \sim \mathcal N(0, I)` and dummy label logits from a
     ``torch.Generator`` seeded with ``seed`` (on the CPU, so every device starts from the same
     numbers), keeps the restart with the lowest gradient loss, and clamps the result to the
     data range. Compute runs on the device and in the dtype of the model's parameters.
@@ -139,8 +141,10 @@ class InversionAttack:
         self.lr = check_positive(self.name, "lr", lr)
         self.seed = check_int(self.name, "seed", seed, 0)
 
-    def distance(self, grads: Sequence[torch.Tensor], targets: Sequence[torch.Tensor]) -> torch.Tensor:
-        """The gradient-matching loss between dummy and target gradients (a scalar)."""
+    def distance(
+        self, grads: Sequence[torch.Tensor], targets: Sequence[torch.Tensor]
+    ) -> torch.Tensor:
+        """Return the gradient-matching loss between dummy and target gradients (a scalar)."""
         raise NotImplementedError
 
     def optimise(
@@ -219,7 +223,7 @@ class InversionAttack:
         labels = self._labels(model, targets, num_classes, batch_size, label, device)
         generator = torch.Generator().manual_seed(self.seed)
         trials: list[tuple[torch.Tensor, torch.Tensor, float]] = []
-        with _differentiable(params):
+        with differentiable(params):
             for restart in range(self.restarts):
                 x0 = torch.randn((batch_size, *shape), generator=generator, dtype=dtype)
                 logits0 = torch.randn((batch_size, num_classes), generator=generator, dtype=dtype)
@@ -249,7 +253,9 @@ class InversionAttack:
         """Given labels (checked), recovered labels, or ``None`` for attacks that learn them."""
         if label is not None:
             labels = torch.as_tensor(label).reshape(-1).to(device=device, dtype=torch.int64)
-            if labels.numel() != batch_size or bool((labels < 0).any() | (labels >= num_classes).any()):
+            if labels.numel() != batch_size or bool(
+                (labels < 0).any() | (labels >= num_classes).any()
+            ):
                 raise InvalidSettingError(
                     f"{self.name} needs {batch_size} labels in [0, {num_classes}), got "
                     f"{torch.as_tensor(label).tolist()!r}"
@@ -265,7 +271,9 @@ class InversionAttack:
 
 def _check_shape(attack: str, input_shape: Any) -> tuple[int, int, int]:
     shape = tuple(input_shape)
-    if len(shape) != 3 or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in shape):
+    if len(shape) != 3 or any(
+        isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in shape
+    ):
         raise InvalidSettingError(
             f"{attack} needs input_shape (channels, height, width) of positive ints, "
             f"got {input_shape!r}"
@@ -296,7 +304,7 @@ def _check_targets(
             f"{attack} needs one target gradient per model parameter ({len(params)}), "
             f"got {len(targets)}"
         )
-    for i, (p, g) in enumerate(zip(params, targets)):
+    for i, (p, g) in enumerate(zip(params, targets, strict=True)):
         if tuple(g.shape) != tuple(p.shape):
             raise InvalidSettingError(
                 f"{attack}: target gradient {i} has shape {tuple(g.shape)}, the parameter "

@@ -14,9 +14,11 @@ from server.inversion.registry import INVERSION_ATTACKS
 __all__ = ["DLG", "squared_distance"]
 
 
-def squared_distance(grads: Sequence[torch.Tensor], targets: Sequence[torch.Tensor]) -> torch.Tensor:
+def squared_distance(
+    grads: Sequence[torch.Tensor], targets: Sequence[torch.Tensor]
+) -> torch.Tensor:
     r"""Squared L2 distance :math:`\sum_l \lVert g'_l - g_l \rVert^2` summed over parameters."""
-    return sum(((g - t) ** 2).sum() for g, t in zip(grads, targets))  # type: ignore[return-value]
+    return sum(((g - t) ** 2).sum() for g, t in zip(grads, targets, strict=True))  # type: ignore[return-value]
 
 
 @INVERSION_ATTACKS.register("dlg")
@@ -87,7 +89,9 @@ class DLG(InversionAttack):
         super().__init__(iterations=iterations, restarts=restarts, lr=lr, seed=seed)
         self.history_size = check_int(self.name, "history_size", history_size, 1)
 
-    def distance(self, grads: Sequence[torch.Tensor], targets: Sequence[torch.Tensor]) -> torch.Tensor:
+    def distance(
+        self, grads: Sequence[torch.Tensor], targets: Sequence[torch.Tensor]
+    ) -> torch.Tensor:
         """Squared L2 distance between dummy and target gradients."""
         return squared_distance(grads, targets)
 
@@ -127,7 +131,7 @@ class DLG(InversionAttack):
             soft = soft_labels()
             grads = parameter_gradients(model, params, x, soft, create_graph=True)
             loss = self.distance(grads, targets)
-            value = float(loss)
+            value = float(loss.detach())
             if value < best[0]:  # False for NaN
                 best[:] = [value, x.detach().clone(), soft.detach().clone()]
             loss.backward(inputs=variables)

@@ -31,7 +31,7 @@ def cosine_distance(grads: Sequence[torch.Tensor], targets: Sequence[torch.Tenso
     >>> float(cosine_distance([torch.tensor([1.0, 0.0])], [torch.tensor([0.0, 3.0])]))
     1.0
     """
-    dot = sum((g * t).sum() for g, t in zip(grads, targets))
+    dot = sum((g * t).sum() for g, t in zip(grads, targets, strict=True))
     norm_g = torch.sqrt(sum((g * g).sum() for g in grads))
     norm_t = torch.sqrt(sum((t * t).sum() for t in targets))
     return 1 - dot / (norm_g * norm_t).clamp_min(torch.finfo(norm_g.dtype).tiny)
@@ -130,7 +130,9 @@ class InvertingGradients(InversionAttack):
             raise InvalidSettingError(f"{self.name} needs lr_decay true or false, got {lr_decay!r}")
         self.lr_decay = lr_decay
 
-    def distance(self, grads: Sequence[torch.Tensor], targets: Sequence[torch.Tensor]) -> torch.Tensor:
+    def distance(
+        self, grads: Sequence[torch.Tensor], targets: Sequence[torch.Tensor]
+    ) -> torch.Tensor:
         """One minus the cosine similarity of dummy and target gradients."""
         return cosine_distance(grads, targets)
 
@@ -159,7 +161,7 @@ class InvertingGradients(InversionAttack):
             optimiser.zero_grad()
             grads = parameter_gradients(model, params, x, soft, create_graph=True)
             objective = self.distance(grads, targets) + self.tv_weight * total_variation(x)
-            value = float(objective)
+            value = float(objective.detach())
             if value < best[0]:  # False for NaN
                 best = (value, x.detach().clone())
             objective.backward(inputs=[x])

@@ -69,7 +69,9 @@ def recover_labels(last_weight_grad: torch.Tensor, batch_size: int) -> torch.Ten
     :math:`\frac1B \sum_b (p_{bc} - \mathbb 1[c = y_b]) \sum_j h_{bj}`: positive for classes not
     in the batch, usually negative for those in it. Taking the :math:`B` most negative rows is
     exact for :math:`B = 1` (:func:`recover_label`) and a heuristic beyond, valid only when the
-    labels are distinct (the assumption of Yin et al., CVPR 2021). Pass known labels to the
+    labels are distinct (the assumption of Yin et al., CVPR 2021) and reliable only while the
+    model's predictions are far from confident (a confident wrong :math:`p_{bc}` can outweigh
+    another sample's :math:`-1`). Pass known labels to the
     attack, or use DLG (which learns soft labels), for batches with repeated labels.
 
     Parameters
@@ -119,10 +121,16 @@ def last_layer_weight_grad(
     Raises
     ------
     InvalidSettingError
-        No parameter has shape ``(num_classes, h)``.
+        ``grads`` does not have one entry per parameter, or no parameter has shape
+        ``(num_classes, h)``.
     """
-    params = list(model.parameters())
-    for p, g in zip(reversed(params), reversed(list(grads))):
+    params, grads = list(model.parameters()), list(grads)
+    if len(grads) != len(params):
+        raise InvalidSettingError(
+            f"label recovery needs one gradient per model parameter ({len(params)}), "
+            f"got {len(grads)}"
+        )
+    for p, g in zip(reversed(params), reversed(grads), strict=True):
         if p.ndim == 2 and p.shape[0] == num_classes:
             return g
     raise InvalidSettingError(

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fedsim.errors import InvalidSettingError
+from server.inversion.base import differentiable
 
 __all__ = ["model_gradients", "unflatten_like", "update_as_gradient"]
 
@@ -25,8 +26,9 @@ def update_as_gradient(
     rate and :math:`T` the number of local steps. Plain SGD gives
     :math:`\Delta = -\eta \sum_{t<T} g_t(w_t)`, so :math:`\hat g` is the mean of the minibatch
     gradients at the weights the client visited. It equals the true gradient at :math:`w_0`
-    exactly for :math:`T = 1` (the attack then faces the minibatch of that one step); for :math:`T > 1` it is the usual approximation of the
-    gradient of the loss averaged over every sample seen, good while :math:`\eta T` is small.
+    exactly for :math:`T = 1` (the attack then faces the minibatch of that one step); for
+    :math:`T > 1` it is the usual approximation of the gradient of the loss averaged over every
+    sample seen, good while :math:`\eta T` is small.
     Momentum, weight decay or DP noise make it worse.
 
     Parameters
@@ -54,7 +56,11 @@ def update_as_gradient(
     >>> update_as_gradient([torch.tensor([-0.2, 0.4])], lr=0.1, local_steps=2)
     [tensor([ 1., -2.])]
     """
-    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not (math.isfinite(lr) and lr > 0):
+    if (
+        isinstance(lr, bool)
+        or not isinstance(lr, (int, float))
+        or not (math.isfinite(lr) and lr > 0)
+    ):
         raise InvalidSettingError(f"update_as_gradient needs a finite lr > 0, got {lr!r}")
     if isinstance(local_steps, bool) or not isinstance(local_steps, int) or local_steps < 1:
         raise InvalidSettingError(
@@ -79,7 +85,7 @@ def unflatten_like(vector: torch.Tensor, model: nn.Module) -> list[torch.Tensor]
     Examples
     --------
     >>> import torch
-    >>> pieces = unflatten_like(torch.arange(5.0), torch.nn.Linear(2, 1))
+    >>> pieces = unflatten_like(torch.arange(3.0), torch.nn.Linear(2, 1))
     >>> [p.tolist() for p in pieces]
     [[[0.0, 1.0]], [2.0]]
     """
@@ -91,14 +97,17 @@ def unflatten_like(vector: torch.Tensor, model: nn.Module) -> list[torch.Tensor]
             f"pass a flat vector in model.parameters() order"
         )
     pieces = torch.split(vector, [p.numel() for p in params])
-    return [piece.reshape(p.shape) for piece, p in zip(pieces, params)]
+    return [piece.reshape(p.shape) for piece, p in zip(pieces, params, strict=True)]
 
 
 def model_gradients(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> list[torch.Tensor]:
-    r"""The true gradient :math:`\nabla_W \frac1B \sum_b \ell(f(x_b), y_b)` of the mean cross-entropy.
+    r"""Compute the true gradient of the mean cross-entropy of a batch.
 
-    Computed on the device of the model's parameters; ``model`` is left unchanged (no
-    ``.grad`` is written, ``requires_grad`` flags are untouched).
+    That is :math:`\nabla_W \frac1B \sum_b \ell(f(x_b), y_b)` with :math:`W` the parameters.
+
+    Computed on the device and in the dtype of the model's parameters, for every parameter
+    (whatever its ``requires_grad`` flag); ``model`` is left unchanged (no ``.grad`` is written,
+    the flags are restored).
 
     Parameters
     ----------
@@ -113,7 +122,7 @@ def model_gradients(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> list[
     -------
     list of torch.Tensor
         One detached gradient per parameter, in ``model.parameters()`` order (zeros for
-        parameters that do not influence the loss or do not require gradients).
+        parameters that do not influence the loss).
 
     Examples
     --------
@@ -125,11 +134,10 @@ def model_gradients(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> list[
     """
     params = list(model.parameters())
     device = params[0].device if params else x.device
-    trainable = [p for p in params if p.requires_grad]
-    with torch.enable_grad():
-        loss = F.cross_entropy(model(x.to(device)), y.to(device=device, dtype=torch.int64))
-        grads = torch.autograd.grad(loss, trainable, allow_unused=True)
-    by_id = {id(p): g for p, g in zip(trainable, grads)}
+    with differentiable(params):
+        x = x.to(device=device, dtype=params[0].dtype if params else x.dtype)
+        loss = F.cross_entropy(model(x), y.to(device=device, dtype=torch.int64))
+        grads = torch.autograd.grad(loss, params, allow_unused=True)
     return [
-        torch.zeros_like(p) if by_id.get(id(p)) is None else by_id[id(p)].detach() for p in params
+        torch.zeros_like(p) if g is None else g.detach() for p, g in zip(params, grads, strict=True)
     ]
