@@ -1,20 +1,53 @@
 """Aggregation rules: ``build(name, **params)`` returns a callable rule.
 
 Every rule works on an ``(n, d)`` float64 matrix of client deltas; see
-:mod:`server.aggregators.base` for the contract.
+:mod:`server.aggregators.base` for the contract. Pre-aggregation stages (``bucketing``,
+``norm_bound``) run in front of any rule through :func:`build_pipeline`.
 """
 
 from __future__ import annotations
 
 import inspect
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fedsim.errors import InvalidSettingError
-from server.aggregators import fedavg  # noqa: F401  (registers the rule)
+from fedsim.registry import Registry
+from server.aggregators import (  # noqa: F401  (each import registers its rule or stage)
+    bucketing,
+    bulyan,
+    centered_clipping,
+    dnc,
+    fedavg,
+    flame,
+    fltrust,
+    foolsgold,
+    geometric_median,
+    krum,
+    median,
+    multikrum,
+    norm_bound,
+    signguard,
+    trimmed_mean,
+)
 from server.aggregators.base import Aggregate, Aggregator
-from server.aggregators.registry import AGGREGATORS
+from server.aggregators.pipeline import Pipeline, PreStage
+from server.aggregators.registry import AGGREGATORS, PRE_STAGES
 
-__all__ = ["AGGREGATORS", "Aggregate", "Aggregator", "accepts", "build", "names"]
+__all__ = [
+    "AGGREGATORS",
+    "Aggregate",
+    "Aggregator",
+    "PRE_STAGES",
+    "Pipeline",
+    "PreStage",
+    "accepts",
+    "build",
+    "build_pipeline",
+    "build_pre",
+    "names",
+    "pre_names",
+]
 
 
 def build(name: str, **params: Any) -> Aggregator:
@@ -25,28 +58,123 @@ def build(name: str, **params: Any) -> Aggregator:
     UnknownNameError
         ``name`` is not registered (the message lists the known rules).
     InvalidSettingError
-        A parameter is unknown to the rule or has an invalid value.
+        A parameter is unknown to the rule, missing, or has an invalid value.
+
+    Examples
+    --------
+    >>> build("krum", f=1).describe()
+    'krum(f=1)'
+    >>> build("krum", F=1)
+    Traceback (most recent call last):
+    ...
+    fedsim.errors.InvalidSettingError: krum has no parameter 'F'; allowed: f
     """
-    cls = AGGREGATORS.get(name)
-    allowed = accepts(name)
-    unknown = sorted(set(params) - allowed)
-    if unknown:
-        raise InvalidSettingError(
-            f"{name} has no parameter {unknown[0]!r}; allowed: {', '.join(sorted(allowed)) or 'none'}"
-        )
-    return cls(**params)
+    return _build(AGGREGATORS, name, params)
+
+
+def build_pre(name: str, **params: Any) -> PreStage:
+    """Build the pre-aggregation stage registered as ``name`` with validated ``params``.
+
+    Raises
+    ------
+    UnknownNameError
+        ``name`` is not a registered stage (the message lists the known ones).
+    InvalidSettingError
+        A parameter is unknown to the stage, missing, or has an invalid value.
+    """
+    return _build(PRE_STAGES, name, params)
+
+
+def build_pipeline(
+    name: str,
+    params: Mapping[str, Any] | None = None,
+    pre: Sequence[str | Mapping[str, Any]] = (),
+) -> Aggregator:
+    """Build rule ``name`` behind the pre-aggregation stages listed in ``pre``.
+
+    Parameters
+    ----------
+    name : str
+        The rule (``defense.aggregator``).
+    params : mapping, optional
+        The rule's settings (``defense.params``).
+    pre : sequence
+        ``defense.pre``: each item a stage name (``"bucketing"``) or a mapping
+        ``{"name": ..., "params": {...}}``, applied in order.
+
+    Returns
+    -------
+    Aggregator
+        The rule itself when ``pre`` is empty, else a :class:`Pipeline`.
+
+    Raises
+    ------
+    UnknownNameError, InvalidSettingError
+        An unknown name or parameter, a missing or invalid setting, a malformed ``pre`` item.
+
+    Examples
+    --------
+    >>> build_pipeline("median", {}, ["bucketing"])
+    Traceback (most recent call last):
+    ...
+    fedsim.errors.InvalidSettingError: bucketing needs parameter 'bucket_size'
+    >>> pre = [{"name": "bucketing", "params": {"bucket_size": 2}}]
+    >>> agg = build_pipeline("krum", {"f": 1}, pre)
+    >>> agg.describe()
+    'bucketing(bucket_size=2, seed=0) → krum(f=1)'
+    """
+    rule = build(name, **dict(params or {}))
+    stages = [_build(PRE_STAGES, *_pre_item(i, item)) for i, item in enumerate(pre)]
+    return Pipeline(stages, rule) if stages else rule
 
 
 def accepts(name: str) -> set[str]:
-    """Names of the keyword parameters rule ``name`` takes."""
-    signature = inspect.signature(AGGREGATORS.get(name))
-    return {
-        p.name
-        for p in signature.parameters.values()
-        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
-    }
+    """Return the names of the keyword parameters rule ``name`` takes."""
+    return _parameters(AGGREGATORS.get(name))
 
 
 def names() -> list[str]:
-    """Registered rule names, sorted."""
+    """Return the registered rule names, sorted."""
     return AGGREGATORS.names()
+
+
+def pre_names() -> list[str]:
+    """Return the registered pre-aggregation stage names, sorted."""
+    return PRE_STAGES.names()
+
+
+def _parameters(cls: type, *, required: bool = False) -> set[str]:
+    return {
+        p.name
+        for p in inspect.signature(cls).parameters.values()
+        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+        and (not required or p.default is p.empty)
+    }
+
+
+def _build(registry: Registry[type], name: str, params: Mapping[str, Any]) -> Any:
+    cls = registry.get(name)
+    allowed = _parameters(cls)
+    unknown = sorted(set(params) - allowed)
+    if unknown:
+        known = ", ".join(sorted(allowed)) or "none"
+        raise InvalidSettingError(f"{name} has no parameter {unknown[0]!r}; allowed: {known}")
+    missing = sorted(_parameters(cls, required=True) - set(params))
+    if missing:
+        raise InvalidSettingError(f"{name} needs parameter {missing[0]!r}")
+    return cls(**params)
+
+
+def _pre_item(index: int, item: Any) -> tuple[str, dict[str, Any]]:
+    """Split one ``defense.pre`` item into (name, params)."""
+    if isinstance(item, str):
+        return item, {}
+    if isinstance(item, Mapping) and isinstance(item.get("name"), str):
+        extra = sorted(set(item) - {"name", "params"})
+        params = item.get("params") or {}
+        if not extra and isinstance(params, Mapping):
+            return item["name"], dict(params)
+    raise InvalidSettingError(
+        f"defense.pre[{index}] must be a stage name or {{name: ..., params: {{...}}}}, "
+        f"got {item!r}; known stages: {', '.join(PRE_STAGES.names())}"
+    )

@@ -72,7 +72,7 @@ class Aggregator:
         return result
 
     def state_dict(self) -> dict[str, Any]:
-        """State carried across rounds (for checkpoints); empty for stateless rules."""
+        """Return the state carried across rounds (for checkpoints); empty if stateless."""
         return {}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:

@@ -13,8 +13,10 @@ from typing import Any
 import torch
 
 from fedsim.errors import InvalidSettingError
+from server.aggregators.distances import CHUNK_ELEMENTS
 
 __all__ = [
+    "clip_factors",
     "clip_to_norm",
     "coordinate_median",
     "coordinatewise",
@@ -23,12 +25,9 @@ __all__ = [
     "require_int",
     "require_real",
     "scalar_median",
+    "subset_mean",
     "weighted_mean",
 ]
-
-#: Elements of one column chunk in coordinate-wise statistics (32 MiB of float64).
-CHUNK_ELEMENTS = 1 << 22
-
 
 def require_int(rule: str, name: str, value: Any, *, minimum: int) -> int:
     """Return ``value`` if it is an ``int`` (not a ``bool``) ≥ ``minimum``, else raise.
@@ -119,7 +118,7 @@ def _median_columns(block: torch.Tensor) -> torch.Tensor:
 
 
 def coordinate_median(updates: torch.Tensor) -> torch.Tensor:
-    """Coordinate-wise median of the rows; for even n the mean of the two middle values.
+    """Return the coordinate-wise median of the rows (even n: mean of the two middle values).
 
     Examples
     --------
@@ -130,7 +129,7 @@ def coordinate_median(updates: torch.Tensor) -> torch.Tensor:
 
 
 def scalar_median(values: torch.Tensor) -> float:
-    """Median of a 1-D tensor (mean of the two middle values for even length)."""
+    """Return the median of a 1-D tensor (mean of the two middle values for even length)."""
     return float(_median_columns(values.reshape(-1, 1).to(torch.float64))[0])
 
 
@@ -141,19 +140,50 @@ def clip_to_norm(updates: torch.Tensor, max_norm: float) -> tuple[torch.Tensor, 
 
     Examples
     --------
-    >>> clipped, norms = clip_to_norm(torch.tensor([[3.0, 4.0], [0.3, 0.4]]), 1.0)
-    >>> clipped.tolist(), norms.tolist()
-    ([[0.6000000000000001, 0.8], [0.3, 0.4]], [5.0, 0.5])
+    >>> u = torch.tensor([[3.0, 4.0], [0.3, 0.4]], dtype=torch.float64)
+    >>> clipped, norms = clip_to_norm(u, 1.0)
+    >>> clipped.round(decimals=12).tolist(), norms.tolist()
+    ([[0.6, 0.8], [0.3, 0.4]], [5.0, 0.5])
     """
     norms = torch.linalg.vector_norm(updates, dim=1)
-    factor = torch.where(
-        norms > max_norm, max_norm / norms.clamp_min(torch.finfo(norms.dtype).tiny), 1.0
-    )
-    return updates * factor[:, None], norms
+    return updates * clip_factors(norms, max_norm)[:, None], norms
+
+
+def clip_factors(norms: torch.Tensor, max_norm: float) -> torch.Tensor:
+    """Return min(1, M/‖Δᵢ‖) for each norm (1 for zero norms).
+
+    Examples
+    --------
+    >>> clip_factors(torch.tensor([5.0, 0.5, 0.0], dtype=torch.float64), 1.0).tolist()
+    [0.2, 1.0, 1.0]
+    """
+    safe = norms.clamp_min(torch.finfo(norms.dtype).tiny)
+    return torch.where(norms > max_norm, max_norm / safe, 1.0)
+
+
+def subset_mean(
+    updates: torch.Tensor, rows: list[int], scale: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Return (1/|rows|) Σ_{i ∈ rows} sᵢΔᵢ as one matrix-vector product (no row copies).
+
+    ``scale`` holds the factors sᵢ for the listed rows (default 1). ``rows`` must not be
+    empty.
+
+    Examples
+    --------
+    >>> u = torch.tensor([[1.0, 0.0, 2.0], [3.0, 0.0, 2.0], [5.0, 3.0, 2.0]], dtype=torch.float64)
+    >>> subset_mean(u, [0, 1]).tolist()
+    [2.0, 0.0, 2.0]
+    """
+    coefficients = torch.zeros(updates.shape[0], dtype=torch.float64)
+    index = torch.tensor(rows, dtype=torch.long)
+    part = torch.ones(len(rows), dtype=torch.float64) if scale is None else scale
+    coefficients[index] = part / len(rows)
+    return coefficients @ updates
 
 
 def weighted_mean(updates: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """Σ wᵢΔᵢ / Σ wᵢ, or the plain mean when every weight is zero (as FedAvg does)."""
+    """Return Σ wᵢΔᵢ / Σ wᵢ, or the plain mean when every weight is zero (as FedAvg does)."""
     total = weights.sum()
     if total <= 0:
         return updates.mean(dim=0)
