@@ -13,6 +13,7 @@ import warnings
 from collections.abc import Sequence
 
 from fedsim.errors import FedsimError, InvalidSettingError, ScenarioError
+from fedsim.logs import quiet_flower
 
 __all__ = ["main"]
 
@@ -97,13 +98,9 @@ def _plot(args: argparse.Namespace) -> int:
 
 def _quiet(verbose: bool) -> None:
     """Keep Flower's and Ray's per-round logging out of the way unless asked for."""
-    import flwr.supercore.logger  # noqa: F401  (configures the "flwr" logger on import)
-
     level = logging.INFO if verbose else logging.WARNING
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
-    flwr_logger = logging.getLogger("flwr")
-    flwr_logger.setLevel(level if verbose else logging.ERROR)  # its deprecation notes are noise
-    flwr_logger.propagate = False  # it has its own console handler
+    quiet_flower(verbose)
     if not verbose:
         warnings.filterwarnings("ignore", category=DeprecationWarning)
         warnings.filterwarnings("ignore", category=FutureWarning)

@@ -38,7 +38,7 @@ def preflight(scenario: Scenario) -> None:
     from fedsim.attacks import NO_ATTACK, attack_names
     from server import aggregators
     from server.adversary.base import ColludingAttack
-    from server.app import build_aggregator, default_f
+    from server.app import build_aggregator, default_f, fltrust_rule
 
     _check_name("data.dataset", scenario.data.dataset, DATASETS.names())
     _check_name("model.name", scenario.model.name, MODELS.names())
@@ -46,17 +46,26 @@ def preflight(scenario: Scenario) -> None:
     _check_name("attack.name", scenario.attack.name, [NO_ATTACK, *attack_names()])
     if scenario.device == "cuda" and not torch.cuda.is_available():
         raise ScenarioError("device", "cuda", "no CUDA GPU is visible here; use 'auto' or 'cpu'")
-    if scenario.defense.pre:
-        raise ScenarioError("defense.pre", scenario.defense.pre, "an empty list (no pre-aggregation stages are registered yet)")
+    for index, item in enumerate(scenario.defense.pre):
+        name = item if isinstance(item, str) else item.get("name")
+        _check_name(f"defense.pre.{index}", name, aggregators.pre_names())
     try:
         rule = build_aggregator(scenario)
         rule.check_round(scenario.clients_per_round)
     except InvalidSettingError as e:
-        raise ScenarioError("defense.params", scenario.defense.params, str(e)) from None
+        key = "defense.pre" if scenario.defense.pre else "defense.params"
+        value = scenario.defense.pre if scenario.defense.pre else scenario.defense.params
+        raise ScenarioError(key, value, str(e)) from None
     try:
-        federated_data(scenario.data, scenario.seed)
+        data = federated_data(scenario.data, scenario.seed)
     except InvalidSettingError as e:
         raise ScenarioError("data", scenario.data.model_dump(), str(e)) from None
+    fltrust = fltrust_rule(rule)
+    if fltrust is not None and not fltrust.root_size < len(data.dataset.y_test):
+        raise ScenarioError(
+            "defense.params.root_size", fltrust.root_size,
+            f"fewer than the {len(data.dataset.y_test)} held-out samples the root set is drawn from",
+        )
     try:
         fed = federation_for(scenario)
         if isinstance(fed.attack, ColludingAttack):

@@ -26,12 +26,16 @@ from fedsim.errors import RunError
 from fedsim.federation import Federation, federation_for
 from fedsim.params import from_array_record, load_flat_params, to_array_record
 from fedsim.results import RunRecorder, default_run_dir
+from fedsim.seeding import Stream, derive_seed
 from fedsim.training import evaluate
 from clients.attacks import backdoor_asr
 from clients.attacks.backdoor import Backdoor
 from server import aggregators
 from server.adversary.base import ColludingAttack
 from server.adversary.stage import AdversaryStage
+from server.aggregators.fltrust import FLTrust
+from server.aggregators.pipeline import Pipeline
+from server.root_update import RootUpdate, split_root
 from server.strategy import FedsimStrategy
 
 __all__ = [
@@ -39,6 +43,7 @@ __all__ = [
     "app",
     "build_aggregator",
     "default_f",
+    "fltrust_rule",
     "identify_clients",
     "make_server_app",
     "run_server",
@@ -94,11 +99,36 @@ def default_f(scenario: Scenario) -> int:
 
 
 def build_aggregator(scenario: Scenario) -> aggregators.Aggregator:
-    """The scenario's rule, with ``f`` defaulting from the attack block (see :func:`default_f`)."""
+    """The scenario's rule behind its ``defense.pre`` stages, with defaults filled in.
+
+    - ``f`` defaults from the attack block (see :func:`default_f`);
+    - ``trimmed_mean`` without ``k`` or ``beta`` trims k = max(1, f) per side;
+    - randomised rules and stages get ``seed`` derived from the scenario seed.
+    """
+    name = scenario.defense.aggregator
+    accepted = aggregators.accepts(name)
     params = dict(scenario.defense.params)
-    if "f" in aggregators.accepts(scenario.defense.aggregator):
+    if "f" in accepted:
         params.setdefault("f", default_f(scenario))
-    return aggregators.build(scenario.defense.aggregator, **params)
+    if name == "trimmed_mean" and "k" not in params and "beta" not in params:
+        params["k"] = max(1, default_f(scenario))
+    seed = derive_seed(scenario.seed, Stream.DEFENSE) % 2**31
+    if "seed" in accepted:
+        params.setdefault("seed", seed)
+    pre = []
+    for index, item in enumerate(scenario.defense.pre):
+        stage = {"name": item, "params": {}} if isinstance(item, str) else dict(item)
+        stage_params = dict(stage.get("params") or {})
+        if isinstance(stage.get("name"), str) and "seed" in aggregators.pre_accepts(stage["name"]):
+            stage_params.setdefault("seed", (seed + index + 1) % 2**31)
+        pre.append({**stage, "params": stage_params})
+    return aggregators.build_pipeline(name, params, pre)
+
+
+def fltrust_rule(aggregator: aggregators.Aggregator) -> FLTrust | None:
+    """The FLTrust rule inside ``aggregator`` (itself or a pipeline's rule), if any."""
+    rule = aggregator.rule if isinstance(aggregator, Pipeline) else aggregator
+    return rule if isinstance(rule, FLTrust) else None
 
 
 def run_server(grid: Grid, scenario: Scenario, observer: RoundObserver) -> dict[str, Any]:
@@ -109,8 +139,18 @@ def run_server(grid: Grid, scenario: Scenario, observer: RoundObserver) -> dict[
     adversary = None
     if isinstance(fed.attack, ColludingAttack):
         adversary = AdversaryStage(fed.attack, fed.malicious, scenario.attack.knowledge, scenario.seed)
+    aggregator = build_aggregator(scenario)
+    test_set = (fed.data.dataset.x_test, fed.data.dataset.y_test)
+    before_aggregate = None
+    if (fltrust := fltrust_rule(aggregator)) is not None:
+        root, test_set = split_root(*test_set, fltrust.root_size, scenario.seed)
+        root_update = RootUpdate(fed, *root)
+
+        def before_aggregate(weights: torch.Tensor, server_round: int) -> None:
+            fltrust.server_update = root_update(weights, server_round)
+
     strategy = FedsimStrategy(
-        scenario, build_aggregator(scenario), client_to_node, fed.malicious, initial.numel(), adversary
+        scenario, aggregator, client_to_node, fed.malicious, initial.numel(), adversary, before_aggregate
     )
     history: list[dict[str, Any]] = []
     started = time.perf_counter()
@@ -118,7 +158,7 @@ def run_server(grid: Grid, scenario: Scenario, observer: RoundObserver) -> dict[
     def evaluate_round(server_round: int, arrays: ArrayRecord) -> MetricRecord | None:
         if server_round == 0 or strategy.report is None:
             return None
-        result = _evaluate_global(fed, arrays)
+        result = _evaluate_global(fed, arrays, test_set)
         report = strategy.report
         record = {
             "round": server_round,
@@ -142,17 +182,19 @@ def run_server(grid: Grid, scenario: Scenario, observer: RoundObserver) -> dict[
     return summary
 
 
-def _evaluate_global(fed: Federation, arrays: ArrayRecord) -> dict[str, float]:
+def _evaluate_global(
+    fed: Federation, arrays: ArrayRecord, test_set: tuple[torch.Tensor, torch.Tensor]
+) -> dict[str, float]:
     """Test accuracy and loss of the global model; for backdoor attacks also the ASR."""
     model = fed.model("server")
     load_flat_params(model, from_array_record(arrays, WEIGHTS_KEY))
-    data = fed.data.dataset
-    result = evaluate(model, data.x_test, data.y_test)
+    x_test, y_test = test_set
+    result = evaluate(model, x_test, y_test)
     metrics = {"accuracy": result.accuracy, "loss": result.loss}
     if isinstance(fed.attack, Backdoor):
         device = next(model.parameters()).device
         with torch.no_grad():
-            metrics["asr"] = backdoor_asr(lambda xb: model(xb.to(device)), data.x_test, data.y_test, fed.attack)
+            metrics["asr"] = backdoor_asr(lambda xb: model(xb.to(device)), x_test, y_test, fed.attack)
     return metrics
 
 

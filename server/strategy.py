@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -113,6 +113,9 @@ class FedsimStrategy(Strategy):
         Number of model parameters (the expected update length).
     adversary : AdversaryStage, optional
         The colluding attack's stage, run on the checked updates before aggregation.
+    before_aggregate : callable, optional
+        Called as ``before_aggregate(global_weights, round)`` just before the rule runs (FLTrust
+        sets its server update there).
     """
 
     def __init__(
@@ -123,6 +126,7 @@ class FedsimStrategy(Strategy):
         malicious: frozenset[int],
         dim: int,
         adversary: AdversaryStage | None = None,
+        before_aggregate: Callable[[torch.Tensor, int], None] | None = None,
     ) -> None:
         self.scenario = scenario
         self.aggregator = aggregator
@@ -131,6 +135,7 @@ class FedsimStrategy(Strategy):
         self.malicious = malicious
         self.dim = dim
         self.adversary = adversary
+        self.before_aggregate = before_aggregate
         self.report: RoundReport | None = None
         self._global: torch.Tensor | None = None
 
@@ -188,6 +193,8 @@ class FedsimStrategy(Strategy):
                 checked, report.attack_info = staged.updates, staged.info
             updates = torch.stack([u.update for u in checked])
             ids = [u.client_id for u in checked]
+            if self.before_aggregate is not None:
+                self.before_aggregate(current, server_round)
             result = self.aggregator(updates, weights, ids)
         except InvalidSettingError as e:
             report.skipped = str(e)

@@ -8,6 +8,9 @@ from typing import Any
 import pytest
 
 from fedsim.config import Scenario, parse_scenario
+from fedsim.logs import quiet_flower
+
+quiet_flower()
 
 TINY: dict[str, Any] = {
     "name": "tiny",

@@ -46,6 +46,7 @@ __all__ = [
     "build_pipeline",
     "build_pre",
     "names",
+    "pre_accepts",
     "pre_names",
 ]
 
@@ -136,6 +137,11 @@ def accepts(name: str) -> set[str]:
 def names() -> list[str]:
     """Return the registered rule names, sorted."""
     return AGGREGATORS.names()
+
+
+def pre_accepts(name: str) -> set[str]:
+    """Return the names of the keyword parameters pre-aggregation stage ``name`` takes."""
+    return _parameters(PRE_STAGES.get(name))
 
 
 def pre_names() -> list[str]:

@@ -1,0 +1,52 @@
+"""FLTrust's server update g₀: the clients' local procedure on the server's small root set.
+
+The root set (``root_size`` samples) is a seeded draw from the held-out split; those samples are
+then left out of the server's evaluation, so the server never evaluates on data it trained on.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from fedsim.federation import Federation
+from fedsim.params import flat_params, load_flat_params
+from fedsim.seeding import Stream, torch_generator
+from fedsim.training import TrainSettings, train_local
+
+__all__ = ["RootUpdate", "split_root"]
+
+
+def split_root(
+    x: torch.Tensor, y: torch.Tensor, root_size: int, seed: int
+) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+    """Split a held-out set into a seeded root set of ``root_size`` and the rest."""
+    if not 1 <= root_size < len(y):
+        raise ValueError(f"root_size must be in 1..{len(y) - 1} (held-out samples), got {root_size}")
+    order = torch.randperm(len(y), generator=torch_generator(seed, Stream.DEFENSE, 0))
+    root, rest = order[:root_size].sort().values, order[root_size:].sort().values
+    return (x[root], y[root]), (x[rest], y[rest])
+
+
+class RootUpdate:
+    """Compute g₀ = w₀ − w_global by training the global model on the root set.
+
+    Parameters
+    ----------
+    fed : Federation
+        Supplies the model and the clients' local procedure (``clients`` block).
+    x, y : torch.Tensor
+        The root set.
+    """
+
+    def __init__(self, fed: Federation, x: torch.Tensor, y: torch.Tensor) -> None:
+        self.fed, self.x, self.y = fed, x, y
+        c = fed.scenario.clients
+        self.settings = TrainSettings(c.local_epochs, c.batch_size, c.lr, c.momentum, c.weight_decay)
+
+    def __call__(self, global_weights: torch.Tensor, server_round: int) -> torch.Tensor:
+        """The server's float64 update from ``global_weights`` in ``server_round``."""
+        model = self.fed.model("root")
+        load_flat_params(model, global_weights)
+        generator = torch_generator(self.fed.scenario.seed, Stream.DEFENSE, server_round)
+        train_local(model, self.x, self.y, self.settings, generator)
+        return flat_params(model).to(torch.float64) - global_weights.to(torch.float64)
