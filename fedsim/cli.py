@@ -1,4 +1,4 @@
-"""The ``fedsim`` command line: ``run``, ``list``, ``plot``.
+"""The ``fedsim`` command line: ``run``, ``sweep``, ``list``, ``plot``.
 
 Exit codes: 0 success; 2 a bad scenario or argument (one message, no traceback); 1 a failed
 run; 130 interrupted (every finished round is already on disk).
@@ -30,6 +30,12 @@ def _parser() -> argparse.ArgumentParser:
                      help="override a scenario key (dotted path; value parsed as YAML); repeatable")
     run.add_argument("--no-progress", action="store_true", help="no live display or final table")
 
+    sweep = sub.add_parser("sweep", help="run every point of a scenario's sweep: grid")
+    sweep.add_argument("file", help="scenario YAML file with a sweep: block")
+    sweep.add_argument("--out", help="sweep directory (default: runs/<name>-sweep-<timestamp>)")
+    sweep.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a scenario key before expanding the grid; repeatable")
+
     sub.add_parser("list", help="list registered datasets, models, aggregators and attacks")
 
     plot = sub.add_parser("plot", help="write accuracy/loss PNGs for a run directory")
@@ -44,6 +50,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "run":
             return _run(args)
+        if args.command == "sweep":
+            from fedsim.sweep import run_sweep
+
+            print(run_sweep(args.file, args.out, args.overrides) / "results.csv")
+            return 0
         if args.command == "list":
             return _list()
         return _plot(args)

@@ -29,7 +29,9 @@ __all__ = [
     "apply_overrides",
     "load_scenario",
     "parse_scenario",
+    "read_raw",
     "scenario_to_dict",
+    "set_dotted",
 ]
 
 MAX_SCENARIO_BYTES = 1_000_000
@@ -155,6 +157,11 @@ def load_scenario(path: str | os.PathLike[str], overrides: list[str] | None = No
     ScenarioError
         The file cannot be read or parsed, or a value is invalid.
     """
+    return parse_scenario(apply_overrides(read_raw(path), overrides or []))
+
+
+def read_raw(path: str | os.PathLike[str]) -> Any:
+    """Read a scenario file into plain data (size-checked, ``yaml.safe_load``), unvalidated."""
     path = Path(path)
     if not path.is_file():
         raise ScenarioError("", str(path), "no such scenario file")
@@ -165,8 +172,7 @@ def load_scenario(path: str | os.PathLike[str], overrides: list[str] | None = No
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise ScenarioError("", str(path), f"a readable UTF-8 text file ({e})") from e
-    raw = _parse_yaml(text)
-    return parse_scenario(apply_overrides(raw, overrides or []))
+    return _parse_yaml(text)
 
 
 def _parse_yaml(text: str) -> Any:
@@ -194,18 +200,22 @@ def apply_overrides(raw: Any, overrides: list[str]) -> Any:
         key, sep, text = item.partition("=")
         if not sep or not key.strip():
             raise ScenarioError("--set", item, "a key.path=value pair")
-        parts = key.strip().split(".")
-        value = _parse_yaml(text) if text.strip() else None
-        node = result
-        for i, part in enumerate(parts[:-1]):
-            child = node.get(part)
-            if child is None:
-                child = node[part] = {}
-            if not isinstance(child, dict):
-                raise ScenarioError(".".join(parts[: i + 1]), child, "a mapping, to set keys inside it")
-            node = child
-        node[parts[-1]] = value
+        set_dotted(result, key.strip(), _parse_yaml(text) if text.strip() else None)
     return result
+
+
+def set_dotted(raw: dict[str, Any], key: str, value: Any) -> None:
+    """Set ``raw[a][b][c] = value`` for ``key = "a.b.c"``, creating missing mappings."""
+    parts = key.split(".")
+    node = raw
+    for i, part in enumerate(parts[:-1]):
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise ScenarioError(".".join(parts[: i + 1]), child, "a mapping, to set keys inside it")
+        node = child
+    node[parts[-1]] = value
 
 
 def parse_scenario(raw: Any) -> Scenario:

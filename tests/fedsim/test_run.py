@@ -133,3 +133,26 @@ def test_ray_and_inline_give_identical_metrics(tmp_path: Path) -> None:
     inline_rows, ray_rows = read_metrics(tmp_path / "inline"), read_metrics(tmp_path / "ray")
     assert numbers(inline_rows) == numbers(ray_rows)
     assert ray_summary["final_accuracy"] == inline_summary["final_accuracy"]
+
+
+def test_sweep_validates_every_point_then_runs_each(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text(
+        "name: sw\nrounds: 1\nruntime: inline\ndevice: cpu\n"
+        "data: {num_clients: 4}\nmodel: {name: mlp}\n"
+        "sweep: {defense.aggregator: [fedavg, median], seed: [0, 1]}\n"
+    )
+    assert main(["sweep", str(path), "--out", str(tmp_path / "sweep")]) == 0
+    import csv
+
+    rows = list(csv.DictReader(open(tmp_path / "sweep" / "results.csv")))
+    assert [(r["defense.aggregator"], r["seed"]) for r in rows] == [
+        ("fedavg", "0"), ("fedavg", "1"), ("median", "0"), ("median", "1")
+    ]
+    assert all(r["status"] == "ok" and 0 <= float(r["final_accuracy"]) <= 1 for r in rows)
+    assert (tmp_path / "sweep" / rows[0]["point"] / "metrics.jsonl").is_file()
+    # one bad point: exit 2, nothing run
+    path.write_text(path.read_text().replace("[fedavg, median]", "[fedavg, krum_typo]"))
+    assert main(["sweep", str(path), "--out", str(tmp_path / "bad")]) == 2
+    assert "krum_typo" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
