@@ -17,7 +17,7 @@ import torch
 from fedsim.attacks import Attack, is_integer
 from fedsim.errors import InvalidSettingError
 
-__all__ = ["ColludingAttack", "CraftedUpdates", "check_observed", "pairwise_sq_distances"]
+__all__ = ["ColludingAttack", "CraftedUpdates", "check_observed"]
 
 
 @dataclass(frozen=True)
@@ -109,21 +109,3 @@ def check_observed(observed: torch.Tensor, who: str) -> torch.Tensor:
     if not bool(torch.isfinite(observed).all()):
         raise InvalidSettingError(f"{who}: the observed updates contain NaN/Inf")
     return observed
-
-
-def pairwise_sq_distances(x: torch.Tensor) -> torch.Tensor:
-    """Exact squared Euclidean distances ``‖xᵢ − xⱼ‖²`` between the rows of ``x`` (float64).
-
-    Computed from the differences, row by row, never through ``‖x‖² + ‖y‖² − 2x·y`` (which
-    loses precision and can go negative).
-
-    Examples
-    --------
-    >>> pairwise_sq_distances(torch.tensor([[0.0, 0.0], [3.0, 4.0]])).tolist()
-    [[0.0, 25.0], [25.0, 0.0]]
-    """
-    x = x.to(torch.float64)
-    out = torch.empty(x.shape[0], x.shape[0], dtype=torch.float64, device=x.device)
-    for i in range(x.shape[0]):
-        out[i] = (x - x[i]).square().sum(dim=1)
-    return out

@@ -9,7 +9,8 @@ import torch
 
 from fedsim.attacks import ATTACKS, is_real
 from fedsim.errors import InvalidSettingError
-from server.adversary.base import ColludingAttack, CraftedUpdates, pairwise_sq_distances
+from server.adversary.base import ColludingAttack, CraftedUpdates
+from server.aggregators.distances import pairwise_sq_distances
 
 __all__ = ["Fang"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from fedsim.attacks import ATTACKS
-from server.adversary.base import pairwise_sq_distances
+from server.aggregators.distances import pairwise_sq_distances
 from server.adversary.deviation import DeviationAttack
 
 __all__ = ["MinSum"]

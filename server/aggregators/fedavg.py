@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from server.aggregators.base import Aggregate, Aggregator
+from server.aggregators.common import weighted_mean
 from server.aggregators.registry import AGGREGATORS
 
 __all__ = ["FedAvg"]
@@ -37,7 +38,4 @@ class FedAvg(Aggregator):
     def aggregate(
         self, updates: torch.Tensor, weights: torch.Tensor, client_ids: list[int]
     ) -> Aggregate:
-        total = weights.sum()
-        if total <= 0:
-            return Aggregate(update=updates.mean(dim=0))
-        return Aggregate(update=(weights / total) @ updates)
+        return Aggregate(update=weighted_mean(updates, weights))

@@ -3,7 +3,8 @@ import torch
 
 from fedsim.attacks import attack_names, build_attack
 from fedsim.errors import InvalidSettingError
-from server.adversary.base import CraftedUpdates, pairwise_sq_distances
+from server.adversary.base import CraftedUpdates
+from server.aggregators.distances import pairwise_sq_distances
 
 COLLUDING = ["alie", "fang", "ipm", "mimic", "min_max", "min_sum"]
 SETTINGS = {"fang": [{"target_rule": "krum"}, {"target_rule": "median"}]}
