@@ -1,0 +1,1 @@
+"""What runs on a client node: the Flower ClientApp and malicious client behaviours."""

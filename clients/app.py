@@ -64,7 +64,8 @@ def make_client_app(scenario: Scenario | None = None) -> ClientApp:
         attack_rng = torch_generator(fed.scenario.seed, Stream.ATTACK, server_round, client_id)
         if isinstance(attack, DataPoisoning):
             x, y = attack.poison(
-                x, y,
+                x,
+                y,
                 attacker_index=fed.attacker_index(client_id),
                 num_attackers=len(fed.malicious),
                 generator=attack_rng,
@@ -76,7 +77,9 @@ def make_client_app(scenario: Scenario | None = None) -> ClientApp:
 
         delta = flat_params(model).to(torch.float64) - global_weights.to(torch.float64)
         if attack is not None:
-            reference = _last_global_change(context, global_weights) if attack.uses_reference else None
+            reference = (
+                _last_global_change(context, global_weights) if attack.uses_reference else None
+            )
             delta = attack.transform_update(delta, reference=reference, generator=attack_rng)
         content = RecordDict(
             {
@@ -115,7 +118,7 @@ def make_client_app(scenario: Scenario | None = None) -> ClientApp:
 
 
 def _local_attack(fed: Federation, client_id: int) -> ClientAttack | None:
-    """This client's local attack, if it is malicious and the attack runs on clients."""
+    """Return the client's local attack, if it is malicious and the attack runs on clients."""
     if client_id in fed.malicious and isinstance(fed.attack, ClientAttack):
         return fed.attack
     return None
@@ -133,5 +136,3 @@ def _last_global_change(context: Context, global_weights: torch.Tensor) -> torch
 
 # `flwr run .` entry point: the scenario path comes from the run config.
 app = make_client_app()
-
-

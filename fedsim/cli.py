@@ -19,22 +19,38 @@ __all__ = ["main"]
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fedsim", description="Federated-learning security simulator")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log Flower and fedsim details")
+    parser = argparse.ArgumentParser(
+        prog="fedsim", description="Federated-learning security simulator"
+    )
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="log Flower and fedsim details"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run one scenario")
     run.add_argument("file", help="scenario YAML file")
     run.add_argument("--out", help="run directory (default: runs/<name>-<timestamp>)")
-    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                     help="override a scenario key (dotted path; value parsed as YAML); repeatable")
+    run.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a scenario key (dotted path; value parsed as YAML); repeatable",
+    )
     run.add_argument("--no-progress", action="store_true", help="no live display or final table")
 
     sweep = sub.add_parser("sweep", help="run every point of a scenario's sweep: grid")
     sweep.add_argument("file", help="scenario YAML file with a sweep: block")
     sweep.add_argument("--out", help="sweep directory (default: runs/<name>-sweep-<timestamp>)")
-    sweep.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                       help="override a scenario key before expanding the grid; repeatable")
+    sweep.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a scenario key before expanding the grid; repeatable",
+    )
 
     sub.add_parser("list", help="list registered datasets, models, aggregators and attacks")
 
@@ -70,7 +86,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as e:  # noqa: BLE001  (one line for the user; details with -v)
         if args.verbose:
             raise
-        print(f"fedsim: run failed: {type(e).__name__}: {e} (rerun with -v for details)", file=sys.stderr)
+        print(
+            f"fedsim: run failed: {type(e).__name__}: {e} (rerun with -v for details)",
+            file=sys.stderr,
+        )
         return 1
 
 

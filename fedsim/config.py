@@ -65,7 +65,9 @@ class ModelConfig(_Strict):
 class ClientsConfig(_Strict):
     """``clients:`` per-round sampling and the local training procedure."""
 
-    per_round: int | None = Field(None, ge=1, description="clients sampled per round (all if unset)")
+    per_round: int | None = Field(
+        None, ge=1, description="clients sampled per round (all if unset)"
+    )
     local_epochs: int = Field(1, ge=1, le=1000)
     batch_size: int = Field(32, ge=1)
     lr: float = Field(0.05, gt=0)
@@ -167,7 +169,9 @@ def read_raw(path: str | os.PathLike[str]) -> Any:
         raise ScenarioError("", str(path), "no such scenario file")
     size = path.stat().st_size
     if size > MAX_SCENARIO_BYTES:
-        raise ScenarioError("", f"{size} bytes", f"a scenario file is at most {MAX_SCENARIO_BYTES} bytes")
+        raise ScenarioError(
+            "", f"{size} bytes", f"a scenario file is at most {MAX_SCENARIO_BYTES} bytes"
+        )
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
@@ -221,9 +225,13 @@ def set_dotted(raw: dict[str, Any], key: str, value: Any) -> None:
 def parse_scenario(raw: Any) -> Scenario:
     """Validate a raw mapping (already parsed from YAML) into a :class:`Scenario`."""
     if raw is None:
-        raise ScenarioError("", None, "the scenario is empty; a mapping with at least 'name' and 'rounds'")
+        raise ScenarioError(
+            "", None, "the scenario is empty; a mapping with at least 'name' and 'rounds'"
+        )
     if not isinstance(raw, dict):
-        raise ScenarioError("", raw, "a scenario is a YAML mapping (key: value), not a list or scalar")
+        raise ScenarioError(
+            "", raw, "a scenario is a YAML mapping (key: value), not a list or scalar"
+        )
     try:
         scenario = Scenario.model_validate(raw)
     except ValidationError as e:
@@ -278,10 +286,14 @@ def _check_consistency(s: Scenario) -> None:
         )
     if s.attack.name != "none":
         if s.attack.fraction is None and s.attack.count is None:
-            raise ScenarioError("attack", s.attack.name, "attack.fraction or attack.count for an attack")
+            raise ScenarioError(
+                "attack", s.attack.name, "attack.fraction or attack.count for an attack"
+            )
         if s.num_malicious > n:
             key = "attack.count" if s.attack.count is not None else "attack.fraction"
-            raise ScenarioError(key, s.num_malicious, f"at most data.num_clients = {n} malicious clients")
+            raise ScenarioError(
+                key, s.num_malicious, f"at most data.num_clients = {n} malicious clients"
+            )
     if s.sweep is not None:
         for key, values in s.sweep.items():
             if not values:

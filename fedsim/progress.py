@@ -30,7 +30,9 @@ class ProgressObserver:
             TextColumn("[bold]{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("acc {task.fields[acc]}  loss {task.fields[loss]}  {task.fields[spr]} s/round"),
+            TextColumn(
+                "acc {task.fields[acc]}  loss {task.fields[loss]}  {task.fields[spr]} s/round"
+            ),
             TimeRemainingColumn(),
             console=self.console,
             disable=not enabled,
@@ -76,8 +78,12 @@ def summary_table(rounds: list[dict[str, Any]], summary: dict[str, Any], last: i
         left_out = len(r.get("failed") or {}) + len(r.get("rejected") or {})
         accepted = "-" if r.get("accepted") is None else str(len(r["accepted"]))
         table.add_row(
-            str(r["round"]), f"{r['accuracy']:.4f}", f"{r['loss']:.4f}", f"{r['time_s']:.2f}",
-            accepted, str(left_out),
+            str(r["round"]),
+            f"{r['accuracy']:.4f}",
+            f"{r['loss']:.4f}",
+            f"{r['time_s']:.2f}",
+            accepted,
+            str(left_out),
         )
     table.caption = (
         f"final accuracy {summary['final_accuracy']:.4f}, best {summary['best_accuracy']:.4f}, "

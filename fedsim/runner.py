@@ -63,8 +63,9 @@ def preflight(scenario: Scenario) -> None:
     fltrust = fltrust_rule(rule)
     if fltrust is not None and not fltrust.root_size < len(data.dataset.y_test):
         raise ScenarioError(
-            "defense.params.root_size", fltrust.root_size,
-            f"fewer than the {len(data.dataset.y_test)} held-out samples the root set is drawn from",
+            "defense.params.root_size",
+            fltrust.root_size,
+            f"fewer than the {len(data.dataset.y_test)} held-out samples it is drawn from",
         )
     try:
         fed = federation_for(scenario)

@@ -34,7 +34,9 @@ def derive_seed(seed: int, stream: Stream, *key: int) -> int:
     return int(state.generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
 
 
-def torch_generator(seed: int, stream: Stream, *key: int, device: str | torch.device = "cpu") -> torch.Generator:
+def torch_generator(
+    seed: int, stream: Stream, *key: int, device: str | torch.device = "cpu"
+) -> torch.Generator:
     """A torch generator seeded by :func:`derive_seed`."""
     generator = torch.Generator(device=device)
     generator.manual_seed(derive_seed(seed, stream, *key))

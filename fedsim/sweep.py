@@ -57,7 +57,9 @@ def expand_sweep(raw: Any) -> list[SweepPoint]:
 
 
 def run_sweep(
-    file: str | os.PathLike[str], out: str | os.PathLike[str] | None = None, overrides: list[str] | None = None
+    file: str | os.PathLike[str],
+    out: str | os.PathLike[str] | None = None,
+    overrides: list[str] | None = None,
 ) -> Path:
     """Validate every point of ``file``'s sweep, then run them one after another."""
     from fedsim.runner import preflight, run_scenario
@@ -68,7 +70,9 @@ def run_sweep(
         try:
             preflight(point.scenario)
         except ScenarioError as e:
-            raise ScenarioError(e.path, e.value, f"{e.allowed} (sweep point {point.values})") from None
+            raise ScenarioError(
+                e.path, e.value, f"{e.allowed} (sweep point {point.values})"
+            ) from None
     name = points[0].scenario.name if points else "sweep"
     sweep_dir = Path(out) if out is not None else default_run_dir(f"{name}-sweep")
     sweep_dir.mkdir(parents=True, exist_ok=True)
@@ -79,11 +83,16 @@ def run_sweep(
         for i, point in enumerate(points, 1):
             row: dict[str, Any] = {"point": point.name, **point.values, "seed": point.scenario.seed}
             try:
-                _, summary = run_scenario(point.scenario, sweep_dir / point.name, show_progress=False)
+                _, summary = run_scenario(
+                    point.scenario, sweep_dir / point.name, show_progress=False
+                )
                 row.update({k: summary.get(k) for k in RESULT_COLUMNS[:-1]}, status="ok")
             except Exception as e:  # noqa: BLE001  (one failed point must not stop the others)
                 row["status"] = f"failed: {type(e).__name__}: {e}"[:300]
             writer.writerow(row)
             f.flush()
-            print(f"[{i}/{len(points)}] {point.name}: {row.get('final_accuracy')} ({row['status']})", flush=True)
+            print(
+                f"[{i}/{len(points)}] {point.name}: {row.get('final_accuracy')} ({row['status']})",
+                flush=True,
+            )
     return sweep_dir

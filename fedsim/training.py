@@ -114,7 +114,9 @@ def _train(
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 2048) -> EvalResult:
+def evaluate(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 2048
+) -> EvalResult:
     """Mean cross-entropy and accuracy of ``model`` on ``(x, y)``, in large batches."""
     device = next(model.parameters()).device
     model.eval()

@@ -1,0 +1,1 @@
+"""What runs on the server: ServerApp, strategy, aggregation rules, adversary stage, probes."""

@@ -13,14 +13,15 @@ from __future__ import annotations
 
 import logging
 import time
-
-import torch
 from typing import Any, Protocol
 
+import torch
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.serverapp import Grid, ServerApp
 
 from clients.app import WEIGHTS_KEY
+from clients.attacks import backdoor_asr
+from clients.attacks.backdoor import Backdoor
 from fedsim.config import Scenario, load_scenario, scenario_to_dict
 from fedsim.errors import RunError
 from fedsim.federation import Federation, federation_for
@@ -28,8 +29,6 @@ from fedsim.params import from_array_record, load_flat_params, to_array_record
 from fedsim.results import RunRecorder, default_run_dir
 from fedsim.seeding import Stream, derive_seed
 from fedsim.training import evaluate
-from clients.attacks import backdoor_asr
-from clients.attacks.backdoor import Backdoor
 from server import aggregators
 from server.adversary.base import ColludingAttack
 from server.adversary.stage import AdversaryStage
@@ -79,12 +78,17 @@ def identify_clients(grid: Grid, num_clients: int, timeout: float = 600.0) -> di
     client_to_node: dict[int, int] = {}
     for reply in grid.send_and_receive(messages, timeout=timeout):
         if reply.has_error():
-            raise RunError(f"node {reply.metadata.src_node_id} failed to identify: {reply.error.reason}")
+            raise RunError(
+                f"node {reply.metadata.src_node_id} failed to identify: {reply.error.reason}"
+            )
         client_id = int(reply.content["metrics"]["partition-id"])
         client_to_node[client_id] = reply.metadata.src_node_id
     missing = sorted(set(range(num_clients)) - set(client_to_node))
     if missing:
-        raise RunError(f"no node answered for client ids {missing[:10]} (got {len(client_to_node)} of {num_clients})")
+        raise RunError(
+            f"no node answered for client ids {missing[:10]} "
+            f"(got {len(client_to_node)} of {num_clients})"
+        )
     return client_to_node
 
 
@@ -138,7 +142,9 @@ def run_server(grid: Grid, scenario: Scenario, observer: RoundObserver) -> dict[
     client_to_node = identify_clients(grid, scenario.data.num_clients)
     adversary = None
     if isinstance(fed.attack, ColludingAttack):
-        adversary = AdversaryStage(fed.attack, fed.malicious, scenario.attack.knowledge, scenario.seed)
+        adversary = AdversaryStage(
+            fed.attack, fed.malicious, scenario.attack.knowledge, scenario.seed
+        )
     aggregator = build_aggregator(scenario)
     test_set = (fed.data.dataset.x_test, fed.data.dataset.y_test)
     before_aggregate = None
@@ -150,7 +156,13 @@ def run_server(grid: Grid, scenario: Scenario, observer: RoundObserver) -> dict[
             fltrust.server_update = root_update(weights, server_round)
 
     strategy = FedsimStrategy(
-        scenario, aggregator, client_to_node, fed.malicious, initial.numel(), adversary, before_aggregate
+        scenario,
+        aggregator,
+        client_to_node,
+        fed.malicious,
+        initial.numel(),
+        adversary,
+        before_aggregate,
     )
     history: list[dict[str, Any]] = []
     started = time.perf_counter()
@@ -194,7 +206,9 @@ def _evaluate_global(
     if isinstance(fed.attack, Backdoor):
         device = next(model.parameters()).device
         with torch.no_grad():
-            metrics["asr"] = backdoor_asr(lambda xb: model(xb.to(device)), x_test, y_test, fed.attack)
+            metrics["asr"] = backdoor_asr(
+                lambda xb: model(xb.to(device)), x_test, y_test, fed.attack
+            )
     return metrics
 
 
@@ -226,13 +240,17 @@ class _RecorderObserver:
 
     def on_round(self, record: dict[str, Any]) -> None:
         self.recorder.write_round(record)
-        log.info("round %d: accuracy %.4f loss %.4f", record["round"], record["accuracy"], record["loss"])
+        log.info(
+            "round %d: accuracy %.4f loss %.4f", record["round"], record["accuracy"], record["loss"]
+        )
 
     def on_end(self, summary: dict[str, Any]) -> None:
         self.recorder.finish(summary)
 
 
-def make_server_app(scenario: Scenario | None = None, observer: RoundObserver | None = None) -> ServerApp:
+def make_server_app(
+    scenario: Scenario | None = None, observer: RoundObserver | None = None
+) -> ServerApp:
     """Build the ServerApp for ``scenario`` (or for the run config's scenario file)."""
     app = ServerApp()
 

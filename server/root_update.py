@@ -21,7 +21,9 @@ def split_root(
 ) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
     """Split a held-out set into a seeded root set of ``root_size`` and the rest."""
     if not 1 <= root_size < len(y):
-        raise ValueError(f"root_size must be in 1..{len(y) - 1} (held-out samples), got {root_size}")
+        raise ValueError(
+            f"root_size must be in 1..{len(y) - 1} (held-out samples), got {root_size}"
+        )
     order = torch.randperm(len(y), generator=torch_generator(seed, Stream.DEFENSE, 0))
     root, rest = order[:root_size].sort().values, order[root_size:].sort().values
     return (x[root], y[root]), (x[rest], y[rest])
@@ -41,7 +43,9 @@ class RootUpdate:
     def __init__(self, fed: Federation, x: torch.Tensor, y: torch.Tensor) -> None:
         self.fed, self.x, self.y = fed, x, y
         c = fed.scenario.clients
-        self.settings = TrainSettings(c.local_epochs, c.batch_size, c.lr, c.momentum, c.weight_decay)
+        self.settings = TrainSettings(
+            c.local_epochs, c.batch_size, c.lr, c.momentum, c.weight_decay
+        )
 
     def __call__(self, global_weights: torch.Tensor, server_round: int) -> torch.Tensor:
         """The server's float64 update from ``global_weights`` in ``server_round``."""

@@ -211,6 +211,8 @@ class FedsimStrategy(Strategy):
         """No federated evaluation: the server evaluates the global model on held-out data."""
         return []
 
-    def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]) -> MetricRecord | None:
+    def aggregate_evaluate(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> MetricRecord | None:
         """Nothing to aggregate (see :meth:`configure_evaluate`)."""
         return None

@@ -65,7 +65,9 @@ def _stratified_split(
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
 
 
-def _split(name: str, x: np.ndarray, y: np.ndarray, num_classes: int, test_fraction: float, seed: int) -> Dataset:
+def _split(
+    name: str, x: np.ndarray, y: np.ndarray, num_classes: int, test_fraction: float, seed: int
+) -> Dataset:
     train, test = _stratified_split(y, test_fraction, seed)
     xt = torch.from_numpy(x.astype(np.float32))
     yt = torch.from_numpy(y.astype(np.int64))
@@ -101,7 +103,13 @@ def load_synthetic(
     Each class has a random prototype image p_c ∈ [0, 1]^{C×H×W}; a sample of class c is
     clip(p_c + ε, 0, 1) with ε ~ N(0, noise²). Labels are balanced.
     """
-    if num_samples < 2 * num_classes or num_classes < 2 or image_size < 1 or channels < 1 or noise < 0:
+    if (
+        num_samples < 2 * num_classes
+        or num_classes < 2
+        or image_size < 1
+        or channels < 1
+        or noise < 0
+    ):
         raise InvalidSettingError(
             "synthetic needs num_samples ≥ 2·num_classes, num_classes ≥ 2, image_size ≥ 1, "
             f"channels ≥ 1, noise ≥ 0; got num_samples={num_samples}, num_classes={num_classes}, "

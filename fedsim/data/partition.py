@@ -45,7 +45,9 @@ def partition_dirichlet(
     )
     partitioner.dataset = table
     try:
-        return [np.sort(np.asarray(partitioner.load_partition(i)["idx"])) for i in range(num_clients)]
+        return [
+            np.sort(np.asarray(partitioner.load_partition(i)["idx"])) for i in range(num_clients)
+        ]
     except ValueError as e:
         raise InvalidSettingError(
             f"dirichlet partition of {len(labels)} samples into {num_clients} clients with "

@@ -7,8 +7,10 @@ from typing import Any
 from torch import nn
 
 from fedsim.errors import InvalidSettingError
-from fedsim.models import basic  # noqa: F401  (registers mlp, cnn)
-from fedsim.models import inversion  # noqa: F401  (registers lenet_sigmoid)
+from fedsim.models import (
+    basic,  # noqa: F401  (registers mlp, cnn)
+    inversion,  # noqa: F401  (registers lenet_sigmoid)
+)
 from fedsim.models.registry import MODELS
 
 __all__ = ["MODELS", "build_model"]

@@ -28,7 +28,9 @@ class MLP(nn.Module):
         Width of both hidden layers.
     """
 
-    def __init__(self, input_shape: tuple[int, int, int], num_classes: int, hidden: int = 128) -> None:
+    def __init__(
+        self, input_shape: tuple[int, int, int], num_classes: int, hidden: int = 128
+    ) -> None:
         super().__init__()
         c, h, w = input_shape
         self.net = nn.Sequential(

@@ -1,4 +1,4 @@
-"""The model registry: scenario ``model.name`` → a builder ``(input_shape, num_classes, **params)``."""
+"""The model registry: ``model.name`` → a builder ``(input_shape, num_classes, **params)``."""
 
 from __future__ import annotations
 

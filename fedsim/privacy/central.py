@@ -151,8 +151,10 @@ class DPFedAvg:
             raise InvalidSettingError(
                 f"dp_fedavg needs noise_multiplier z >= 0, got {noise_multiplier!r}"
             )
-        if isinstance(expected_clients, bool) or int(expected_clients) != expected_clients or (
-            expected_clients < 1
+        if (
+            isinstance(expected_clients, bool)
+            or int(expected_clients) != expected_clients
+            or (expected_clients < 1)
         ):
             raise InvalidSettingError(
                 f"dp_fedavg needs expected_clients m >= 1, got {expected_clients!r}"
@@ -243,9 +245,7 @@ class DPFedAvg:
             if self.adaptive is not None
             else repr(self._fixed_clip)
         )
-        return (
-            f"{self.name}(z={self.noise_multiplier}, clip={clip}, m={self.expected_clients})"
-        )
+        return f"{self.name}(z={self.noise_multiplier}, clip={clip}, m={self.expected_clients})"
 
 
 def central_sample_rate(
@@ -270,9 +270,7 @@ def central_sample_rate(
         return expected_clients / num_clients
     if amplification == "none":
         return 1.0
-    raise InvalidSettingError(
-        f"unknown amplification {amplification!r}; known: none, poisson"
-    )
+    raise InvalidSettingError(f"unknown amplification {amplification!r}; known: none, poisson")
 
 
 def central_epsilon(

@@ -232,7 +232,11 @@ def train_dp_sgd(
     loss_value = total_loss / seen if seen else math.nan
     logger.debug(
         "dp-sgd: %d steps, q=%.4g, sigma=%.4g, C=%.4g, loss=%.4f",
-        steps, sample_rate, noise_multiplier, max_grad_norm, loss_value,
+        steps,
+        sample_rate,
+        noise_multiplier,
+        max_grad_norm,
+        loss_value,
     )
     return DPTrainResult(loss=loss_value, steps=steps, sample_rate=sample_rate, num_examples=n)
 

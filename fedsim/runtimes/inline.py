@@ -38,7 +38,9 @@ class InlineGrid(Grid):
         Seeds the (random-looking) node ids, so nothing can rely on node id == client id.
     """
 
-    def __init__(self, client_app: ClientApp, num_nodes: int, seed: int = 0, run_id: int = 1) -> None:
+    def __init__(
+        self, client_app: ClientApp, num_nodes: int, seed: int = 0, run_id: int = 1
+    ) -> None:
         self.client_app = client_app
         self._run = Run.create_empty(run_id=run_id)
         offsets = numpy_rng(seed, Stream.NODE_IDS).permutation(num_nodes)
@@ -96,17 +98,21 @@ class InlineGrid(Grid):
         return ids
 
     def pull_messages(self, message_ids: Iterable[str]) -> Iterable[Message]:
-        """Run the queued messages among ``message_ids`` (by destination client id) and return replies."""
+        """Run the queued messages among ``message_ids`` (by client id); return the replies."""
         wanted = [m for m in message_ids if m in self._pending or m in self._replies]
         todo = sorted(
             (m for m in wanted if m in self._pending),
-            key=lambda m: self._contexts[self._pending[m].metadata.dst_node_id].node_config["partition-id"],
+            key=lambda m: self._contexts[self._pending[m].metadata.dst_node_id].node_config[
+                "partition-id"
+            ],
         )
         for message_id in todo:
             self._replies[message_id] = self._execute(self._pending.pop(message_id))
         return [self._replies.pop(m) for m in wanted if m in self._replies]
 
-    def send_and_receive(self, messages: Iterable[Message], *, timeout: float | None = None) -> Iterable[Message]:
+    def send_and_receive(
+        self, messages: Iterable[Message], *, timeout: float | None = None
+    ) -> Iterable[Message]:
         """Push ``messages``, run them, return their replies."""
         return self.pull_messages(self.push_messages(messages))
 
@@ -116,7 +122,9 @@ class InlineGrid(Grid):
             return self.client_app(msg, context)
         except Exception as e:  # noqa: BLE001  (a failing client must not stop the server)
             reason = f"{type(e).__name__}: {e}"
-            return Message(Error(code=ErrorCode.CLIENT_APP_RAISED_EXCEPTION, reason=reason), reply_to=msg)
+            return Message(
+                Error(code=ErrorCode.CLIENT_APP_RAISED_EXCEPTION, reason=reason), reply_to=msg
+            )
 
 
 def run_inline(server_app: ServerApp, client_app: ClientApp, num_nodes: int, seed: int) -> None:
@@ -126,7 +134,10 @@ def run_inline(server_app: ServerApp, client_app: ClientApp, num_nodes: int, see
     TaskIdentity.run_id = grid.run.run_id
     TaskIdentity.node_id = SUPERLINK_NODE_ID
     server_context = Context(
-        run_id=grid.run.run_id, node_id=SUPERLINK_NODE_ID, node_config=UserConfig(),
-        state=RecordDict(), run_config=UserConfig(),
+        run_id=grid.run.run_id,
+        node_id=SUPERLINK_NODE_ID,
+        node_config=UserConfig(),
+        state=RecordDict(),
+        run_config=UserConfig(),
     )
     server_app(grid, server_context)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 
 from fedsim.attacks import ATTACKS
-from server.aggregators.distances import pairwise_sq_distances
 from server.adversary.deviation import DeviationAttack
+from server.aggregators.distances import pairwise_sq_distances
 
 __all__ = ["MinSum"]
 

@@ -80,7 +80,9 @@ class Aggregator:
 
     def describe(self) -> str:
         """One line naming the rule and its settings, for the run log."""
-        settings = ", ".join(f"{k}={v!r}" for k, v in sorted(vars(self).items()) if not k.startswith("_"))
+        settings = ", ".join(
+            f"{k}={v!r}" for k, v in sorted(vars(self).items()) if not k.startswith("_")
+        )
         return f"{self.name}({settings})"
 
 
@@ -93,7 +95,9 @@ def check_inputs(
     a rule that receives one raises rather than returning a poisoned aggregate.
     """
     if updates.ndim != 2:
-        raise InvalidSettingError(f"updates must be an (n, d) matrix, got shape {tuple(updates.shape)}")
+        raise InvalidSettingError(
+            f"updates must be an (n, d) matrix, got shape {tuple(updates.shape)}"
+        )
     n = updates.shape[0]
     if weights.shape != (n,):
         raise InvalidSettingError(f"weights must have shape ({n},), got {tuple(weights.shape)}")

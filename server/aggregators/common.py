@@ -29,6 +29,7 @@ __all__ = [
     "weighted_mean",
 ]
 
+
 def require_int(rule: str, name: str, value: Any, *, minimum: int) -> int:
     """Return ``value`` if it is an ``int`` (not a ``bool``) ≥ ``minimum``, else raise.
 

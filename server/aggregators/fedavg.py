@@ -38,4 +38,5 @@ class FedAvg(Aggregator):
     def aggregate(
         self, updates: torch.Tensor, weights: torch.Tensor, client_ids: list[int]
     ) -> Aggregate:
+        """Return the example-weighted mean of the updates."""
         return Aggregate(update=weighted_mean(updates, weights))

@@ -37,13 +37,17 @@ def majority_cluster(cos_dist: torch.Tensor) -> list[int] | None:
     n = cos_dist.shape[0]
     if n < 2:
         return None
-    labels = HDBSCAN(
-        min_cluster_size=n // 2 + 1,
-        min_samples=1,
-        metric="precomputed",
-        allow_single_cluster=True,
-        copy=True,
-    ).fit(cos_dist.numpy()).labels_
+    labels = (
+        HDBSCAN(
+            min_cluster_size=n // 2 + 1,
+            min_samples=1,
+            metric="precomputed",
+            allow_single_cluster=True,
+            copy=True,
+        )
+        .fit(cos_dist.numpy())
+        .labels_
+    )
     found = [int(label) for label in labels if label >= 0]
     if not found:
         return None

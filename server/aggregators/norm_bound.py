@@ -20,6 +20,7 @@ from server.aggregators.registry import AGGREGATORS, PRE_STAGES
 
 __all__ = ["NormBound", "NormClip"]
 
+
 @AGGREGATORS.register("norm_bound")
 class NormBound(Aggregator):
     r"""Norm bounding with optional weak DP (Sun et al., 2019).

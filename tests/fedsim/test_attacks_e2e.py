@@ -32,7 +32,9 @@ def clean() -> dict[str, Any]:
 
 
 def test_backdoor_with_model_replacement_succeeds_under_fedavg(clean: dict[str, Any]) -> None:
-    attacked = final(attack={"name": "backdoor", "fraction": 0.2, "params": {"boost": 2, "poison_fraction": 0.5}})
+    attacked = final(
+        attack={"name": "backdoor", "fraction": 0.2, "params": {"boost": 2, "poison_fraction": 0.5}}
+    )
     assert attacked["asr"] >= 0.8
     assert attacked["accuracy"] >= clean["accuracy"] - 0.10
     assert len(attacked["malicious"]) == 2

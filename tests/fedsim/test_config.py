@@ -49,14 +49,26 @@ def test_overrides_are_parsed_as_yaml_and_create_missing_blocks() -> None:
         ("rounds: 2\n", "name", "required"),
         ("name: x\n", "rounds", "required"),
         ("name: x\nrounds: 2\nbogus: 1\n", "bogus", "unknown key"),
-        ("name: x\nrounds: 2\ndata: {datset: digits}\n", "data.datset", "allowed keys here: dataset"),
+        (
+            "name: x\nrounds: 2\ndata: {datset: digits}\n",
+            "data.datset",
+            "allowed keys here: dataset",
+        ),
         ("name: x\nrounds: two\n", "rounds", "integer"),
         ("name: x\nrounds: 0\n", "rounds", "greater than or equal to 1"),
         ("name: x\nrounds: 2\nclients: {lr: -1}\n", "clients.lr", "greater than 0"),
         ("name: x\nrounds: 2\nruntime: gpu\n", "runtime", "'ray' or 'inline'"),
         ("name: x\nrounds: 2\ndata: {partition: random}\n", "data.partition", "iid"),
-        ("name: x\nrounds: 2\nclients: {per_round: 11}\n", "clients.per_round", "at most data.num_clients = 10"),
-        ("name: x\nrounds: 2\nattack: {name: alie, fraction: 0.1, count: 1}\n", "attack", "not both"),
+        (
+            "name: x\nrounds: 2\nclients: {per_round: 11}\n",
+            "clients.per_round",
+            "at most data.num_clients = 10",
+        ),
+        (
+            "name: x\nrounds: 2\nattack: {name: alie, fraction: 0.1, count: 1}\n",
+            "attack",
+            "not both",
+        ),
         ("- name: x\n- rounds: 2\n", "scenario", "mapping"),
         ("", "scenario", "empty"),
         ("name: x\nrounds: [2\n", "scenario", "invalid YAML at line"),
@@ -87,7 +99,9 @@ def test_cli_exits_2_with_one_line_and_writes_nothing(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], change: str, key: str
 ) -> None:
     out = tmp_path / "run"
-    code = main(["run", str(write(tmp_path, GOOD)), "--out", str(out), "--set", change, "--no-progress"])
+    code = main(
+        ["run", str(write(tmp_path, GOOD)), "--out", str(out), "--set", change, "--no-progress"]
+    )
     err = capsys.readouterr().err.strip()
     assert code == 2
     assert err.startswith(f"fedsim: error: {key}:"), err
@@ -95,7 +109,9 @@ def test_cli_exits_2_with_one_line_and_writes_nothing(
     assert not out.exists()
 
 
-def test_cli_rejects_missing_file_and_malformed_set(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_rejects_missing_file_and_malformed_set(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["run", str(tmp_path / "missing.yaml")]) == 2
     assert "no such scenario file" in capsys.readouterr().err
     assert main(["run", str(write(tmp_path, GOOD)), "--set", "rounds"]) == 2

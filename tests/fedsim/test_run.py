@@ -21,14 +21,28 @@ from fedsim.runtimes.inline import InlineGrid
 from server.app import run_server
 from tests.conftest import RecordingObserver, make_scenario
 
-REQUIRED = {"round", "accuracy", "loss", "time_s", "malicious", "accepted", "sampled", "failed", "rejected"}
+REQUIRED = {
+    "round",
+    "accuracy",
+    "loss",
+    "time_s",
+    "malicious",
+    "accepted",
+    "sampled",
+    "failed",
+    "rejected",
+}
 
 
 def test_run_directory_contents(tmp_path: Path) -> None:
     scenario = make_scenario(rounds=3)
     run_dir, summary = run_scenario(scenario, tmp_path / "run", show_progress=False)
 
-    assert sorted(p.name for p in run_dir.iterdir()) == ["metrics.jsonl", "scenario.yaml", "summary.json"]
+    assert sorted(p.name for p in run_dir.iterdir()) == [
+        "metrics.jsonl",
+        "scenario.yaml",
+        "summary.json",
+    ]
     resolved = parse_scenario(yaml.safe_load((run_dir / "scenario.yaml").read_text()))
     assert resolved == scenario
     rows = read_metrics(run_dir)
@@ -52,7 +66,9 @@ def test_training_learns_digits() -> None:
 
 def run_scenario_in_memory(scenario, client_app: ClientApp | None = None):  # noqa: ANN001, ANN201
     observer = RecordingObserver()
-    grid = InlineGrid(client_app or make_client_app(scenario), scenario.data.num_clients, scenario.seed)
+    grid = InlineGrid(
+        client_app or make_client_app(scenario), scenario.data.num_clients, scenario.seed
+    )
     from flwr.supercore.task_identity import TaskIdentity
 
     TaskIdentity.task_id, TaskIdentity.run_id, TaskIdentity.node_id = 1, grid.run.run_id, 1
@@ -135,7 +151,9 @@ def test_ray_and_inline_give_identical_metrics(tmp_path: Path) -> None:
     assert ray_summary["final_accuracy"] == inline_summary["final_accuracy"]
 
 
-def test_sweep_validates_every_point_then_runs_each(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_sweep_validates_every_point_then_runs_each(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = tmp_path / "s.yaml"
     path.write_text(
         "name: sw\nrounds: 1\nruntime: inline\ndevice: cpu\n"
@@ -147,7 +165,10 @@ def test_sweep_validates_every_point_then_runs_each(tmp_path: Path, capsys: pyte
 
     rows = list(csv.DictReader(open(tmp_path / "sweep" / "results.csv")))
     assert [(r["defense.aggregator"], r["seed"]) for r in rows] == [
-        ("fedavg", "0"), ("fedavg", "1"), ("median", "0"), ("median", "1")
+        ("fedavg", "0"),
+        ("fedavg", "1"),
+        ("median", "0"),
+        ("median", "1"),
     ]
     assert all(r["status"] == "ok" and 0 <= float(r["final_accuracy"]) <= 1 for r in rows)
     assert (tmp_path / "sweep" / rows[0]["point"] / "metrics.jsonl").is_file()

@@ -34,18 +34,22 @@ def test_clip_bounds_every_norm_and_keeps_directions():
     small = norms <= 1.5
     assert torch.equal(clipped[small], updates[small])
     big = ~small
-    torch.testing.assert_close(clipped[big] / clipped[big].norm(dim=1, keepdim=True),
-                               updates[big] / norms[big, None])
+    torch.testing.assert_close(
+        clipped[big] / clipped[big].norm(dim=1, keepdim=True), updates[big] / norms[big, None]
+    )
     assert torch.equal(clipped[0], torch.zeros(20, dtype=torch.float64))
 
 
 def test_zero_noise_output_is_clipped_sum_over_expected_clients():
     # Prepare: S = 3; norms √5 ≈ 2.236 (kept), √13 ≈ 3.606 and √38 ≈ 6.164 (clipped); m = 5 ≠ n
     s13, s38 = math.sqrt(13), math.sqrt(38)
-    expected = torch.tensor(
-        [1 + 3 * 3 / s13 + 5 * 3 / s38, 3 * 3 / s38, 2 + 2 * 3 / s13 + 2 * 3 / s38],
-        dtype=torch.float64,
-    ) / 5
+    expected = (
+        torch.tensor(
+            [1 + 3 * 3 / s13 + 5 * 3 / s38, 3 * 3 / s38, 2 + 2 * 3 / s13 + 2 * 3 / s38],
+            dtype=torch.float64,
+        )
+        / 5
+    )
 
     # Execute
     result = DPFedAvg(noise_multiplier=0.0, clip=3.0, expected_clients=5)(U, gen())
@@ -127,8 +131,11 @@ def test_effective_noise_multiplier_follows_andrew_et_al():
     with pytest.raises(InvalidSettingError, match="sigma_b"):
         AdaptiveClip(1.0, count_noise_multiplier=0.4).effective_noise_multiplier(1.0)
     with pytest.raises(InvalidSettingError):
-        DPFedAvg(noise_multiplier=1.0, clip=AdaptiveClip(1.0, count_noise_multiplier=0.5),
-                 expected_clients=3)
+        DPFedAvg(
+            noise_multiplier=1.0,
+            clip=AdaptiveClip(1.0, count_noise_multiplier=0.5),
+            expected_clients=3,
+        )
 
 
 def test_dp_fedavg_with_adaptive_clip_uses_z_delta_and_updates_the_clip():

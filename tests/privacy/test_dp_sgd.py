@@ -32,8 +32,15 @@ def per_sample_grad(model, x, y):
 
 def run(model, x, y, seed=0, **overrides):
     settings = dict(
-        epochs=1, batch_size=4, lr=0.1, momentum=0.0, weight_decay=0.0, noise_multiplier=1.0,
-        max_grad_norm=1.0, poisson_sampling=True, device="cpu",
+        epochs=1,
+        batch_size=4,
+        lr=0.1,
+        momentum=0.0,
+        weight_decay=0.0,
+        noise_multiplier=1.0,
+        max_grad_norm=1.0,
+        poisson_sampling=True,
+        device="cpu",
     )
     settings.update(overrides)
     return train_dp_sgd(model, x, y, generator=torch.Generator().manual_seed(seed), **settings)
@@ -51,8 +58,16 @@ def test_every_per_sample_gradient_is_clipped():
     clipped = grads * (clip / grads.norm(dim=1)).clamp(max=1.0)[:, None]
 
     # Execute
-    result = run(model, x, y, batch_size=8, lr=1.0, noise_multiplier=0.0, max_grad_norm=clip,
-                 poisson_sampling=False)
+    result = run(
+        model,
+        x,
+        y,
+        batch_size=8,
+        lr=1.0,
+        noise_multiplier=0.0,
+        max_grad_norm=clip,
+        poisson_sampling=False,
+    )
 
     # Assert: Δ = −lr · mean of clipped per-sample gradients, so ‖Δ‖ ≤ lr·C
     delta = flat(model) - before
@@ -66,8 +81,16 @@ def test_one_sample_batches_bound_each_step_by_clip():
     model = tiny_model()
     before = flat(model)
 
-    result = run(model, x[:1], y[:1], batch_size=1, lr=1.0, noise_multiplier=0.0,
-                 max_grad_norm=0.01, poisson_sampling=False)
+    result = run(
+        model,
+        x[:1],
+        y[:1],
+        batch_size=1,
+        lr=1.0,
+        noise_multiplier=0.0,
+        max_grad_norm=0.01,
+        poisson_sampling=False,
+    )
 
     assert result.steps == 1
     assert (flat(model) - before).norm() == pytest.approx(0.01, rel=1e-4)
@@ -89,8 +112,16 @@ def test_fixed_batches_without_noise_equal_plain_sgd():
             opt.step()
 
     # Execute
-    result = run(model, x, y, seed=7, noise_multiplier=0.0, max_grad_norm=1e6,
-                 poisson_sampling=False, **settings)
+    result = run(
+        model,
+        x,
+        y,
+        seed=7,
+        noise_multiplier=0.0,
+        max_grad_norm=1e6,
+        poisson_sampling=False,
+        **settings,
+    )
 
     # Assert
     assert result.steps == 8
@@ -118,8 +149,19 @@ def test_poisson_batches_without_noise_equal_plain_sgd_over_expected_batch():
     assert empty > 0
 
     # Execute
-    result = run(model, x, y, seed=3, epochs=2, batch_size=2, lr=0.1, momentum=0.5,
-                 weight_decay=1e-2, noise_multiplier=0.0, max_grad_norm=1e6)
+    result = run(
+        model,
+        x,
+        y,
+        seed=3,
+        epochs=2,
+        batch_size=2,
+        lr=0.1,
+        momentum=0.5,
+        weight_decay=1e-2,
+        noise_multiplier=0.0,
+        max_grad_norm=1e6,
+    )
 
     # Assert
     assert result.steps == 20
@@ -193,8 +235,15 @@ def test_batchnorm_model_is_rejected_with_opacus_reason():
 
 @pytest.mark.parametrize(
     "overrides",
-    [dict(batch_size=30), dict(batch_size=0), dict(epochs=0), dict(lr=0.0),
-     dict(momentum=1.0), dict(max_grad_norm=0.0), dict(noise_multiplier=-1.0)],
+    [
+        dict(batch_size=30),
+        dict(batch_size=0),
+        dict(epochs=0),
+        dict(lr=0.0),
+        dict(momentum=1.0),
+        dict(max_grad_norm=0.0),
+        dict(noise_multiplier=-1.0),
+    ],
 )
 def test_invalid_settings_raise(overrides):
     x, y = tiny_data(n=24)

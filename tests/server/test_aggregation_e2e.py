@@ -59,14 +59,20 @@ def test_f_defaults_from_the_attack_block() -> None:
     assert build_aggregator(scenario).f == 2  # ⌈3 · 5 / 10⌉
 
 
-def test_impossible_rule_settings_are_scenario_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_impossible_rule_settings_are_scenario_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     scenario = make_scenario(
-        **{"data.num_clients": 10}, attack={"name": "sign_flip", "count": 2}, defense={"aggregator": "bulyan"}
+        **{"data.num_clients": 10},
+        attack={"name": "sign_flip", "count": 2},
+        defense={"aggregator": "bulyan"},
     )
     with pytest.raises(ScenarioError, match=r"bulyan needs n ≥ 4f\+3, got n=5, f=1"):
         preflight(scenario)
     path = tmp_path / "s.yaml"
-    path.write_text("name: x\nrounds: 1\nruntime: inline\ndefense: {aggregator: trimmed_mean, params: {k: 5}}\n")
+    path.write_text(
+        "name: x\nrounds: 1\nruntime: inline\ndefense: {aggregator: trimmed_mean, params: {k: 5}}\n"
+    )
     assert main(["run", str(path), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("fedsim: error: defense.params:") and "trimmed_mean" in err
@@ -80,7 +86,10 @@ def test_pre_stages_from_the_scenario() -> None:
         defense={
             "aggregator": "krum",
             "params": {"f": 1},
-            "pre": [{"name": "bucketing", "params": {"bucket_size": 2}}, {"name": "norm_bound", "params": {"max_norm": 5.0}}],
+            "pre": [
+                {"name": "bucketing", "params": {"bucket_size": 2}},
+                {"name": "norm_bound", "params": {"max_norm": 5.0}},
+            ],
         },
     )
     preflight(scenario)  # 10 updates → 5 bucket means: Krum with f=1 needs 5
@@ -88,17 +97,23 @@ def test_pre_stages_from_the_scenario() -> None:
     # Krum keeps one bucket of two clients
     assert rows[0]["skipped"] is None
     assert len(rows[0]["accepted"]) == 2
-    eight = make_scenario(**{"data.num_clients": 8, "clients.per_round": 8}, defense=scenario.defense.model_dump())
+    eight = make_scenario(
+        **{"data.num_clients": 8, "clients.per_round": 8}, defense=scenario.defense.model_dump()
+    )
     with pytest.raises(ScenarioError, match="the 8 updates become 4 rows: krum needs n ≥ 2f"):
         preflight(eight)
     bad = make_scenario(defense={"aggregator": "median", "pre": ["bucketting"]})
-    with pytest.raises(ScenarioError, match="defense.pre.0: got 'bucketting'; one of: bucketing, norm_bound"):
+    with pytest.raises(
+        ScenarioError, match="defense.pre.0: got 'bucketting'; one of: bucketing, norm_bound"
+    ):
         preflight(bad)
 
 
 def test_fltrust_trains_on_a_root_set_kept_out_of_evaluation() -> None:
     scenario = make_scenario(
-        rounds=4, attack={"name": "sign_flip", "count": 1}, defense={"aggregator": "fltrust", "params": {"root_size": 50}}
+        rounds=4,
+        attack={"name": "sign_flip", "count": 1},
+        defense={"aggregator": "fltrust", "params": {"root_size": 50}},
     )
     rows, summary = run_scenario_in_memory(scenario)
     malicious = rows[-1]["malicious"]
