@@ -26,6 +26,7 @@ from fedsim.config import Scenario, load_scenario, scenario_to_dict
 from fedsim.errors import RunError
 from fedsim.federation import Federation, federation_for
 from fedsim.params import from_array_record, load_flat_params, to_array_record
+from fedsim.progress import ProgressObserver
 from fedsim.results import RunRecorder, default_run_dir
 from fedsim.seeding import Stream, derive_seed
 from fedsim.training import evaluate
@@ -232,22 +233,6 @@ def _summarise(scenario: Scenario, history: list[dict[str, Any]], wall_s: float)
     return summary
 
 
-class _RecorderObserver:
-    """Writes a run directory (used when the app runs under ``flwr run``)."""
-
-    def __init__(self, scenario: Scenario) -> None:
-        self.recorder = RunRecorder(default_run_dir(scenario.name), scenario_to_dict(scenario))
-
-    def on_round(self, record: dict[str, Any]) -> None:
-        self.recorder.write_round(record)
-        log.info(
-            "round %d: accuracy %.4f loss %.4f", record["round"], record["accuracy"], record["loss"]
-        )
-
-    def on_end(self, summary: dict[str, Any]) -> None:
-        self.recorder.finish(summary)
-
-
 def make_server_app(
     scenario: Scenario | None = None, observer: RoundObserver | None = None
 ) -> ServerApp:
@@ -257,7 +242,11 @@ def make_server_app(
     @app.main()
     def main(grid: Grid, context: Context) -> None:
         resolved = scenario or load_scenario(str(context.run_config["scenario"]))
-        run_server(grid, resolved, observer or _RecorderObserver(resolved))
+        if observer is None:  # under `flwr run`: write a run directory, no live display
+            recorder = RunRecorder(default_run_dir(resolved.name), scenario_to_dict(resolved))
+            run_server(grid, resolved, ProgressObserver(recorder, resolved, enabled=False))
+        else:
+            run_server(grid, resolved, observer)
 
     return app
 
