@@ -70,8 +70,7 @@ def make_client_app(scenario: Scenario | None = None) -> ClientApp:
                 num_attackers=len(fed.malicious),
                 generator=attack_rng,
             )
-        c = fed.scenario.clients
-        settings = TrainSettings(c.local_epochs, c.batch_size, c.lr, c.momentum, c.weight_decay)
+        settings = TrainSettings.from_clients(fed.scenario.clients)
         generator = torch_generator(fed.scenario.seed, Stream.TRAIN, server_round, client_id)
         result = train_local(model, x, y, settings, generator)
 

@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fedsim.config import ClientsConfig
+
 __all__ = ["EvalResult", "TrainResult", "TrainSettings", "evaluate", "single_thread", "train_local"]
 
 
@@ -26,6 +28,17 @@ class TrainSettings:
     lr: float
     momentum: float = 0.0
     weight_decay: float = 0.0
+
+    @classmethod
+    def from_clients(cls, clients: ClientsConfig) -> TrainSettings:
+        """The local procedure of a scenario's ``clients`` block."""
+        return cls(
+            clients.local_epochs,
+            clients.batch_size,
+            clients.lr,
+            clients.momentum,
+            clients.weight_decay,
+        )
 
 
 @dataclass(frozen=True)

@@ -42,10 +42,7 @@ class RootUpdate:
 
     def __init__(self, fed: Federation, x: torch.Tensor, y: torch.Tensor) -> None:
         self.fed, self.x, self.y = fed, x, y
-        c = fed.scenario.clients
-        self.settings = TrainSettings(
-            c.local_epochs, c.batch_size, c.lr, c.momentum, c.weight_decay
-        )
+        self.settings = TrainSettings.from_clients(fed.scenario.clients)
 
     def __call__(self, global_weights: torch.Tensor, server_round: int) -> torch.Tensor:
         """The server's float64 update from ``global_weights`` in ``server_round``."""
