@@ -19,21 +19,27 @@ The scenario comes from the factory argument (simulation) or from the run config
 
 from __future__ import annotations
 
+import time
+
 import torch
-from flwr.app import Context, Message, MetricRecord, RecordDict
+from flwr.app import ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
 from clients.attacks.base import ClientAttack, DataPoisoning
 from fedsim.config import Scenario, load_scenario
+from fedsim.faults import client_faults
 from fedsim.federation import Federation, federation_for
 from fedsim.params import flat_params, from_array_record, load_flat_params, to_array_record
+from fedsim.privacy import PrivacyLedger, train_dp_sgd
+from fedsim.privacy.local import local_dp_round
 from fedsim.seeding import Stream, torch_generator
-from fedsim.training import TrainSettings, evaluate, train_local
+from fedsim.training import TrainResult, TrainSettings, evaluate, single_thread, train_local
 
 __all__ = ["WEIGHTS_KEY", "UPDATE_KEY", "app", "make_client_app"]
 
 WEIGHTS_KEY = "weights"
 UPDATE_KEY = "update"
+LEDGER_KEY = "fedsim.dp-ledger"
 
 
 def make_client_app(scenario: Scenario | None = None) -> ClientApp:
@@ -55,6 +61,11 @@ def make_client_app(scenario: Scenario | None = None) -> ClientApp:
         fed = federation(context)
         client_id = int(context.node_config["partition-id"])
         server_round = int(msg.content["config"]["server-round"])
+        faults = client_faults(fed.scenario.faults, fed.scenario.seed, server_round, client_id)
+        if faults.crash:
+            raise RuntimeError(f"injected crash of client {client_id} (faults.crash)")
+        if faults.straggler:
+            time.sleep(fed.scenario.faults.straggler_delay_s)
         global_weights = from_array_record(msg.content["arrays"], WEIGHTS_KEY)
 
         model = fed.model("client")
@@ -72,7 +83,11 @@ def make_client_app(scenario: Scenario | None = None) -> ClientApp:
             )
         settings = TrainSettings.from_clients(fed.scenario.clients)
         generator = torch_generator(fed.scenario.seed, Stream.TRAIN, server_round, client_id)
-        result = train_local(model, x, y, settings, generator)
+        privacy_metrics: dict[str, float | list[float]] = {}
+        if fed.scenario.privacy.local_dp is not None and client_id not in fed.malicious:
+            result, privacy_metrics = _train_private(fed, context, model, x, y, generator)
+        else:
+            result = train_local(model, x, y, settings, generator, fed.data.dataset.augment)
 
         delta = flat_params(model).to(torch.float64) - global_weights.to(torch.float64)
         if attack is not None:
@@ -89,6 +104,7 @@ def make_client_app(scenario: Scenario | None = None) -> ClientApp:
                         "num-examples": result.num_examples,
                         "train-loss": result.loss,
                         "steps": result.steps,
+                        **privacy_metrics,
                     }
                 ),
             }
@@ -114,6 +130,55 @@ def make_client_app(scenario: Scenario | None = None) -> ClientApp:
         return Message(RecordDict({"metrics": metrics}), reply_to=msg)
 
     return app
+
+
+def _train_private(
+    fed: Federation,
+    context: Context,
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    generator: torch.Generator,
+) -> tuple[TrainResult, dict[str, float | list[float]]]:
+    """Train with DP-SGD and add the round to the client's ledger, kept in its node state.
+
+    Returns the training result and the privacy report for the reply: the cumulative ledger
+    (``dp-history``) and the client's ε over every DP-SGD step it has taken so far
+    (``dp-epsilon``).
+    """
+    local, clients = fed.scenario.privacy.local_dp, fed.scenario.clients
+    assert local is not None
+    plan = local_dp_round(
+        local, len(y), clients.batch_size, clients.local_epochs, fed.scenario.rounds
+    )
+    device = next(model.parameters()).device
+    with single_thread(device):
+        dp = train_dp_sgd(
+            model,
+            x,
+            y,
+            epochs=clients.local_epochs,
+            batch_size=clients.batch_size,
+            lr=clients.lr,
+            momentum=clients.momentum,
+            weight_decay=clients.weight_decay,
+            noise_multiplier=plan.noise_multiplier,
+            max_grad_norm=local.max_grad_norm,
+            poisson_sampling=local.poisson_sampling,
+            generator=generator,
+            device=device,
+        )
+    stored = context.state.config_records.get(LEDGER_KEY)
+    ledger = PrivacyLedger.from_list(stored["history"] if stored is not None else [])
+    ledger.record(plan.noise_multiplier, dp.sample_rate, dp.steps)
+    context.state[LEDGER_KEY] = ConfigRecord({"history": ledger.to_list()})
+    result = TrainResult(loss=dp.loss, steps=dp.steps, num_examples=dp.num_examples)
+    report = {
+        "dp-history": ledger.to_list(),
+        "dp-epsilon": ledger.epsilon(local.delta, local.accountant),
+        "dp-noise-multiplier": plan.noise_multiplier,
+    }
+    return result, report
 
 
 def _local_attack(fed: Federation, client_id: int) -> ClientAttack | None:

@@ -1,7 +1,8 @@
-"""The ``fedsim`` command line: ``run``, ``sweep``, ``list``, ``plot``.
+"""The ``fedsim`` command line: ``run``, ``sweep``, ``report``, ``list``, ``plot``.
 
 Exit codes: 0 success; 2 a bad scenario or argument (one message, no traceback); 1 a failed
-run; 130 interrupted (every finished round is already on disk).
+run (for ``sweep``: at least one failed point, the others having run); 130 interrupted (every
+finished round, and every finished sweep point, is already on disk).
 """
 
 from __future__ import annotations
@@ -51,6 +52,21 @@ def _parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="override a scenario key before expanding the grid; repeatable",
     )
+    sweep.add_argument(
+        "--parallel",
+        type=int,
+        metavar="N",
+        help="run N points at once as Ray tasks, each inline (default 1: one after another "
+        "in this process; with --ray-address: the cluster's CPUs)",
+    )
+    sweep.add_argument(
+        "--ray-address", metavar="ADDR", help="run the points on this Ray cluster (e.g. auto)"
+    )
+
+    report = sub.add_parser(
+        "report", help="write report.md (mean ± std tables) and figures for a sweep directory"
+    )
+    report.add_argument("sweep_dir", help="a directory written by fedsim sweep")
 
     sub.add_parser("list", help="list registered datasets, models, aggregators and attacks")
 
@@ -67,9 +83,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "run":
             return _run(args)
         if args.command == "sweep":
-            from fedsim.sweep import run_sweep
+            return _sweep(args)
+        if args.command == "report":
+            from fedsim.report import write_report
 
-            print(run_sweep(args.file, args.out, args.overrides) / "results.csv")
+            print(write_report(args.sweep_dir))
             return 0
         if args.command == "list":
             return _list()
@@ -99,6 +117,42 @@ def _run(args: argparse.Namespace) -> int:
 
     scenario = load_scenario(args.file, args.overrides)
     run_scenario(scenario, args.out, show_progress=not args.no_progress)
+    return 0
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from fedsim.sweep import run_sweep
+
+    try:
+        outcome = run_sweep(
+            args.file,
+            args.out,
+            args.overrides,
+            parallel=args.parallel,
+            ray_address=args.ray_address,
+        )
+    except KeyboardInterrupt:
+        print(
+            "fedsim: interrupted; finished points are kept (run the same command to resume)",
+            file=sys.stderr,
+        )
+        return 130
+    print(outcome.sweep_dir / "results.csv")
+    if outcome.report_error is not None:
+        print(
+            f"fedsim: the report could not be written ({outcome.report_error}); "
+            f"try fedsim report {outcome.sweep_dir}",
+            file=sys.stderr,
+        )
+        return 1
+    print(outcome.sweep_dir / "report.md")
+    if outcome.failed:
+        print(
+            f"fedsim: {outcome.failed} of {outcome.ran} point(s) failed; see the status column "
+            "and error.txt in their directories",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 

@@ -9,19 +9,32 @@ from __future__ import annotations
 
 import copy
 import os
+import typing
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from fedsim.errors import ScenarioError
+from fedsim.sweep_grammar import point_values, sweep_axes
 
 __all__ = [
     "AttackConfig",
+    "CentralDPConfig",
     "ClientsConfig",
     "DataConfig",
     "DefenseConfig",
+    "FaultsConfig",
+    "InversionConfig",
+    "LocalDPConfig",
     "ModelConfig",
     "PrivacyConfig",
     "RayConfig",
@@ -47,12 +60,24 @@ class DataConfig(_Strict):
     """``data:`` which dataset, and how it is split among clients."""
 
     dataset: str = "digits"
-    partition: Literal["iid", "dirichlet", "shards"] = "iid"
+    path: str | None = Field(
+        None,
+        min_length=1,
+        description="local copy (save_to_disk dir, parquet, image folder); made absolute "
+        "against the working directory",
+    )
+    partition: Literal["iid", "dirichlet", "shards", "natural"] = "iid"
     alpha: float = Field(0.5, gt=0, description="Dirichlet concentration (smaller = more skew)")
     shards_per_client: int = Field(2, ge=1, description="classes per client for 'shards'")
     num_clients: int = Field(10, ge=1, le=100_000)
     test_fraction: float = Field(0.2, gt=0, lt=1)
     params: dict[str, Any] = Field(default_factory=dict, description="dataset-specific settings")
+
+    @field_validator("path")
+    @classmethod
+    def _absolute(cls, path: str | None) -> str | None:
+        # Ray workers need not share the driver's working directory: resolve it once here.
+        return None if path is None else os.path.abspath(os.path.expanduser(path))
 
 
 class ModelConfig(_Strict):
@@ -73,6 +98,18 @@ class ClientsConfig(_Strict):
     lr: float = Field(0.05, gt=0)
     momentum: float = Field(0.0, ge=0, lt=1)
     weight_decay: float = Field(0.0, ge=0)
+    timeout_s: float | None = Field(
+        None, gt=0, description="round timeout: aggregate the replies that arrived by then"
+    )
+
+
+class FaultsConfig(_Strict):
+    """``faults:`` seeded client failures: dropouts, crashes, stragglers."""
+
+    dropout: float = Field(0.0, ge=0, le=1, description="P(a sampled client never replies)")
+    crash: float = Field(0.0, ge=0, le=1, description="P(a client raises while training)")
+    straggler: float = Field(0.0, ge=0, le=1, description="P(a client is slow)")
+    straggler_delay_s: float = Field(1.0, ge=0, le=3600, description="a straggler's delay")
 
 
 class AttackConfig(_Strict):
@@ -100,8 +137,80 @@ class DefenseConfig(_Strict):
     server_lr: float = Field(1.0, gt=0)
 
 
+class LocalDPConfig(_Strict):
+    """``privacy.local_dp:`` record-level DP-SGD (Opacus) on every honest client."""
+
+    noise_multiplier: float | None = Field(None, ge=0, le=1e6, description="σ of DP-SGD")
+    target_epsilon: float | None = Field(
+        None, gt=0, description="calibrate σ so a client in every round ends at this ε"
+    )
+    max_grad_norm: float = Field(1.0, gt=0, description="per-sample clip C")
+    delta: float = Field(1e-5, gt=0, lt=1)
+    accountant: Literal["rdp", "prv"] = "rdp"
+    poisson_sampling: bool = True
+
+    @model_validator(mode="after")
+    def _sigma_or_target(self) -> LocalDPConfig:
+        if (self.noise_multiplier is None) == (self.target_epsilon is None):
+            raise ValueError("give exactly one of noise_multiplier or target_epsilon")
+        return self
+
+
+class CentralDPConfig(_Strict):
+    """``privacy.central_dp:`` client-level DP-FedAvg on the server (clip, sum, noise)."""
+
+    noise_multiplier: float = Field(1.0, ge=0, le=1e6, description="z: noise std z·S on the sum")
+    clip: float = Field(1.0, gt=0, description="S (the initial C₀ when adaptive)")
+    delta: float = Field(1e-5, gt=0, lt=1)
+    adaptive: bool = False
+    target_quantile: float = Field(0.5, ge=0, le=1, description="adaptive: γ")
+    clip_lr: float = Field(0.2, gt=0, description="adaptive: η_C")
+    count_noise_multiplier: float | None = Field(
+        None, ge=0, description="adaptive: σ_b (default max(m/20, z); must exceed z/2)"
+    )
+    amplification: Literal["none", "poisson"] = "none"
+    accountant: Literal["rdp", "prv"] = "rdp"
+
+
+class InversionConfig(_Strict):
+    """``privacy.inversion:`` a gradient-inversion probe by a curious server or client."""
+
+    attack: str = "idlg"
+    threat_model: Literal["server", "client"] = Field(
+        "server",
+        description="server: attack chosen clients' updates; client: attack the change of the "
+        "global model (the aggregate of the others)",
+    )
+    rounds: list[int] = Field(default_factory=lambda: [1], min_length=1)
+    clients: list[int] | None = Field(
+        None, description="server threat model: clients to attack (default: every sampled)"
+    )
+    max_clients: int = Field(4, ge=1, description="at most this many attacked per round")
+    num_images: int | None = Field(
+        None, ge=1, le=64, description="images to reconstruct (default: the batch size)"
+    )
+    iterations: int = Field(300, ge=1, le=100_000)
+    restarts: int = Field(1, ge=1, le=100)
+    params: dict[str, Any] = Field(default_factory=dict, description="attack settings (lr, ...)")
+    save_images: bool = True
+
+    @field_validator("rounds")
+    @classmethod
+    def _positive_rounds(cls, rounds: list[int]) -> list[int]:
+        if any(r < 1 for r in rounds):
+            raise ValueError("rounds are numbered from 1")
+        return rounds
+
+
 class PrivacyConfig(_Strict):
-    """``privacy:`` differential privacy and inversion probes (none are available yet)."""
+    """``privacy:`` differential privacy on clients and/or server, a budget, inversion probes."""
+
+    local_dp: LocalDPConfig | None = None
+    central_dp: CentralDPConfig | None = None
+    budget: float | None = Field(
+        None, gt=0, description="stop before a round that would take ε above this"
+    )
+    inversion: InversionConfig | None = None
 
 
 class RayConfig(_Strict):
@@ -127,7 +236,10 @@ class Scenario(_Strict):
     defense: DefenseConfig = Field(default_factory=DefenseConfig)
     privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
     ray: RayConfig = Field(default_factory=RayConfig)
-    sweep: dict[str, list[Any]] | None = None
+    faults: FaultsConfig = Field(default_factory=FaultsConfig)
+    sweep: dict[str, Any] | None = Field(
+        None, description="points to run: grid and zipped lists over dotted keys (fedsim.sweep)"
+    )
 
     @property
     def clients_per_round(self) -> int:
@@ -262,9 +374,14 @@ def _allowed_keys(loc: list[str]) -> str:
     model: type[BaseModel] = Scenario
     for part in loc:
         annotation = model.model_fields[part].annotation
-        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+        blocks = [
+            a
+            for a in (annotation, *typing.get_args(annotation))
+            if isinstance(a, type) and issubclass(a, BaseModel)
+        ]
+        if not blocks:
             return "(any)"
-        model = annotation
+        model = blocks[0]
     return ", ".join(model.model_fields)
 
 
@@ -295,9 +412,20 @@ def _check_consistency(s: Scenario) -> None:
                 key, s.num_malicious, f"at most data.num_clients = {n} malicious clients"
             )
     if s.sweep is not None:
-        for key, values in s.sweep.items():
-            if not values:
-                raise ScenarioError(f"sweep.{key}", values, "a non-empty list of values")
+        _check_sweep_points(s)
+
+
+def _check_sweep_points(s: Scenario) -> None:
+    """Every point of the sweep must be a valid scenario too (the grammar: fedsim.sweep)."""
+    base = s.model_dump(exclude_unset=True, exclude={"sweep"})  # what the file said
+    for values in point_values(sweep_axes(s.sweep)):
+        raw = copy.deepcopy(base)
+        for key, value in values.items():
+            set_dotted(raw, key, copy.deepcopy(value))
+        try:
+            parse_scenario(raw)
+        except ScenarioError as e:
+            raise ScenarioError(e.path, e.value, f"{e.allowed} (sweep point {values})") from None
 
 
 def scenario_to_dict(scenario: Scenario) -> dict[str, Any]:

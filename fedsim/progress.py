@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -41,6 +42,11 @@ class ProgressObserver:
         self._task = self._progress.add_task(
             scenario.name, total=scenario.rounds, acc="-", loss="-", spr="-"
         )
+
+    @property
+    def run_dir(self) -> Path:
+        """The run directory (where artefacts such as inversion grids go)."""
+        return self.recorder.run_dir
 
     def __enter__(self) -> ProgressObserver:
         self._progress.start()

@@ -10,17 +10,20 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from fedsim.config import Scenario, scenario_to_dict
 from fedsim.data import DATASETS, federated_data
 from fedsim.errors import InvalidSettingError, ScenarioError
-from fedsim.federation import federation_for
+from fedsim.federation import Federation, federation_for
 from fedsim.models import MODELS
 from fedsim.progress import ProgressObserver
 from fedsim.results import RunRecorder, default_run_dir
+
+if TYPE_CHECKING:
+    from server.aggregators import Aggregator
 
 __all__ = ["preflight", "run_scenario"]
 
@@ -74,9 +77,78 @@ def preflight(scenario: Scenario) -> None:
     except InvalidSettingError as e:
         raise ScenarioError("attack.params", scenario.attack.params, str(e)) from None
     try:
-        fed.build_model()
+        model = fed.build_model()
     except InvalidSettingError as e:
         raise ScenarioError("model.params", scenario.model.params, str(e)) from None
+    _check_privacy(scenario, fed, rule, model)
+    _check_inversion(scenario, fed)
+
+
+def _check_inversion(scenario: Scenario, fed: Federation) -> None:
+    """The inversion probe's attack, settings, rounds and clients."""
+    from server.inversion import INVERSION_ATTACKS
+    from server.inversion.probe import InversionProbe
+
+    config = scenario.privacy.inversion
+    if config is None:
+        return
+    _check_name("privacy.inversion.attack", config.attack, INVERSION_ATTACKS.names())
+    late = [r for r in config.rounds if r > scenario.rounds]
+    if late:
+        raise ScenarioError(
+            "privacy.inversion.rounds", config.rounds, f"rounds 1..{scenario.rounds} of the run"
+        )
+    n = scenario.data.num_clients
+    if config.clients is not None and any(not 0 <= c < n for c in config.clients):
+        raise ScenarioError("privacy.inversion.clients", config.clients, f"client ids 0..{n - 1}")
+    try:
+        InversionProbe(fed)
+    except InvalidSettingError as e:
+        raise ScenarioError("privacy.inversion.params", config.params, str(e)) from None
+
+
+def _check_privacy(
+    scenario: Scenario, fed: Federation, rule: Aggregator, model: torch.nn.Module
+) -> None:
+    """DP settings that only the data, the model and the rule can check."""
+    from opacus.validators import ModuleValidator
+    from opacus.validators.errors import UnsupportedModuleError
+
+    from fedsim.privacy.local import local_dp_round
+    from server.privacy import ServerPrivacy
+
+    privacy = scenario.privacy
+    try:
+        ServerPrivacy(scenario, fed.data, rule, fed.malicious)
+    except InvalidSettingError as e:
+        raise ScenarioError("privacy.central_dp", privacy.central_dp, str(e)) from None
+    local = privacy.local_dp
+    if local is None:
+        return
+    try:
+        ModuleValidator.validate(model, strict=True)
+    except UnsupportedModuleError as e:
+        raise ScenarioError(
+            "model.name", scenario.model.name, f"a model Opacus can train with DP-SGD ({e})"
+        ) from None
+    clients = scenario.clients
+    for client_id in range(scenario.data.num_clients):
+        if client_id in fed.malicious:
+            continue
+        size = len(fed.data.client(client_id)[1])
+        if clients.batch_size > size:
+            raise ScenarioError(
+                "clients.batch_size",
+                clients.batch_size,
+                f"at most the smallest honest client's {size} examples (client {client_id}): "
+                "DP-SGD samples batches of expected size B from N >= B examples",
+            )
+        try:
+            local_dp_round(local, size, clients.batch_size, clients.local_epochs, scenario.rounds)
+        except InvalidSettingError as e:
+            raise ScenarioError(
+                "privacy.local_dp.target_epsilon", local.target_epsilon, str(e)
+            ) from None
 
 
 def _check_name(path: str, value: str, known: list[str]) -> None:

@@ -26,6 +26,7 @@ class Stream(IntEnum):
     PRIVACY = 7  # DP noise
     FAULTS = 8  # dropouts, crashes
     NODE_IDS = 9  # the inline runtime's node ids
+    INVERSION = 10  # a gradient-inversion probe's dummy inputs
 
 
 def derive_seed(seed: int, stream: Stream, *key: int) -> int:

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fedsim.config import ClientsConfig
+from fedsim.data.transforms import Augment
 
 __all__ = ["EvalResult", "TrainResult", "TrainSettings", "evaluate", "single_thread", "train_local"]
 
@@ -84,15 +85,18 @@ def train_local(
     y: torch.Tensor,
     settings: TrainSettings,
     generator: torch.Generator,
+    augment: Augment | None = None,
 ) -> TrainResult:
     """Run local SGD on ``(x, y)`` in place; shuffles come from ``generator`` (CPU).
 
     Tensors are moved to the device of ``model``'s parameters once, before the loop. On the
-    CPU the loop runs on one thread (see :func:`single_thread`).
+    CPU the loop runs on one thread (see :func:`single_thread`). ``augment`` (e.g. the
+    dataset's random crop and flip) is applied to each minibatch, drawing from ``generator``
+    too (so with it the shuffles of later epochs differ from a run without it).
     """
     device = next(model.parameters()).device
     with single_thread(device):
-        return _train(model, x, y, settings, generator, device)
+        return _train(model, x, y, settings, generator, device, augment)
 
 
 def _train(
@@ -102,6 +106,7 @@ def _train(
     settings: TrainSettings,
     generator: torch.Generator,
     device: torch.device,
+    augment: Augment | None = None,
 ) -> TrainResult:
     x, y = x.to(device), y.to(device)
     optimizer = torch.optim.SGD(
@@ -117,8 +122,9 @@ def _train(
         order = torch.randperm(n, generator=generator).to(device)
         for start in range(0, n, settings.batch_size):
             batch = order[start : start + settings.batch_size]
+            xb = x[batch] if augment is None else augment(x[batch], generator)
             optimizer.zero_grad(set_to_none=True)
-            loss = F.cross_entropy(model(x[batch]), y[batch])
+            loss = F.cross_entropy(model(xb), y[batch])
             loss.backward()
             optimizer.step()
             total += loss.detach()

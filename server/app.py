@@ -35,6 +35,8 @@ from server.adversary.base import ColludingAttack
 from server.adversary.stage import AdversaryStage
 from server.aggregators.fltrust import FLTrust
 from server.aggregators.pipeline import Pipeline
+from server.inversion.probe import InversionProbe
+from server.privacy import BudgetExhausted, ServerPrivacy
 from server.root_update import RootUpdate, split_root
 from server.strategy import FedsimStrategy
 
@@ -60,6 +62,9 @@ class RoundObserver(Protocol):
 
     def on_end(self, summary: dict[str, Any]) -> None:
         """Called once after the last round."""
+
+
+# An observer may also have a ``run_dir`` attribute: artefacts (inversion grids) go there.
 
 
 def identify_clients(grid: Grid, num_clients: int, timeout: float = 600.0) -> dict[int, int]:
@@ -156,6 +161,12 @@ def run_server(grid: Grid, scenario: Scenario, observer: RoundObserver) -> dict[
         def before_aggregate(weights: torch.Tensor, server_round: int) -> None:
             fltrust.server_update = root_update(weights, server_round)
 
+    privacy = ServerPrivacy(scenario, fed.data, aggregator, fed.malicious)
+    probe = None
+    if scenario.privacy.inversion is not None:
+        probe = InversionProbe(fed, getattr(observer, "run_dir", None))
+    if (warning := privacy.calibration_warning()) is not None:
+        log.warning("%s", warning)
     strategy = FedsimStrategy(
         scenario,
         aggregator,
@@ -164,6 +175,8 @@ def run_server(grid: Grid, scenario: Scenario, observer: RoundObserver) -> dict[
         initial.numel(),
         adversary,
         before_aggregate,
+        privacy if privacy.enabled else None,
+        probe,
     )
     history: list[dict[str, Any]] = []
     started = time.perf_counter()
@@ -177,20 +190,34 @@ def run_server(grid: Grid, scenario: Scenario, observer: RoundObserver) -> dict[
             "round": server_round,
             **result,
             "time_s": time.perf_counter() - report.started,
+            **privacy.metrics(),
+            **(probe.round_metrics() if probe is not None else {}),
             **report.as_record(),
         }
         history.append(record)
         observer.on_round(record)
         return MetricRecord({"accuracy": record["accuracy"], "loss": record["loss"]})
 
-    strategy.start(
-        grid=grid,
-        initial_arrays=to_array_record(WEIGHTS_KEY, initial),
-        num_rounds=scenario.rounds,
-        train_config=ConfigRecord(),
-        evaluate_fn=evaluate_round,
-    )
+    stopped = None
+    try:
+        strategy.start(
+            grid=grid,
+            initial_arrays=to_array_record(WEIGHTS_KEY, initial),
+            num_rounds=scenario.rounds,
+            timeout=scenario.clients.timeout_s or 3600.0,
+            train_config=ConfigRecord(),
+            evaluate_fn=evaluate_round,
+        )
+    except BudgetExhausted as e:
+        stopped = str(e)
+        log.warning("%s", e)
     summary = _summarise(scenario, history, time.perf_counter() - started)
+    if privacy.enabled:
+        summary["privacy"] = privacy.describe()
+    if probe is not None:
+        summary.update(probe.summary())
+    if stopped is not None:
+        summary["stopped"] = stopped
     observer.on_end(summary)
     return summary
 
@@ -230,6 +257,9 @@ def _summarise(scenario: Scenario, history: list[dict[str, Any]], wall_s: float)
     }
     if "asr" in last:
         summary["final_asr"] = last["asr"]
+    for key in ("epsilon", "delta", "epsilon_central"):
+        if key in last:
+            summary[f"final_{key}"] = last[key]
     return summary
 
 

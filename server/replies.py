@@ -11,10 +11,14 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 from flwr.app import Message
+
+from fedsim.errors import InvalidSettingError
+from fedsim.privacy.ledger import PrivacyLedger
 
 __all__ = ["ClientUpdate", "MAX_EXAMPLES", "ParsedReplies", "parse_train_replies"]
 
@@ -29,6 +33,8 @@ class ClientUpdate:
     update: torch.Tensor
     num_examples: int
     train_loss: float
+    privacy: tuple[list[float], float] | None = None
+    """Local DP report: the client's cumulative ledger (flat σ, q, K triples) and its ε."""
 
 
 @dataclass
@@ -54,13 +60,14 @@ def parse_train_replies(
         if isinstance(result, str):
             parsed.rejected[client_id] = result
         else:
-            update, num_examples, loss = result
-            parsed.updates.append(ClientUpdate(client_id, update, num_examples, loss))
+            parsed.updates.append(ClientUpdate(client_id, *result))
     parsed.updates.sort(key=lambda u: u.client_id)
     return parsed
 
 
-def _check(msg: Message, dim: int) -> tuple[torch.Tensor, int, float] | str:
+def _check(
+    msg: Message, dim: int
+) -> tuple[torch.Tensor, int, float, tuple[list[float], float] | None] | str:
     content = msg.content
     try:
         record = content.array_records["update"]
@@ -80,4 +87,23 @@ def _check(msg: Message, dim: int) -> tuple[torch.Tensor, int, float] | str:
         return f"num-examples is {num_examples!r}, expected an integer"
     if not 0 < num_examples <= MAX_EXAMPLES:
         return f"num-examples {num_examples} outside 1..{MAX_EXAMPLES}"
-    return torch.from_numpy(array.astype(np.float64)), num_examples, loss
+    privacy = _privacy_report(metrics)
+    if isinstance(privacy, str):
+        return privacy
+    return torch.from_numpy(array.astype(np.float64)), num_examples, loss, privacy
+
+
+def _privacy_report(metrics: Any) -> tuple[list[float], float] | None | str:
+    """The optional local-DP report (``dp-history``, ``dp-epsilon``), or why it is malformed."""
+    if "dp-history" not in metrics and "dp-epsilon" not in metrics:
+        return None
+    history, epsilon = metrics.get("dp-history"), metrics.get("dp-epsilon")
+    if not isinstance(history, list) or len(history) % 3:
+        return "malformed privacy report: dp-history is not a list of (sigma, q, steps) triples"
+    try:
+        PrivacyLedger.from_list(history)
+    except (InvalidSettingError, TypeError, ValueError) as e:
+        return f"malformed privacy report: {e}"
+    if not isinstance(epsilon, int | float) or math.isnan(epsilon) or epsilon < 0:
+        return f"malformed privacy report: dp-epsilon is {epsilon!r}"
+    return [float(v) for v in history], float(epsilon)

@@ -23,10 +23,13 @@ from flwr.serverapp.strategy import Strategy
 from clients.app import WEIGHTS_KEY
 from fedsim.config import Scenario
 from fedsim.errors import InvalidSettingError
+from fedsim.faults import client_faults
 from fedsim.params import from_array_record, to_array_record
 from fedsim.seeding import Stream, numpy_rng
 from server.adversary.stage import AdversaryStage
 from server.aggregators import Aggregator
+from server.inversion.probe import InversionProbe
+from server.privacy import ServerPrivacy
 from server.replies import parse_train_replies
 
 __all__ = ["FedsimStrategy", "RoundReport", "detection", "sample_clients"]
@@ -35,11 +38,19 @@ log = logging.getLogger(__name__)
 
 
 def sample_clients(scenario: Scenario, server_round: int) -> list[int]:
-    """The client ids sampled in ``server_round`` (uniform without replacement, sorted)."""
+    """The client ids sampled in ``server_round``, sorted.
+
+    Uniform without replacement (``clients.per_round`` of them), except under central DP with
+    ``amplification: poisson``: then each client is included independently with probability
+    m/N, the sampling that the accountant's amplification assumes.
+    """
     n, k = scenario.data.num_clients, scenario.clients_per_round
+    central = scenario.privacy.central_dp
+    rng = numpy_rng(scenario.seed, Stream.SAMPLE, server_round)
+    if central is not None and central.amplification == "poisson":
+        return [int(c) for c in (rng.random(n) < k / n).nonzero()[0]]
     if k >= n:
         return list(range(n))
-    rng = numpy_rng(scenario.seed, Stream.SAMPLE, server_round)
     return sorted(int(c) for c in rng.choice(n, size=k, replace=False))
 
 
@@ -50,13 +61,16 @@ class RoundReport:
     round: int
     sampled: list[int]
     malicious: list[int]
+    dropped: list[int] = field(default_factory=list)
     replied: list[int] = field(default_factory=list)
+    timed_out: list[int] = field(default_factory=list)
     failed: dict[int, str] = field(default_factory=dict)
     rejected: dict[int, str] = field(default_factory=dict)
     accepted: list[int] | None = None
     attack_info: dict[str, Any] = field(default_factory=dict)
     skipped: str | None = None
     train_loss: float | None = None
+    privacy_info: dict[str, float] = field(default_factory=dict)
     started: float = field(default_factory=time.perf_counter)
 
     def as_record(self) -> dict[str, Any]:
@@ -64,7 +78,17 @@ class RoundReport:
         return {
             "sampled": self.sampled,
             "malicious": self.malicious,
+            "dropped": self.dropped,
             "replied": self.replied,
+            "timed_out": self.timed_out,
+            "counts": {
+                "sampled": len(self.sampled),
+                "dropped": len(self.dropped),
+                "replied": len(self.replied),
+                "failed": len(self.failed),
+                "timed_out": len(self.timed_out),
+                "rejected": len(self.rejected),
+            },
             "accepted": self.accepted,
             **detection(self.accepted, self.replied, self.malicious, self.rejected),
             "failed": {str(k): v for k, v in sorted(self.failed.items())},
@@ -72,6 +96,7 @@ class RoundReport:
             "skipped": self.skipped,
             "train_loss": self.train_loss,
             **({"attack": self.attack_info} if self.attack_info else {}),
+            **self.privacy_info,
         }
 
 
@@ -116,6 +141,12 @@ class FedsimStrategy(Strategy):
     before_aggregate : callable, optional
         Called as ``before_aggregate(global_weights, round)`` just before the rule runs (FLTrust
         sets its server update there).
+    privacy : ServerPrivacy, optional
+        DP on the server: the budget check before a round, central DP around the rule, and the
+        clients' local-DP reports.
+    probe : InversionProbe, optional
+        A gradient-inversion probe: sees the checked updates (server threat model) and the
+        global model's change (client threat model).
     """
 
     def __init__(
@@ -127,6 +158,8 @@ class FedsimStrategy(Strategy):
         dim: int,
         adversary: AdversaryStage | None = None,
         before_aggregate: Callable[[torch.Tensor, int], None] | None = None,
+        privacy: ServerPrivacy | None = None,
+        probe: InversionProbe | None = None,
     ) -> None:
         self.scenario = scenario
         self.aggregator = aggregator
@@ -136,6 +169,8 @@ class FedsimStrategy(Strategy):
         self.dim = dim
         self.adversary = adversary
         self.before_aggregate = before_aggregate
+        self.privacy = privacy
+        self.probe = probe
         self.report: RoundReport | None = None
         self._global: torch.Tensor | None = None
 
@@ -154,17 +189,23 @@ class FedsimStrategy(Strategy):
     ) -> Iterable[Message]:
         """Sample this round's clients and send them the global weights."""
         sampled = sample_clients(self.scenario, server_round)
+        if self.privacy is not None:
+            self.privacy.check_budget(server_round, sampled)
+        faults, seed = self.scenario.faults, self.scenario.seed
+        dropped = [c for c in sampled if client_faults(faults, seed, server_round, c).dropout]
         self.report = RoundReport(
             round=server_round,
             sampled=sampled,
             malicious=[c for c in sampled if c in self.malicious],
+            dropped=dropped,
         )
         self._global = from_array_record(arrays, WEIGHTS_KEY)
         config["server-round"] = server_round
         content = RecordDict({"arrays": arrays, "config": config})
-        return [
+        return [  # a dropped client is sampled but never gets (or answers) the message
             Message(content, dst_node_id=self.client_to_node[c], message_type=MessageType.TRAIN)
             for c in sampled
+            if c not in dropped
         ]
 
     def aggregate_train(
@@ -177,8 +218,17 @@ class FedsimStrategy(Strategy):
         parsed = parse_train_replies(replies, self.node_to_client, self.dim)
         report.failed, report.rejected = parsed.failed, parsed.rejected
         report.replied = sorted([u.client_id for u in parsed.updates] + list(parsed.rejected))
+        answered = set(report.replied) | set(report.failed) | set(report.dropped)
+        report.timed_out = [c for c in report.sampled if c not in answered]
         for client, reason in {**parsed.failed, **parsed.rejected}.items():
             log.warning("round %d: client %d left out: %s", server_round, client, reason)
+        if self.privacy is not None:
+            self.privacy.record_reports(
+                {u.client_id: u.privacy for u in parsed.updates if u.privacy is not None}
+            )
+        if self.probe is not None:
+            self.probe.begin_round()
+            self.probe.attack_updates(server_round, current, parsed.updates)
         if not parsed.updates:
             report.skipped = "no valid update arrived"
             return None, None
@@ -195,13 +245,20 @@ class FedsimStrategy(Strategy):
             ids = [u.client_id for u in checked]
             if self.before_aggregate is not None:
                 self.before_aggregate(current, server_round)
-            result = self.aggregator(updates, weights, ids)
+            if self.privacy is not None:
+                result, report.privacy_info = self.privacy.aggregate(
+                    updates, weights, ids, self.aggregator, server_round
+                )
+            else:
+                result = self.aggregator(updates, weights, ids)
         except InvalidSettingError as e:
             report.skipped = str(e)
             log.warning("round %d skipped: %s", server_round, e)
             return None, None
         report.accepted = result.accepted
         new_global = current.to(torch.float64) + self.scenario.defense.server_lr * result.update
+        if self.probe is not None:
+            self.probe.attack_aggregate(server_round, current, new_global, parsed.updates)
         metrics = MetricRecord({"train-loss": report.train_loss, "num-updates": len(ids)})
         return to_array_record(WEIGHTS_KEY, new_global.to(current.dtype)), metrics
 

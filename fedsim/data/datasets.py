@@ -1,19 +1,21 @@
 """Datasets as in-memory tensors: the embedded ``digits`` and a seeded ``synthetic`` task.
 
-Every loader returns a :class:`Dataset` with images ``(N, C, H, W)`` float32 in [0, 1] and
-int64 labels, already split into a training pool (partitioned among clients) and a held-out
-test set the server evaluates on.
+Every loader returns a :class:`Dataset` with images ``(N, C, H, W)`` float32 and int64 labels,
+already split into a training pool (partitioned among clients) and a held-out test set the
+server evaluates on. ``digits`` and ``synthetic`` are in [0, 1]; the real image datasets
+(:mod:`fedsim.data.vision`) are standardised per channel and record their ``mean``/``std``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 
+from fedsim.data.transforms import Augment
 from fedsim.errors import InvalidSettingError
 from fedsim.registry import Registry
 
@@ -22,7 +24,19 @@ __all__ = ["DATASETS", "Dataset", "load_dataset"]
 
 @dataclass(frozen=True)
 class Dataset:
-    """A classification dataset split into a training pool and a held-out test set."""
+    """A classification dataset split into a training pool and a held-out test set.
+
+    Attributes
+    ----------
+    mean, std : tuple of float or None
+        Per-channel statistics the images were standardised with (``None``: raw [0, 1]).
+    augment : Augment or None
+        Training-time augmentation for local training (``augment(x, generator)``), or none.
+    train_groups : ndarray or None
+        For datasets with a natural client id (FEMNIST's writers): the group index
+        ``0..G-1`` of every training sample, in the seeded group order the ``natural``
+        partition assigns to clients.
+    """
 
     name: str
     x_train: torch.Tensor
@@ -30,12 +44,25 @@ class Dataset:
     x_test: torch.Tensor
     y_test: torch.Tensor
     num_classes: int
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    augment: Augment | None = field(default=None, compare=False)
+    train_groups: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
         """``(channels, height, width)`` of one sample."""
         c, h, w = self.x_train.shape[1:]
         return (int(c), int(h), int(w))
+
+    @property
+    def data_range(self) -> tuple[float, float]:
+        """``(lo, hi)``: the smallest box holding every valid input (a [0, 1] pixel, mapped)."""
+        if self.mean is None or self.std is None:
+            return (0.0, 1.0)
+        lows = [(0.0 - m) / s for m, s in zip(self.mean, self.std, strict=True)]
+        highs = [(1.0 - m) / s for m, s in zip(self.mean, self.std, strict=True)]
+        return (min(lows), max(highs))
 
 
 DatasetLoader = Callable[..., Dataset]
@@ -52,14 +79,20 @@ def load_dataset(name: str, *, seed: int, test_fraction: float, **params: Any) -
 
 
 def _stratified_split(
-    y: np.ndarray, test_fraction: float, seed: int
+    y: np.ndarray, test_fraction: float, seed: int, keep_one: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Indices of a seeded, per-class stratified train/test split."""
+    """Indices of a seeded, per-class stratified train/test split.
+
+    ``y`` may be any integer strata (classes, or writers); with ``keep_one`` every stratum
+    keeps at least one training sample.
+    """
     rng = np.random.default_rng(seed)
     train, test = [], []
     for label in np.unique(y):
         idx = rng.permutation(np.flatnonzero(y == label))
         n_test = int(round(test_fraction * len(idx)))
+        if keep_one:
+            n_test = min(n_test, len(idx) - 1)
         test.append(idx[:n_test])
         train.append(idx[n_test:])
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))

@@ -11,7 +11,14 @@ import torch
 
 from fedsim.config import DataConfig
 from fedsim.data.datasets import Dataset, load_dataset
-from fedsim.data.partition import partition_dirichlet, partition_iid, partition_shards
+from fedsim.data.partition import (
+    partition_dirichlet,
+    partition_iid,
+    partition_natural,
+    partition_shards,
+)
+from fedsim.data.vision import natural_id_column
+from fedsim.errors import InvalidSettingError
 
 __all__ = ["FederatedData", "federated_data"]
 
@@ -34,6 +41,16 @@ def federated_data(config: DataConfig, seed: int) -> FederatedData:
 
     Clients run in long-lived processes (Ray actors, or the driver for ``inline``); the cache
     means a partition is built once per process, not once per round.
+
+    ``data.path`` is handed to the loader as ``path``. The ``natural`` partition needs a
+    dataset with a natural client id (FEMNIST's ``writer_id``): client ``i`` is the ``i``-th
+    writer of a seeded order, and unless ``data.params.writers`` says otherwise exactly
+    ``data.num_clients`` writers are loaded.
+
+    Raises
+    ------
+    InvalidSettingError
+        The dataset cannot be loaded or split as configured.
     """
     key = json.dumps(config.model_dump(mode="json"), sort_keys=True)
     return _cached(key, seed)
@@ -42,14 +59,29 @@ def federated_data(config: DataConfig, seed: int) -> FederatedData:
 @functools.lru_cache(maxsize=4)
 def _cached(key: str, seed: int) -> FederatedData:
     config = DataConfig.model_validate_json(key)
-    data = load_dataset(
-        config.dataset, seed=seed, test_fraction=config.test_fraction, **config.params
-    )
+    params = dict(config.params)
+    if config.path is not None:
+        params["path"] = config.path
+    if config.partition == "natural":
+        if natural_id_column(config.dataset) is None:
+            raise InvalidSettingError(
+                f"partition 'natural' needs a dataset with a natural client id (femnist: one "
+                f"client per writer); {config.dataset!r} has none, use iid, dirichlet or shards"
+            )
+        params.setdefault("writers", config.num_clients)
+    data = load_dataset(config.dataset, seed=seed, test_fraction=config.test_fraction, **params)
     labels = data.y_train.numpy()
     if config.partition == "iid":
         parts = partition_iid(len(labels), config.num_clients, seed)
     elif config.partition == "dirichlet":
         parts = partition_dirichlet(labels, config.num_clients, config.alpha, seed)
-    else:
+    elif config.partition == "shards":
         parts = partition_shards(labels, config.num_clients, config.shards_per_client, seed)
+    else:
+        if data.train_groups is None:
+            raise InvalidSettingError(
+                f"partition 'natural': the {config.dataset!r} data read has no "
+                f"{natural_id_column(config.dataset)!r} column to group clients by"
+            )
+        parts = partition_natural(data.train_groups, config.num_clients)
     return FederatedData(data, tuple(parts))

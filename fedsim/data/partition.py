@@ -1,7 +1,8 @@
-"""Split a training pool among clients: ``iid``, ``dirichlet`` (label skew) and ``shards``.
+"""Split a training pool among clients: ``iid``, ``dirichlet``, ``shards`` and ``natural``.
 
 Each partitioner returns one index array per client; together they cover every training
-sample exactly once. All draws come from ``seed``.
+sample exactly once (``natural`` with fewer clients than writers leaves the other writers'
+samples unused). All draws come from ``seed``.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import numpy as np
 
 from fedsim.errors import InvalidSettingError
 
-__all__ = ["partition_dirichlet", "partition_iid", "partition_shards"]
+__all__ = ["partition_dirichlet", "partition_iid", "partition_natural", "partition_shards"]
 
 
 def partition_iid(num_samples: int, num_clients: int, seed: int) -> list[np.ndarray]:
@@ -70,6 +71,36 @@ def partition_shards(
     shards = np.array_split(order, num_clients * shards_per_client)
     assignment = rng.permutation(len(shards)).reshape(num_clients, shards_per_client)
     return [np.sort(np.concatenate([shards[s] for s in row])) for row in assignment]
+
+
+def partition_natural(groups: np.ndarray, num_clients: int) -> list[np.ndarray]:
+    """One client per natural group (a FEMNIST writer): client ``i`` gets group ``i``.
+
+    The same split as flwr-datasets' ``NaturalIdPartitioner``, but with the group order fixed
+    by the caller (a seeded permutation of the writer ids, see :mod:`fedsim.data.vision`).
+
+    Parameters
+    ----------
+    groups : ndarray
+        Group index ``0..G-1`` of every training sample.
+    num_clients : int
+        Clients, at most ``G``; groups ``num_clients..G-1`` are left out.
+
+    Examples
+    --------
+    >>> [p.tolist() for p in partition_natural(np.array([1, 0, 1, 2]), 2)]
+    [[1], [0, 2]]
+    """
+    groups = np.asarray(groups)
+    num_groups = int(groups.max()) + 1 if len(groups) else 0
+    if num_clients < 1 or num_clients > num_groups:
+        raise InvalidSettingError(
+            f"the natural partition gives one client per writer: data.num_clients = "
+            f"{num_clients} needs 1 ≤ num_clients ≤ {num_groups}, the writers in the data"
+        )
+    order = np.argsort(groups, kind="stable")
+    bounds = np.searchsorted(groups[order], np.arange(num_clients + 1))
+    return [np.sort(order[bounds[i] : bounds[i + 1]]) for i in range(num_clients)]
 
 
 def _check(num_samples: int, parts: int) -> None:

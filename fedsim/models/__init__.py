@@ -10,6 +10,8 @@ from fedsim.errors import InvalidSettingError
 from fedsim.models import (
     basic,  # noqa: F401  (registers mlp, cnn)
     inversion,  # noqa: F401  (registers lenet_sigmoid)
+    lenet,  # noqa: F401  (registers lenet5)
+    resnet,  # noqa: F401  (registers resnet)
 )
 from fedsim.models.registry import MODELS
 

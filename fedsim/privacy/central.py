@@ -188,12 +188,18 @@ class DPFedAvg:
         return clip_updates(updates, self.clip)
 
     def server_step(
-        self, clipped: torch.Tensor, norms: torch.Tensor, generator: torch.Generator
+        self,
+        clipped: torch.Tensor,
+        norms: torch.Tensor,
+        generator: torch.Generator,
+        aggregate: torch.Tensor | None = None,
     ) -> CentralDPResult:
         """Server-side hook: sum the clipped updates, add noise, divide by m; adapt C.
 
         Noise is drawn from ``generator``: first the d update coordinates, then (adaptive
-        clipping) the count noise.
+        clipping) the count noise. With ``aggregate`` (a robust rule's output on the clipped
+        updates) the result is ``aggregate + N(0, z²S²)/m`` instead of the noisy mean: the same
+        noise std zS/m, but calibrated for the mean's sensitivity S/m, not the rule's.
 
         Raises
         ------
@@ -213,13 +219,13 @@ class DPFedAvg:
             )
         z = self.update_noise_multiplier
         std = z * clip
-        total = clipped.sum(dim=0)
+        m = self.expected_clients
+        total = clipped.sum(dim=0) if aggregate is None else aggregate.to(torch.float64) * m
         if std > 0:
             noise = torch.randn(
                 total.shape, generator=generator, dtype=torch.float64, device=generator.device
             )
             total = total + std * noise.to(total.device)
-        m = self.expected_clients
         info = {
             "clip": clip,
             "noise_multiplier": z,

@@ -295,15 +295,20 @@ def calibrate_noise(
     if int(steps) != steps or steps < 1:
         raise InvalidSettingError(f"steps must be an integer >= 1, got {steps!r}")
     try:
-        return float(
-            get_noise_multiplier(
-                target_epsilon=target_epsilon,
-                target_delta=delta,
-                sample_rate=sample_rate,
-                steps=int(steps),
-                accountant=accountant,
+        with warnings.catch_warnings():  # see epsilon_from_history: a loose but valid bound
+            warnings.filterwarnings(
+                "ignore", message="Optimal order is the (largest|smallest) alpha"
             )
-        )
+            sigma = float(
+                get_noise_multiplier(
+                    target_epsilon=target_epsilon,
+                    target_delta=delta,
+                    sample_rate=sample_rate,
+                    steps=int(steps),
+                    accountant=accountant,
+                )
+            )
+        return sigma
     except ValueError as e:
         raise InvalidSettingError(
             f"cannot reach epsilon={target_epsilon} at delta={delta} with q={sample_rate}, "

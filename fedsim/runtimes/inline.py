@@ -9,6 +9,8 @@ engine, so the server sees the same thing on both runtimes.
 
 from __future__ import annotations
 
+import math
+import time
 import uuid
 from collections.abc import Iterable
 
@@ -55,6 +57,7 @@ class InlineGrid(Grid):
                 run_config=UserConfig(),
             )
         self._pending: dict[str, Message] = {}
+        self._timeout = math.inf
         self._replies: dict[str, Message] = {}
 
     def set_run(self, run: Run) -> None:
@@ -107,14 +110,25 @@ class InlineGrid(Grid):
             ],
         )
         for message_id in todo:
-            self._replies[message_id] = self._execute(self._pending.pop(message_id))
+            started = time.perf_counter()
+            reply = self._execute(self._pending.pop(message_id))
+            if time.perf_counter() - started <= self._timeout:
+                self._replies[message_id] = reply
         return [self._replies.pop(m) for m in wanted if m in self._replies]
 
     def send_and_receive(
         self, messages: Iterable[Message], *, timeout: float | None = None
     ) -> Iterable[Message]:
-        """Push ``messages``, run them, return their replies."""
-        return self.pull_messages(self.push_messages(messages))
+        """Push ``messages``, run them, return the replies that took at most ``timeout`` s.
+
+        Clients run one after another, but the timeout applies to each one's own duration, as
+        if they had all started together (a real round runs them in parallel).
+        """
+        self._timeout = math.inf if timeout is None else timeout
+        try:
+            return self.pull_messages(self.push_messages(messages))
+        finally:
+            self._timeout = math.inf
 
     def _execute(self, msg: Message) -> Message:
         context = self._contexts[msg.metadata.dst_node_id]

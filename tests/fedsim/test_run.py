@@ -135,7 +135,8 @@ def test_plot_and_list_commands(tmp_path: Path, capsys: pytest.CaptureFixture[st
         assert (run_dir / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert main(["list"]) == 0
     out = capsys.readouterr().out
-    assert "datasets: digits, synthetic" in out and "fedavg" in out and "cnn" in out
+    datasets = "datasets: cifar10, digits, fashion_mnist, femnist, mnist, synthetic"
+    assert datasets in out and "fedavg" in out and "cnn" in out
     assert main(["plot", str(tmp_path)]) == 2
 
 

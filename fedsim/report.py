@@ -1,0 +1,453 @@
+"""``fedsim report SWEEP_DIR``: ``report.md`` with mean ± std tables, and PNG figures.
+
+Input is what :mod:`fedsim.sweep` writes: ``results.csv`` and, for the curves, each point's
+``metrics.jsonl`` (the ``point`` column names its directory). Only rows with status ``ok`` (or
+no status column) enter the statistics; failed ones are listed at the end.
+
+Columns of ``results.csv`` are read by name, so a hand-made file works too: ``point``,
+``seed``, ``status`` and ``wall_s`` are bookkeeping, ``final_*``/``best_*`` are figures, and
+every other column is a swept key. Runs are grouped by every swept key except ``seed``; each
+group gets, for each figure, the mean and the *sample* standard deviation (n − 1) over its
+runs (a run with an empty cell is left out of that figure only). A swept key whose value is
+determined by another one (a zip partner such as ``attack.params`` next to ``attack.name``, or
+a key with a single value) adds no groups and is not shown as a column; the report says so.
+
+What the report holds:
+
+- always: a table of every group (runs, final and best accuracy, final ASR, ε, PSNR/SSIM where
+  present, wall time) and accuracy per round (mean over seeds, ± std band), one line per group
+  (one panel per attack when ``attack.name`` varies);
+- when both ``defense.aggregator`` and ``attack.name`` vary: an aggregator × attack table and
+  heatmap of final accuracy with each aggregator's worst case over attacks (and a bar chart
+  of it), and the same table and heatmap for final ASR where backdoor runs recorded it. Other
+  varying keys split these into one set per combination of their values.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import statistics
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from fedsim.errors import ScenarioError
+from fedsim.plots import Curve, plot_bars, plot_curves, plot_heatmap
+
+__all__ = [
+    "Group",
+    "Stat",
+    "determined_keys",
+    "figure_columns",
+    "format_stat",
+    "group_stats",
+    "key_columns",
+    "markdown_table",
+    "mean_std",
+    "pivot",
+    "read_results",
+    "worst_case",
+    "write_report",
+]
+
+AGGREGATOR = "defense.aggregator"
+ATTACK = "attack.name"
+BOOKKEEPING = ("point", "seed", "status", "wall_s")
+LABELS = {
+    "final_accuracy": "final accuracy",
+    "best_accuracy": "best accuracy",
+    "final_asr": "final ASR",
+    "final_epsilon": "final ε",
+    "final_psnr": "final PSNR",
+    "final_ssim": "final SSIM",
+    "wall_s": "wall s",
+}
+NOT_IN_TABLES = ("final_loss",)
+
+
+@dataclass(frozen=True)
+class Stat:
+    """Mean and sample standard deviation of ``n`` values (``std`` is None when n < 2)."""
+
+    mean: float | None
+    std: float | None
+    n: int
+
+
+@dataclass(frozen=True)
+class Group:
+    """The runs sharing one combination of swept values (all seeds)."""
+
+    values: dict[str, str]
+    points: list[str]
+    stats: dict[str, Stat]
+
+
+def read_results(path: str | os.PathLike[str]) -> tuple[list[str], list[dict[str, str]]]:
+    """The columns and rows of a ``results.csv``."""
+    path = Path(path)
+    if not path.is_file():
+        raise ScenarioError("SWEEP_DIR", str(path.parent), "a sweep directory with results.csv")
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        rows = list(reader)
+        return list(reader.fieldnames or []), rows
+
+
+def key_columns(columns: list[str]) -> list[str]:
+    """The swept keys among ``columns`` (everything but bookkeeping and figures), not ``seed``."""
+    return [c for c in columns if c not in BOOKKEEPING and not c.startswith(("final_", "best_"))]
+
+
+def figure_columns(columns: list[str], rows: list[dict[str, str]]) -> list[str]:
+    """The figures worth a table column: ``final_*``/``best_*`` with a value, then ``wall_s``."""
+    found = [
+        c
+        for c in columns
+        if c.startswith(("final_", "best_"))
+        and c not in NOT_IN_TABLES
+        and any(_number(r.get(c)) is not None for r in rows)
+    ]
+    return [*found, "wall_s"] if "wall_s" in columns else found
+
+
+def determined_keys(rows: list[dict[str, str]], keys: list[str]) -> dict[str, str]:
+    """Keys whose value follows from another shown key's: hidden key → the key it follows.
+
+    ``defense.aggregator`` and ``attack.name`` are considered first, then the others in order;
+    a key is hidden when some key already kept determines it over ``rows`` (one value each).
+    """
+    order = [k for k in (AGGREGATOR, ATTACK) if k in keys] + [
+        k for k in keys if k not in (AGGREGATOR, ATTACK)
+    ]
+    kept: list[str] = []
+    hidden: dict[str, str] = {}
+    for key in order:
+        leader = next((k for k in kept if _determines(rows, k, key)), None)
+        if leader is None:
+            kept.append(key)
+        else:
+            hidden[key] = leader
+    return hidden
+
+
+def _determines(rows: list[dict[str, str]], a: str, b: str) -> bool:
+    seen: dict[str, str] = {}
+    return all(seen.setdefault(r.get(a, ""), r.get(b, "")) == r.get(b, "") for r in rows)
+
+
+def mean_std(values: Iterable[float]) -> Stat:
+    """Mean and sample standard deviation (n − 1 in the denominator).
+
+    Examples
+    --------
+    >>> stat = mean_std([0.8, 0.9, 1.0])
+    >>> round(stat.mean, 6), round(stat.std, 6), stat.n
+    (0.9, 0.1, 3)
+    >>> mean_std([0.5])
+    Stat(mean=0.5, std=None, n=1)
+    """
+    values = list(values)
+    if not values:
+        return Stat(None, None, 0)
+    std = statistics.stdev(values) if len(values) > 1 else None
+    return Stat(statistics.fmean(values), std, len(values))
+
+
+def group_stats(rows: list[dict[str, str]], keys: list[str], figures: list[str]) -> list[Group]:
+    """Group the ``ok`` rows by ``keys`` (in order of first appearance); stats per figure."""
+    groups: dict[tuple[str, ...], list[dict[str, str]]] = {}
+    for row in rows:
+        if _ok(row):
+            groups.setdefault(tuple(row.get(k, "") for k in keys), []).append(row)
+    result = []
+    for combo, members in groups.items():
+        stats = {}
+        for figure in figures:
+            numbers = [_number(r.get(figure)) for r in members]
+            stats[figure] = mean_std(x for x in numbers if x is not None)
+        points = [r.get("point", "") for r in members]
+        result.append(Group(dict(zip(keys, combo, strict=True)), points, stats))
+    return result
+
+
+def _ok(row: dict[str, str]) -> bool:
+    """A run that finished (a hand-made file may leave out the status column)."""
+    return row.get("status", "ok") == "ok"
+
+
+def _number(text: str | None) -> float | None:
+    if text is None or text.strip() == "":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def pivot(
+    groups: list[Group], row_key: str, col_key: str, figure: str
+) -> tuple[list[str], list[str], dict[tuple[str, str], Stat]]:
+    """Row values, column values (first-appearance order) and the cell stats of one figure."""
+    rows: list[str] = []
+    cols: list[str] = []
+    cells: dict[tuple[str, str], Stat] = {}
+    for group in groups:
+        r, c = group.values[row_key], group.values[col_key]
+        rows += [r] if r not in rows else []
+        cols += [c] if c not in cols else []
+        if group.stats[figure].n:
+            cells[r, c] = group.stats[figure]
+    return rows, cols, cells
+
+
+def worst_case(
+    rows: list[str], cols: list[str], cells: dict[tuple[str, str], Stat]
+) -> dict[str, tuple[str, Stat]]:
+    """For each row, the column with the lowest mean and its stat (rows without cells left out)."""
+    result = {}
+    for r in rows:
+        present = [(c, cells[r, c]) for c in cols if (r, c) in cells]
+        if present:
+            result[r] = min(present, key=lambda item: item[1].mean)
+    return result
+
+
+def format_stat(stat: Stat | None, digits: int = 3, expected_n: int | None = None) -> str:
+    """``mean ± std`` (``mean`` alone for one run, ``–`` for none), ``(n=k)`` when k is unusual."""
+    if stat is None or stat.n == 0 or stat.mean is None:
+        return "–"
+    text = f"{stat.mean:.{digits}f}"
+    if stat.std is not None:
+        text += f" ± {stat.std:.{digits}f}"
+    if expected_n is not None and stat.n != expected_n:
+        text += f" (n={stat.n})"
+    return text
+
+
+def markdown_table(header: list[str], body: list[list[str]]) -> str:
+    """A GitHub-flavoured Markdown table (``|`` in cells escaped)."""
+
+    def line(cells: list[str]) -> str:
+        return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
+
+    return "\n".join([line(header), line(["---"] * len(header)), *(line(r) for r in body)])
+
+
+# ---------------------------------------------------------------------------- the report
+
+
+def write_report(sweep_dir: str | os.PathLike[str]) -> Path:
+    """Write ``report.md`` and ``figures/*.png`` into ``sweep_dir``; return the report's path.
+
+    Raises
+    ------
+    ScenarioError
+        ``sweep_dir`` holds no ``results.csv``.
+    """
+    sweep_dir = Path(sweep_dir)
+    columns, rows = read_results(sweep_dir / "results.csv")
+    ok = [r for r in rows if _ok(r)]
+    keys = key_columns(columns)
+    hidden = determined_keys(rows, keys)
+    shown = [k for k in keys if k not in hidden]
+    figures = figure_columns(columns, ok)
+    groups = group_stats(rows, shown, figures)
+    expected = max((g.stats["final_accuracy"].n for g in groups), default=0) or None
+    fig_dir = sweep_dir / "figures"
+    fig_dir.mkdir(exist_ok=True)
+    for stale in fig_dir.glob("*.png"):  # figures of an earlier report of this directory
+        stale.unlink()
+    meta = _read_json(sweep_dir / "sweep.json")
+
+    title = meta.get("name") or sweep_dir.name
+    total = len(meta.get("points") or []) or len(rows)
+    seeds = sorted({r.get("seed", "") for r in ok}, key=lambda s: (len(s), s))
+    lines = [
+        f"# Sweep report: {title}",
+        "",
+        f"{len(ok)} of {total} runs finished ok, {len(rows) - len(ok)} failed"
+        + (f", {total - len(rows)} not run yet" if total > len(rows) else "")
+        + (f"; seeds {', '.join(seeds)}" if seeds else "")
+        + ". Cells are mean ± sample standard deviation over seeds.",
+        "",
+    ]
+    if shown:
+        lines.append("Swept: " + ", ".join(f"`{k}`" for k in shown) + ".")
+    values = {k: {r.get(k, "") for r in rows} for k in hidden}
+    fixed = [k for k in hidden if len(values[k]) == 1]
+    follow = [k for k in hidden if k not in fixed]
+    if fixed:
+        lines.append(
+            "Same in every run: "
+            + ", ".join(f"`{k}` = {next(iter(values[k]))}" for k in fixed)
+            + "."
+        )
+    if follow:
+        lines.append(
+            "Not shown (determined by another key): "
+            + ", ".join(f"`{k}` (by `{hidden[k]}`)" for k in follow)
+            + "."
+        )
+    lines.append("")
+    if AGGREGATOR in shown and ATTACK in shown and "final_accuracy" in figures:
+        lines += _robustness_sections(groups, shown, fig_dir, expected)
+    lines += _groups_section(groups, shown, figures)
+    lines += _curves_section(sweep_dir, groups, shown, fig_dir)
+    failed = [r for r in rows if not _ok(r)]
+    if failed:
+        lines += ["## Failed runs", ""]
+        lines.append(
+            markdown_table(["point", "status"], [[r.get("point", ""), r["status"]] for r in failed])
+        )
+        lines.append("")
+    path = sweep_dir / "report.md"
+    tmp = path.with_name(".report.md.tmp")
+    tmp.write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _facets(groups: list[Group], others: list[str]) -> list[tuple[str, list[Group]]]:
+    """Split groups by the values of ``others``: (heading suffix, groups) in order."""
+    facets: dict[tuple[str, ...], list[Group]] = {}
+    for group in groups:
+        facets.setdefault(tuple(group.values[k] for k in others), []).append(group)
+    return [
+        (", ".join(f"{k} = {v}" for k, v in zip(others, combo, strict=True)), members)
+        for combo, members in facets.items()
+    ]
+
+
+def _robustness_sections(
+    groups: list[Group], shown: list[str], fig_dir: Path, expected: int | None
+) -> list[str]:
+    others = [k for k in shown if k not in (AGGREGATOR, ATTACK)]
+    facets = _facets(groups, others)
+    lines: list[str] = []
+    for index, (facet, members) in enumerate(facets, 1):
+        suffix = f"-{index}" if len(facets) > 1 else ""
+        where = f" ({facet})" if facet else ""
+        rows, cols, cells = pivot(members, AGGREGATOR, ATTACK, "final_accuracy")
+        worst = worst_case(rows, cols, cells)
+        lines += [f"## Final accuracy: aggregator × attack{where}", ""]
+        body = [
+            [r, *(format_stat(cells.get((r, c)), expected_n=expected) for c in cols)]
+            + [f"{format_stat(worst[r][1])} ({worst[r][0]})" if r in worst else "–"]
+            for r in rows
+        ]
+        lines += [markdown_table(["aggregator", *cols, "worst case"], body), ""]
+        heat = plot_heatmap(
+            [[_mean(cells.get((r, c))) for c in cols] for r in rows],
+            rows,
+            cols,
+            fig_dir / f"final_accuracy_heatmap{suffix}.png",
+            f"final accuracy{where}",
+        )
+        ranked = sorted(worst, key=lambda r: -(worst[r][1].mean or 0.0))
+        bars = plot_bars(
+            ranked,
+            [worst[r][1].mean or 0.0 for r in ranked],
+            [worst[r][1].std for r in ranked],
+            fig_dir / f"worst_case_accuracy{suffix}.png",
+            f"worst-case final accuracy over attacks{where}",
+            "final accuracy",
+            notes=[worst[r][0] for r in ranked],
+        )
+        lines += [_image(heat, "final accuracy heatmap"), _image(bars, "worst case"), ""]
+        if "final_asr" in members[0].stats:
+            rows_a, cols_a, cells_a = pivot(members, AGGREGATOR, ATTACK, "final_asr")
+            cols_a = [c for c in cols_a if any((r, c) in cells_a for r in rows_a)]
+            if cols_a:
+                lines += [f"## Final attack success rate (backdoor){where}", ""]
+                body = [
+                    [r, *(format_stat(cells_a.get((r, c)), expected_n=expected) for c in cols_a)]
+                    for r in rows_a
+                ]
+                lines += [markdown_table(["aggregator", *cols_a], body), ""]
+                heat = plot_heatmap(
+                    [[_mean(cells_a.get((r, c))) for c in cols_a] for r in rows_a],
+                    rows_a,
+                    cols_a,
+                    fig_dir / f"final_asr_heatmap{suffix}.png",
+                    f"final ASR (lower is better){where}",
+                    higher_is_better=False,
+                )
+                lines += [_image(heat, "final ASR heatmap"), ""]
+    return lines
+
+
+def _groups_section(groups: list[Group], shown: list[str], figures: list[str]) -> list[str]:
+    header = [*shown, "runs", *(LABELS.get(f, f) for f in figures)]
+    body = [
+        [
+            *(group.values[k] for k in shown),
+            str(len(group.points)),
+            *(format_stat(group.stats[f], digits=1 if f == "wall_s" else 3) for f in figures),
+        ]
+        for group in groups
+    ]
+    heading = "## Every setting" if shown else "## All runs"
+    return [heading, "", markdown_table(header, body), ""]
+
+
+def _curves_section(
+    sweep_dir: Path, groups: list[Group], shown: list[str], fig_dir: Path
+) -> list[str]:
+    panel_key = ATTACK if ATTACK in shown else None
+    series_keys = [k for k in shown if k != panel_key]
+    panels: dict[str, dict[str, Curve]] = {}
+    for group in groups:
+        curve = _mean_curve(sweep_dir, group.points)
+        if curve is None:
+            continue
+        panel = f"{panel_key} = {group.values[panel_key]}" if panel_key else "accuracy per round"
+        parts = [f"{k}={group.values[k]}" for k in series_keys]
+        if len(parts) == 1:
+            parts = [group.values[series_keys[0]]]
+        label = ", ".join(parts) or "all runs"
+        panels.setdefault(panel, {})[label] = curve
+    if not panels:
+        return []
+    path = plot_curves(panels, fig_dir / "accuracy_per_round.png")
+    return ["## Accuracy per round", "", _image(path, "accuracy per round"), ""]
+
+
+def _mean_curve(sweep_dir: Path, points: list[str]) -> Curve | None:
+    """Mean and std of test accuracy per round over the runs ``points`` (those on disk)."""
+    from fedsim.results import read_metrics
+
+    by_round: dict[int, list[float]] = {}
+    for point in points:
+        try:
+            records = read_metrics(sweep_dir / point)
+        except (OSError, ValueError):
+            continue
+        for record in records:
+            if isinstance(record.get("accuracy"), int | float):
+                by_round.setdefault(int(record["round"]), []).append(float(record["accuracy"]))
+    if not by_round:
+        return None
+    rounds = sorted(by_round)
+    stats = [mean_std(by_round[r]) for r in rounds]
+    return rounds, [s.mean for s in stats], [s.std for s in stats]
+
+
+def _mean(stat: Stat | None) -> float | None:
+    return None if stat is None else stat.mean
+
+
+def _image(path: Path, alt: str) -> str:
+    return f"![{alt}](figures/{path.name})"
