@@ -192,3 +192,35 @@ def plot_bars(
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+Series = list[tuple[float, float]]
+"""``(x, y)`` points of one line, in drawing order."""
+
+
+def plot_tradeoff(
+    series: dict[str, Series],
+    path: Path,
+    xlabel: str,
+    ylabel: str,
+    title: str,
+    log_x: bool = False,
+) -> Path:
+    """One line with markers per series (e.g. accuracy against ε, one per clip norm)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.6, 3.9))
+    for label, points in series.items():
+        ordered = sorted(points)
+        ax.plot([x for x, _ in ordered], [y for _, y in ordered], marker="o", ms=4, label=label)
+    if log_x:
+        ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3, which="both")
+    if len(series) > 1 or next(iter(series), ""):
+        ax.legend(fontsize=8, frameon=False)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -35,7 +35,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fedsim.errors import ScenarioError
-from fedsim.plots import Curve, plot_bars, plot_curves, plot_heatmap
+from fedsim.plots import Curve, plot_bars, plot_curves, plot_heatmap, plot_tradeoff
+from fedsim.results import is_summary_figure
 
 __all__ = [
     "Group",
@@ -61,8 +62,9 @@ LABELS = {
     "best_accuracy": "best accuracy",
     "final_asr": "final ASR",
     "final_epsilon": "final ε",
-    "final_psnr": "final PSNR",
-    "final_ssim": "final SSIM",
+    "psnr": "PSNR (dB)",
+    "ssim": "SSIM",
+    "best_psnr": "best PSNR (dB)",
     "wall_s": "wall s",
 }
 NOT_IN_TABLES = ("final_loss",)
@@ -99,7 +101,7 @@ def read_results(path: str | os.PathLike[str]) -> tuple[list[str], list[dict[str
 
 def key_columns(columns: list[str]) -> list[str]:
     """The swept keys among ``columns`` (everything but bookkeeping and figures), not ``seed``."""
-    return [c for c in columns if c not in BOOKKEEPING and not c.startswith(("final_", "best_"))]
+    return [c for c in columns if c not in BOOKKEEPING and not is_summary_figure(c)]
 
 
 def figure_columns(columns: list[str], rows: list[dict[str, str]]) -> list[str]:
@@ -107,7 +109,7 @@ def figure_columns(columns: list[str], rows: list[dict[str, str]]) -> list[str]:
     found = [
         c
         for c in columns
-        if c.startswith(("final_", "best_"))
+        if is_summary_figure(c)
         and c not in NOT_IN_TABLES
         and any(_number(r.get(c)) is not None for r in rows)
     ]
@@ -297,6 +299,7 @@ def write_report(sweep_dir: str | os.PathLike[str]) -> Path:
     if AGGREGATOR in shown and ATTACK in shown and "final_accuracy" in figures:
         lines += _robustness_sections(groups, shown, fig_dir, expected)
     lines += _groups_section(groups, shown, figures)
+    lines += _tradeoff_section(groups, shown, figures, fig_dir)
     lines += _curves_section(sweep_dir, groups, shown, fig_dir)
     failed = [r for r in rows if not _ok(r)]
     if failed:
@@ -401,6 +404,50 @@ def _groups_section(groups: list[Group], shown: list[str], figures: list[str]) -
     ]
     heading = "## Every setting" if shown else "## All runs"
     return [heading, "", markdown_table(header, body), ""]
+
+
+NOISE_KEYS = ("noise_multiplier", "target_epsilon", "clip")
+"""Swept keys that move a run along a privacy trade-off curve rather than start a new line."""
+
+
+def _tradeoff_section(
+    groups: list[Group], shown: list[str], figures: list[str], fig_dir: Path
+) -> list[str]:
+    """Privacy–utility(–leakage) figures: accuracy and PSNR against ε, PSNR against accuracy.
+
+    Each line is a *family*: the groups sharing every swept value except the noise settings
+    (keys ending in ``noise_multiplier``, ``target_epsilon`` or ``clip``). Runs with ε = ∞
+    (σ = 0) have no ε cell and are left out of the log-scale ε plots.
+    """
+    plots = [
+        ("final_epsilon", "final_accuracy", "privacy_utility.png", True),
+        ("final_epsilon", "psnr", "leakage_vs_epsilon.png", True),
+        ("final_accuracy", "psnr", "leakage_vs_accuracy.png", False),
+    ]
+    family_keys = [k for k in shown if not k.endswith(NOISE_KEYS)]
+    lines: list[str] = []
+    for x_key, y_key, name, log_x in plots:
+        if x_key not in figures or y_key not in figures:
+            continue
+        series: dict[str, list[tuple[float, float]]] = {}
+        for group in groups:
+            x, y = _mean(group.stats.get(x_key)), _mean(group.stats.get(y_key))
+            if x is None or y is None or (log_x and not x > 0):
+                continue
+            label = ", ".join(f"{k}={group.values[k]}" for k in family_keys)
+            series.setdefault(label, []).append((x, y))
+        if not series:
+            continue
+        xlabel, ylabel = LABELS.get(x_key, x_key), LABELS.get(y_key, y_key)
+        title = f"{ylabel} against {xlabel}" + (" (log scale)" if log_x else "")
+        path = plot_tradeoff(series, fig_dir / name, xlabel, ylabel, title, log_x=log_x)
+        lines += [
+            f"## {ylabel[0].upper()}{ylabel[1:]} against {xlabel}",
+            "",
+            _image(path, name),
+            "",
+        ]
+    return lines
 
 
 def _curves_section(

@@ -17,7 +17,24 @@ from typing import Any
 
 import yaml
 
-__all__ = ["RunRecorder", "default_run_dir", "read_metrics", "write_json_atomic"]
+__all__ = [
+    "RunRecorder",
+    "default_run_dir",
+    "is_summary_figure",
+    "read_metrics",
+    "write_json_atomic",
+]
+
+LEAKAGE_FIGURES = ("psnr", "ssim")
+"""Run-wide means of an inversion probe's scores (``summary.json``; ``results.csv`` columns)."""
+
+
+def is_summary_figure(key: str) -> bool:
+    """Whether a ``summary.json`` key is a result a sweep tabulates.
+
+    ``final_*`` and ``best_*`` figures, and the inversion probe's mean ``psnr`` and ``ssim``.
+    """
+    return key.startswith(("final_", "best_")) or key in LEAKAGE_FIGURES
 
 
 def default_run_dir(name: str, root: str | os.PathLike[str] = "runs") -> Path:

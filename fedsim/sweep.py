@@ -92,7 +92,7 @@ from fedsim.config import (
     set_dotted,
 )
 from fedsim.errors import ScenarioError
-from fedsim.results import default_run_dir, write_json_atomic
+from fedsim.results import default_run_dir, is_summary_figure, write_json_atomic
 from fedsim.sweep_exec import SweepProgress, run_here, run_on_ray
 from fedsim.sweep_grammar import SweepAxis, format_value, point_values, sweep_axes
 
@@ -255,7 +255,7 @@ def _result_row(point: SweepPoint, point_dir: Path, state: str) -> dict[str, Any
             {
                 k: v if v is None or isinstance(v, int | float) else format_value(v)
                 for k, v in summary.items()
-                if k.startswith(("final_", "best_"))
+                if is_summary_figure(k)
             }
         )
         row.update(wall_s=summary.get("wall_s"), status="ok")
@@ -270,9 +270,7 @@ def _result_row(point: SweepPoint, point_dir: Path, state: str) -> dict[str, Any
 
 def _write_results(path: Path, keys: list[str], rows: list[dict[str, Any]]) -> None:
     """Write ``results.csv`` via a temporary file and an atomic rename."""
-    extra = sorted(
-        {k for row in rows for k in row if k.startswith(("final_", "best_"))} - set(FIRST_METRICS)
-    )
+    extra = sorted({k for row in rows for k in row if is_summary_figure(k)} - set(FIRST_METRICS))
     extra.sort(key=lambda k: k != "final_loss")  # final_loss first, the rest alphabetical
     columns = ["point", *keys, "seed", *FIRST_METRICS, *extra, "wall_s", "status"]
     tmp = path.with_name(f".{path.name}.tmp")

@@ -218,7 +218,7 @@ class InversionProbe:
         return {
             "inversion_attacks": len(self.history),
             "psnr": _mean(r["psnr"] for r in self.history),
-            "max_psnr": max(r["psnr"] for r in self.history),
+            "best_psnr": max(r["psnr"] for r in self.history),
             "ssim": _mean(r["ssim"] for r in self.history),
             "inversion_label_accuracy": _mean(r["label_accuracy"] for r in self.history),
         }

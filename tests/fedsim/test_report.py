@@ -150,7 +150,7 @@ def test_report_for_an_aggregator_attack_sweep(sweep_dir: Path) -> None:
 
 
 def test_report_without_aggregator_and_attack_axes(tmp_path: Path) -> None:
-    """A privacy sweep: a table per setting (with ε) and one accuracy plot, no heatmaps."""
+    """A privacy sweep: a table per setting (with ε), accuracy per round and against ε."""
     (tmp_path / "results.csv").write_text(
         "point,privacy.local_dp.noise_multiplier,seed,final_accuracy,best_accuracy,final_asr,"
         "final_epsilon,wall_s,status\n"
@@ -172,7 +172,10 @@ def test_report_without_aggregator_and_attack_axes(tmp_path: Path) -> None:
     )
     assert "| 1.0 | 2 | 0.650 ± 0.071 | 0.750 ± 0.000 | 2.500 ± 0.707 | 5.0 ± 0.0 |" in report
     assert (tmp_path / "figures" / "accuracy_per_round.png").is_file()
-    assert sorted(p.name for p in (tmp_path / "figures").iterdir()) == ["accuracy_per_round.png"]
+    assert sorted(p.name for p in (tmp_path / "figures").iterdir()) == [
+        "accuracy_per_round.png",
+        "privacy_utility.png",  # final accuracy against ε
+    ]
 
 
 def test_report_of_a_directory_without_results_exits_2(tmp_path: Path) -> None:
@@ -195,3 +198,25 @@ def test_a_third_varying_key_splits_the_aggregator_attack_tables(tmp_path: Path)
     for index in (1, 2):
         assert (tmp_path / "figures" / f"final_accuracy_heatmap-{index}.png").is_file()
     assert not (tmp_path / "figures" / "accuracy_per_round.png").exists()  # no run dirs
+
+
+def test_privacy_sweep_report_plots_accuracy_and_leakage_against_epsilon(tmp_path: Path) -> None:
+    sigma, clip = "privacy.local_dp.noise_multiplier", "privacy.local_dp.max_grad_norm"
+    rows = [
+        f"point,{sigma},{clip},seed,final_accuracy,best_accuracy,final_epsilon,psnr,ssim,status"
+    ]
+    for c in ("0.5", "2.0"):
+        for s, acc, eps, psnr in (
+            ("0.0", 0.95, "", 80.0),
+            ("1.0", 0.8, 6.0, 20.0),
+            ("3.0", 0.5, 2.0, 8.0),
+        ):
+            rows.append(f"p{c}{s},{s},{c},0,{acc},{acc},{eps},{psnr},0.5,ok")
+    (tmp_path / "results.csv").write_text("\n".join(rows) + "\n")
+    text = write_report(tmp_path).read_text()
+    # the clip norm makes the families (lines); σ moves along them, so it is not a family
+    assert "privacy_utility.png" in text and "leakage_vs_epsilon.png" in text
+    assert "leakage_vs_accuracy.png" in text
+    for name in ("privacy_utility", "leakage_vs_epsilon", "leakage_vs_accuracy"):
+        assert (tmp_path / "figures" / f"{name}.png").stat().st_size > 0
+    assert "PSNR (dB)" in text  # the mean PSNR column of the settings table
