@@ -112,3 +112,31 @@ def test_dropouts_on_ray_match_inline(tmp_path: Path) -> None:
     assert [r["dropped"] for r in ray_rows] == [r["dropped"] for r in inline_rows]
     assert any(r["dropped"] for r in ray_rows)
     assert [r["accuracy"] for r in ray_rows] == [r["accuracy"] for r in inline_rows]
+
+
+def test_ctrl_c_mid_run_exits_130_and_keeps_every_finished_round(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import clients.app
+    from fedsim.cli import main
+
+    real = clients.app.make_client_app
+
+    def interrupting_app(scenario):  # noqa: ANN001, ANN202
+        inner = real(scenario)
+
+        def app(message, context):  # noqa: ANN001, ANN202
+            if message.metadata.message_type == "train":
+                if int(message.content["config"]["server-round"]) == 3:
+                    raise KeyboardInterrupt
+            return inner(message, context)
+
+        return app
+
+    monkeypatch.setattr(clients.app, "make_client_app", interrupting_app)
+    path = tmp_path / "s.yaml"
+    path.write_text("name: ctrl-c\nrounds: 5\nruntime: inline\ndata: {num_clients: 3}\n")
+    assert main(["run", str(path), "--out", str(tmp_path / "run"), "--no-progress"]) == 130
+    rows = read_metrics(tmp_path / "run")
+    assert [r["round"] for r in rows] == [1, 2]
+    assert (tmp_path / "run" / "metrics.jsonl").read_text().endswith("\n")  # whole lines only
