@@ -18,6 +18,7 @@ from typing import Literal
 
 import torch
 
+from fedsim.clipping import clip_to_norm
 from fedsim.errors import InvalidSettingError
 from fedsim.privacy.adaptive_clip import AdaptiveClip
 from fedsim.privacy.ledger import (
@@ -73,10 +74,7 @@ def clip_updates(updates: torch.Tensor, clip: float) -> tuple[torch.Tensor, torc
         raise InvalidSettingError(
             f"updates must be an (n, d) matrix, got shape {tuple(updates.shape)}"
         )
-    updates = updates.to(torch.float64)
-    norms = torch.linalg.vector_norm(updates, dim=1)
-    factor = torch.where(norms > clip, clip / norms.clamp_min(1e-300), torch.ones_like(norms))
-    return updates * factor[:, None], norms
+    return clip_to_norm(updates.to(torch.float64), clip)
 
 
 @dataclass(frozen=True)
