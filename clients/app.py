@@ -148,9 +148,7 @@ def _train_private(
     """
     local, clients = fed.scenario.privacy.local_dp, fed.scenario.clients
     assert local is not None
-    plan = local_dp_round(
-        local, len(y), clients.batch_size, clients.local_epochs, fed.scenario.rounds
-    )
+    plan = local_dp_round(fed.scenario, len(y))
     device = next(model.parameters()).device
     with single_thread(device):
         dp = train_dp_sgd(

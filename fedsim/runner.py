@@ -144,7 +144,7 @@ def _check_privacy(
                 "DP-SGD samples batches of expected size B from N >= B examples",
             )
         try:
-            local_dp_round(local, size, clients.batch_size, clients.local_epochs, scenario.rounds)
+            local_dp_round(scenario, size)
         except InvalidSettingError as e:
             raise ScenarioError(
                 "privacy.local_dp.target_epsilon", local.target_epsilon, str(e)

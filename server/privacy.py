@@ -131,12 +131,7 @@ class ServerPrivacy:
             )
 
     def _local_round(self, client_id: int) -> LocalDPRound:
-        local, clients = self.scenario.privacy.local_dp, self.scenario.clients
-        assert local is not None
-        num_examples = len(self.data.client(client_id)[1])
-        return local_dp_round(
-            local, num_examples, clients.batch_size, clients.local_epochs, self.scenario.rounds
-        )
+        return local_dp_round(self.scenario, len(self.data.client(client_id)[1]))
 
     def record_reports(self, reports: dict[int, tuple[list[float], float]]) -> None:
         """Keep the ledgers and ε the honest clients reported this round."""

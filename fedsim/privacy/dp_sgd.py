@@ -25,7 +25,7 @@ from torch import nn
 from fedsim.errors import InvalidSettingError
 from fedsim.privacy.ledger import AccountantName, _check_accountant, _check_delta
 
-__all__ = ["DPTrainResult", "calibrate_noise", "local_steps", "train_dp_sgd"]
+__all__ = ["DPTrainResult", "calibrate_noise", "draw_batches", "local_steps", "train_dp_sgd"]
 
 logger = logging.getLogger(__name__)
 
@@ -208,7 +208,7 @@ def train_dp_sgd(
         )
         total_loss, seen, steps = 0.0, 0, 0
         for _ in range(epochs):
-            for index in _batches(n, batch_size, steps_per_epoch, poisson_sampling, generator):
+            for index in draw_batches(n, batch_size, steps_per_epoch, poisson_sampling, generator):
                 index = index.to(device)
                 optimizer.zero_grad(set_to_none=True)
                 with warnings.catch_warnings():
@@ -339,10 +339,14 @@ def _noise_generator(generator: torch.Generator, device: torch.device) -> torch.
     return torch.Generator(device=device).manual_seed(seed)
 
 
-def _batches(
+def draw_batches(
     n: int, batch_size: int, steps: int, poisson: bool, generator: torch.Generator
 ) -> list[torch.Tensor]:
-    """Draw one epoch of batches: Poisson masks at q = B/n, or a shuffle cut into B-sized ones."""
+    """Draw one epoch of batches: Poisson masks at q = B/n, or a shuffle cut into B-sized ones.
+
+    Without Poisson sampling the first batch is ``randperm(n)[:B]``, the same first batch as
+    plain local SGD (:func:`fedsim.training.train_local`) draws from the same generator.
+    """
     if poisson:
         q = batch_size / n
         return [

@@ -20,7 +20,7 @@ import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from fedsim.config import LocalDPConfig
+from fedsim.config import Scenario
 from fedsim.privacy.dp_sgd import calibrate_noise, local_steps
 from fedsim.privacy.ledger import AccountantName, PrivacyLedger
 
@@ -40,21 +40,17 @@ class LocalDPRound:
         return (self.noise_multiplier, self.sample_rate, self.steps)
 
 
-def local_dp_round(
-    local: LocalDPConfig, num_examples: int, batch_size: int, epochs: int, rounds: int
-) -> LocalDPRound:
+def local_dp_round(scenario: Scenario, num_examples: int) -> LocalDPRound:
     """The DP-SGD settings of one round for a client with ``num_examples`` examples.
 
     Parameters
     ----------
-    local : LocalDPConfig
-        The scenario's ``privacy.local_dp`` block.
+    scenario : Scenario
+        A scenario with a ``privacy.local_dp`` block; its clients' batch size B and local
+        epochs E give K = E·⌊N/B⌋ steps at q = B/N, and its rounds R calibrate
+        ``target_epsilon``.
     num_examples : int
         N, the client's local dataset size.
-    batch_size, epochs : int
-        B and E of the local procedure: K = E·⌊N/B⌋ steps at q = B/N.
-    rounds : int
-        R, the run's rounds (used only to calibrate ``target_epsilon``).
 
     Raises
     ------
@@ -63,18 +59,28 @@ def local_dp_round(
 
     Examples
     --------
-    >>> from fedsim.config import LocalDPConfig
-    >>> local_dp_round(LocalDPConfig(noise_multiplier=1.1), 100, 10, 2, rounds=5)
+    >>> from fedsim.config import parse_scenario
+    >>> scenario = parse_scenario({"name": "s", "rounds": 5,
+    ...     "clients": {"batch_size": 10, "local_epochs": 2},
+    ...     "privacy": {"local_dp": {"noise_multiplier": 1.1}}})
+    >>> local_dp_round(scenario, 100)
     LocalDPRound(noise_multiplier=1.1, sample_rate=0.1, steps=20)
     """
-    steps = local_steps(num_examples, batch_size, epochs)
-    sample_rate = batch_size / num_examples
+    local, clients = scenario.privacy.local_dp, scenario.clients
+    if local is None:
+        raise ValueError("the scenario has no privacy.local_dp block")
+    steps = local_steps(num_examples, clients.batch_size, clients.local_epochs)
+    sample_rate = clients.batch_size / num_examples
     if local.noise_multiplier is not None:
         sigma = float(local.noise_multiplier)
     else:
         assert local.target_epsilon is not None  # the schema requires one of the two
         sigma = _calibrated_noise(
-            local.target_epsilon, local.delta, sample_rate, steps * rounds, local.accountant
+            local.target_epsilon,
+            local.delta,
+            sample_rate,
+            steps * scenario.rounds,
+            local.accountant,
         )
     return LocalDPRound(sigma, sample_rate, steps)
 

@@ -20,6 +20,7 @@ from server.inversion.base import Reconstruction
 __all__ = [
     "label_accuracy",
     "match_reconstructions",
+    "pair_reconstructions",
     "mse",
     "psnr",
     "reconstruction_metrics",
@@ -155,12 +156,46 @@ def match_reconstructions(reconstruction: torch.Tensor, original: torch.Tensor) 
     >>> match_reconstructions(orig.flip(0), orig).tolist()
     [1, 0]
     """
-    rec, orig = _pair(reconstruction, original)
-    cost = ((orig.flatten(1)[:, None, :] - rec.flatten(1)[None, :, :]) ** 2).mean(dim=2)
-    rows, cols = linear_sum_assignment(cost.numpy())
-    perm = torch.empty(len(rows), dtype=torch.int64)
-    perm[torch.as_tensor(rows)] = torch.as_tensor(cols, dtype=torch.int64)
+    _pair(reconstruction, original)
+    rec_index, orig_index = pair_reconstructions(reconstruction, original)
+    perm = torch.empty(len(orig_index), dtype=torch.int64)
+    perm[orig_index] = rec_index
     return perm
+
+
+def pair_reconstructions(
+    reconstruction: torch.Tensor, original: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""Pair reconstructions with distinct originals, minimising the total MSE.
+
+    The two batches may differ in size (e.g. an attack reconstructing fewer images than a
+    round's clients used): min(B', B) pairs are made, by the Hungarian method on the
+    :math:`B \times B'` matrix of MSE(x'_j, x_b).
+
+    Returns
+    -------
+    tuple of torch.Tensor
+        ``(rec_index, orig_index)``, int64: ``reconstruction[rec_index[k]]`` is paired with
+        ``original[orig_index[k]]``; ``orig_index`` is increasing.
+
+    Examples
+    --------
+    >>> import torch
+    >>> orig = torch.stack([torch.zeros(1, 2, 2), torch.ones(1, 2, 2), 2 * torch.ones(1, 2, 2)])
+    >>> [t.tolist() for t in pair_reconstructions(orig[[2, 0]], orig)]
+    [[1, 0], [0, 2]]
+    """
+    if reconstruction.ndim != 4 or reconstruction.shape[1:] != original.shape[1:]:
+        raise InvalidSettingError(
+            f"pairing needs two (B, C, H, W) batches of one image shape, got "
+            f"{tuple(reconstruction.shape)} and {tuple(original.shape)}"
+        )
+    as64 = {"device": "cpu", "dtype": torch.float64}
+    rec = reconstruction.detach().to(**as64).flatten(1)
+    orig = original.detach().to(**as64).flatten(1)
+    cost = ((orig[:, None, :] - rec[None, :, :]) ** 2).mean(dim=2)
+    rows, cols = linear_sum_assignment(cost.numpy())
+    return torch.as_tensor(cols, dtype=torch.int64), torch.as_tensor(rows, dtype=torch.int64)
 
 
 def reconstruction_metrics(

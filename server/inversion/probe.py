@@ -29,16 +29,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from scipy.optimize import linear_sum_assignment
 
 from fedsim.config import Scenario
 from fedsim.federation import Federation
 from fedsim.params import load_flat_params
+from fedsim.privacy.dp_sgd import draw_batches, local_steps
 from fedsim.seeding import Stream, derive_seed, torch_generator
 from fedsim.training import single_thread
 from server.inversion import build_inversion
 from server.inversion.base import Reconstruction
-from server.inversion.metrics import reconstruction_metrics
+from server.inversion.metrics import pair_reconstructions, reconstruction_metrics
 from server.inversion.plot import save_reconstruction_grid
 from server.inversion.updates import unflatten_like, update_as_gradient
 from server.replies import ClientUpdate
@@ -53,25 +53,26 @@ MAX_GRID_IMAGES = 16
 def first_batch(fed: Federation, client_id: int, server_round: int) -> torch.Tensor:
     """Indices of the batch of a client's first local step in ``server_round``.
 
-    Mirrors the first draw of the client's training generator (seed, TRAIN, round, client):
-    plain SGD shuffles with ``randperm(n)`` and takes the first B; DP-SGD with Poisson sampling
-    includes each example with probability q = B/n (:func:`fedsim.privacy.train_dp_sgd`).
+    The first draw of the client's training generator (seed, TRAIN, round, client), made by the
+    batch sampler DP-SGD uses (:func:`~fedsim.privacy.dp_sgd.draw_batches`): Poisson sampling
+    at q = B/n for a DP-SGD client with ``poisson_sampling``, otherwise ``randperm(n)[:B]``,
+    which is also plain local SGD's first batch.
     """
     scenario = fed.scenario
     n, batch_size = len(fed.data.client(client_id)[1]), scenario.clients.batch_size
     generator = torch_generator(scenario.seed, Stream.TRAIN, server_round, client_id)
     local = scenario.privacy.local_dp
-    if local is not None and local.poisson_sampling and client_id not in fed.malicious:
-        return torch.nonzero(torch.rand(n, generator=generator) < batch_size / n).flatten()
-    return torch.randperm(n, generator=generator)[:batch_size]
+    poisson = local is not None and local.poisson_sampling and client_id not in fed.malicious
+    return draw_batches(n, batch_size, 1, poisson, generator)[0]
 
 
 def local_step_count(fed: Federation, client_id: int) -> int:
     """T, the client's local steps per round: E·⌈n/B⌉ (SGD) or E·⌊n/B⌋ (DP-SGD)."""
     clients = fed.scenario.clients
     n, b = len(fed.data.client(client_id)[1]), clients.batch_size
-    dp = fed.scenario.privacy.local_dp is not None and client_id not in fed.malicious
-    return clients.local_epochs * (n // b if dp else -(-n // b))
+    if fed.scenario.privacy.local_dp is not None and client_id not in fed.malicious:
+        return local_steps(n, b, clients.local_epochs)
+    return clients.local_epochs * -(-n // b)
 
 
 class InversionProbe:
@@ -233,11 +234,10 @@ def _pair_up(
     originals: torch.Tensor, labels: torch.Tensor, reconstruction: Reconstruction
 ) -> tuple[torch.Tensor, torch.Tensor, Reconstruction]:
     """Keep min(#originals, #reconstructions) pairs matched by minimum total MSE."""
-    rec = reconstruction.x.to(originals.dtype)
-    cost = ((rec.flatten(1)[:, None, :] - originals.flatten(1)[None, :, :]) ** 2).mean(dim=2)
-    rows, cols = linear_sum_assignment(cost.numpy())
-    rows_t, cols_t = torch.as_tensor(rows), torch.as_tensor(cols)
+    rec_index, orig_index = pair_reconstructions(reconstruction.x, originals)
     paired = Reconstruction(
-        x=rec[rows_t], labels=reconstruction.labels[rows_t], grad_loss=reconstruction.grad_loss
+        x=reconstruction.x[rec_index].to(originals.dtype),
+        labels=reconstruction.labels[rec_index],
+        grad_loss=reconstruction.grad_loss,
     )
-    return originals[cols_t], labels[cols_t], paired
+    return originals[orig_index], labels[orig_index], paired
