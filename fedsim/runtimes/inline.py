@@ -57,7 +57,6 @@ class InlineGrid(Grid):
                 run_config=UserConfig(),
             )
         self._pending: dict[str, Message] = {}
-        self._timeout = math.inf
         self._replies: dict[str, Message] = {}
 
     def set_run(self, run: Run) -> None:
@@ -102,6 +101,19 @@ class InlineGrid(Grid):
 
     def pull_messages(self, message_ids: Iterable[str]) -> Iterable[Message]:
         """Run the queued messages among ``message_ids`` (by client id); return the replies."""
+        return self._deliver(message_ids, math.inf)
+
+    def send_and_receive(
+        self, messages: Iterable[Message], *, timeout: float | None = None
+    ) -> Iterable[Message]:
+        """Push ``messages``, run them, return the replies that took at most ``timeout`` s.
+
+        Clients run one after another, but the timeout applies to each one's own duration, as
+        if they had all started together (a real round runs them in parallel).
+        """
+        return self._deliver(self.push_messages(messages), math.inf if timeout is None else timeout)
+
+    def _deliver(self, message_ids: Iterable[str], timeout: float) -> list[Message]:
         wanted = [m for m in message_ids if m in self._pending or m in self._replies]
         todo = sorted(
             (m for m in wanted if m in self._pending),
@@ -112,23 +124,9 @@ class InlineGrid(Grid):
         for message_id in todo:
             started = time.perf_counter()
             reply = self._execute(self._pending.pop(message_id))
-            if time.perf_counter() - started <= self._timeout:
+            if time.perf_counter() - started <= timeout:
                 self._replies[message_id] = reply
         return [self._replies.pop(m) for m in wanted if m in self._replies]
-
-    def send_and_receive(
-        self, messages: Iterable[Message], *, timeout: float | None = None
-    ) -> Iterable[Message]:
-        """Push ``messages``, run them, return the replies that took at most ``timeout`` s.
-
-        Clients run one after another, but the timeout applies to each one's own duration, as
-        if they had all started together (a real round runs them in parallel).
-        """
-        self._timeout = math.inf if timeout is None else timeout
-        try:
-            return self.pull_messages(self.push_messages(messages))
-        finally:
-            self._timeout = math.inf
 
     def _execute(self, msg: Message) -> Message:
         context = self._contexts[msg.metadata.dst_node_id]
