@@ -26,6 +26,7 @@ from flwr.app import ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
 from clients.attacks.base import ClientAttack, DataPoisoning
+from clients.state import LAST_GLOBAL_KEY, LEDGER_KEY, adopt_state
 from fedsim.config import Scenario, load_scenario
 from fedsim.faults import client_faults
 from fedsim.federation import Federation, federation_for
@@ -39,7 +40,6 @@ __all__ = ["WEIGHTS_KEY", "UPDATE_KEY", "app", "make_client_app"]
 
 WEIGHTS_KEY = "weights"
 UPDATE_KEY = "update"
-LEDGER_KEY = "fedsim.dp-ledger"
 
 
 def make_client_app(scenario: Scenario | None = None) -> ClientApp:
@@ -61,6 +61,7 @@ def make_client_app(scenario: Scenario | None = None) -> ClientApp:
         fed = federation(context)
         client_id = int(context.node_config["partition-id"])
         server_round = int(msg.content["config"]["server-round"])
+        adopt_state(msg.content, context.state)  # the state a resumed run hands back
         faults = client_faults(fed.scenario.faults, fed.scenario.seed, server_round, client_id)
         if faults.crash:
             raise RuntimeError(f"injected crash of client {client_id} (faults.crash)")
@@ -188,12 +189,12 @@ def _local_attack(fed: Federation, client_id: int) -> ClientAttack | None:
 
 def _last_global_change(context: Context, global_weights: torch.Tensor) -> torch.Tensor | None:
     """w_global(now) − w_global(last time this client trained); ``None`` the first time."""
-    key = "fedsim.last-global"
-    previous = context.state.array_records.get(key)
-    context.state[key] = to_array_record(key, global_weights)
+    previous = context.state.array_records.get(LAST_GLOBAL_KEY)
+    context.state[LAST_GLOBAL_KEY] = to_array_record(LAST_GLOBAL_KEY, global_weights)
     if previous is None:
         return None
-    return global_weights.to(torch.float64) - from_array_record(previous, key).to(torch.float64)
+    previous_weights = from_array_record(previous, LAST_GLOBAL_KEY)
+    return global_weights.to(torch.float64) - previous_weights.to(torch.float64)
 
 
 # `flwr run .` entry point: the scenario path comes from the run config.

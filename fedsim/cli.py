@@ -40,6 +40,11 @@ def _parser() -> argparse.ArgumentParser:
         help="override a scenario key (dotted path; value parsed as YAML); repeatable",
     )
     run.add_argument("--no-progress", action="store_true", help="no live display or final table")
+    run.add_argument(
+        "--resume",
+        metavar="RUN_DIR",
+        help="continue an interrupted run of FILE from its last checkpoint (checkpoint_every)",
+    )
 
     sweep = sub.add_parser("sweep", help="run every point of a scenario's sweep: grid")
     sweep.add_argument("file", help="scenario YAML file with a sweep: block")
@@ -116,7 +121,7 @@ def _run(args: argparse.Namespace) -> int:
     from fedsim.runner import run_scenario
 
     scenario = load_scenario(args.file, args.overrides)
-    run_scenario(scenario, args.out, show_progress=not args.no_progress)
+    run_scenario(scenario, args.out, show_progress=not args.no_progress, resume=args.resume)
     return 0
 
 

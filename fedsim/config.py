@@ -237,6 +237,9 @@ class Scenario(_Strict):
     privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
     ray: RayConfig = Field(default_factory=RayConfig)
     faults: FaultsConfig = Field(default_factory=FaultsConfig)
+    checkpoint_every: int | None = Field(
+        None, ge=1, description="save a checkpoint every this many rounds (for --resume)"
+    )
     sweep: dict[str, Any] | None = Field(
         None, description="points to run: grid and zipped lists over dotted keys (fedsim.sweep)"
     )

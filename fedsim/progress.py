@@ -40,7 +40,12 @@ class ProgressObserver:
             transient=False,
         )
         self._task = self._progress.add_task(
-            scenario.name, total=scenario.rounds, acc="-", loss="-", spr="-"
+            scenario.name,
+            total=scenario.rounds,
+            completed=len(recorder.rounds),
+            acc="-",
+            loss="-",
+            spr="-",
         )
 
     @property

@@ -88,15 +88,30 @@ class RunRecorder:
         Created if missing. An existing ``metrics.jsonl`` in it is replaced.
     scenario : dict
         The resolved scenario, written as ``scenario.yaml``.
+    history : list of dict, optional
+        Rounds already finished (a resumed run's checkpoint): ``metrics.jsonl`` is rewritten
+        with exactly these lines, atomically, and the new rounds are appended after them.
     """
 
-    def __init__(self, run_dir: str | os.PathLike[str], scenario: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        run_dir: str | os.PathLike[str],
+        scenario: dict[str, Any],
+        history: list[dict[str, Any]] | None = None,
+    ) -> None:
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         with open(self.run_dir / "scenario.yaml", "w", encoding="utf-8") as f:
             yaml.safe_dump(scenario, f, sort_keys=False)
-        self._metrics = open(self.run_dir / "metrics.jsonl", "w", encoding="utf-8")  # noqa: SIM115
-        self.rounds: list[dict[str, Any]] = []
+        self.rounds = [_clean(record) for record in history or []]
+        path = self.run_dir / "metrics.jsonl"
+        tmp = path.with_name(f".{path.name}.tmp")
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.writelines(json.dumps(record, allow_nan=False) + "\n" for record in self.rounds)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        self._metrics = open(path, "a", encoding="utf-8")  # noqa: SIM115
 
     def write_round(self, record: dict[str, Any]) -> None:
         """Append one round's record as a whole line, flushed to disk."""

@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
+import yaml
 
+from fedsim.checkpoint import load_checkpoint
 from fedsim.config import Scenario, scenario_to_dict
 from fedsim.data import DATASETS, federated_data
 from fedsim.errors import InvalidSettingError, ScenarioError
@@ -25,7 +27,7 @@ from fedsim.results import RunRecorder, default_run_dir
 if TYPE_CHECKING:
     from server.aggregators import Aggregator
 
-__all__ = ["preflight", "run_scenario"]
+__all__ = ["check_same_scenario", "preflight", "run_scenario"]
 
 log = logging.getLogger(__name__)
 
@@ -151,13 +153,59 @@ def _check_privacy(
             ) from None
 
 
+FREE_ON_RESUME = frozenset({"runtime", "ray", "checkpoint_every"})
+"""Top-level keys a resumed run may change: they do not change the numbers."""
+
+
+def check_same_scenario(run_dir: str | os.PathLike[str], scenario: Scenario) -> None:
+    """Refuse to resume ``run_dir`` with a scenario other than the one it was started with.
+
+    Raises
+    ------
+    ScenarioError
+        ``run_dir`` is not a run directory, or its ``scenario.yaml`` differs outside
+        :data:`FREE_ON_RESUME` (the message names the differing key paths).
+    """
+    saved_path = Path(run_dir) / "scenario.yaml"
+    if not saved_path.is_file():
+        raise ScenarioError("--resume", str(run_dir), "a run directory written by fedsim run")
+    with open(saved_path, encoding="utf-8") as f:
+        saved = yaml.safe_load(f)
+    current = yaml.safe_load(yaml.safe_dump(scenario_to_dict(scenario), sort_keys=False))
+    differing = [
+        k for k in _differing_keys(saved, current) if k.split(".")[0] not in FREE_ON_RESUME
+    ]
+    if differing:
+        shown = ", ".join(differing[:5]) + (" ..." if len(differing) > 5 else "")
+        raise ScenarioError(
+            "--resume",
+            str(run_dir),
+            f"a run of the same scenario (it differs at: {shown})",
+        )
+
+
+def _differing_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
+    """Dotted key paths where two plain-data trees differ."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for key in sorted(set(a) | set(b), key=str):
+            path = f"{prefix}.{key}" if prefix else str(key)
+            out += _differing_keys(a.get(key), b.get(key), path)
+        return out
+    return [] if a == b else [prefix or "(whole scenario)"]
+
+
 def _check_name(path: str, value: str, known: list[str]) -> None:
     if value not in known:
         raise ScenarioError(path, value, f"one of: {', '.join(known)}")
 
 
 def run_scenario(
-    scenario: Scenario, out: str | os.PathLike[str] | None = None, *, show_progress: bool = True
+    scenario: Scenario,
+    out: str | os.PathLike[str] | None = None,
+    *,
+    show_progress: bool = True,
+    resume: str | os.PathLike[str] | None = None,
 ) -> tuple[Path, dict[str, Any]]:
     """Run ``scenario``; return the run directory and the summary.
 
@@ -169,15 +217,29 @@ def run_scenario(
         The run directory; ``runs/<name>-<timestamp>`` when omitted.
     show_progress : bool
         Show the live progress display and the final table.
+    resume : path-like, optional
+        An interrupted run's directory: continue it from its last checkpoint (from round 1
+        if it has none yet). The scenario must be the one that run was started with.
     """
     from clients.app import make_client_app
     from server.app import make_server_app
 
     preflight(scenario)
-    run_dir = Path(out) if out is not None else default_run_dir(scenario.name)
-    recorder = RunRecorder(run_dir, scenario_to_dict(scenario))
+    checkpoint = None
+    if resume is not None:
+        if out is not None and Path(out) != Path(resume):
+            raise ScenarioError("--out", str(out), "no --out with --resume (it writes RUN_DIR)")
+        check_same_scenario(resume, scenario)
+        checkpoint = load_checkpoint(resume)
+        if checkpoint is None:
+            log.warning("%s has no checkpoint yet: running it from round 1", resume)
+        run_dir = Path(resume)
+    else:
+        run_dir = Path(out) if out is not None else default_run_dir(scenario.name)
+    history = checkpoint.history if checkpoint is not None else None
+    recorder = RunRecorder(run_dir, scenario_to_dict(scenario), history)
     observer = ProgressObserver(recorder, scenario, enabled=show_progress)
-    server_app = make_server_app(scenario, observer)
+    server_app = make_server_app(scenario, observer, checkpoint)
     client_app = make_client_app(scenario)
     try:
         with observer:

@@ -22,6 +22,7 @@ from flwr.serverapp import Grid, ServerApp
 from clients.app import WEIGHTS_KEY
 from clients.attacks import backdoor_asr
 from clients.attacks.backdoor import Backdoor
+from fedsim.checkpoint import Checkpoint, save_checkpoint
 from fedsim.config import Scenario, load_scenario, scenario_to_dict
 from fedsim.errors import RunError
 from fedsim.federation import Federation, federation_for
@@ -35,6 +36,7 @@ from server.adversary.base import ColludingAttack
 from server.adversary.stage import AdversaryStage
 from server.aggregators.fltrust import FLTrust
 from server.aggregators.pipeline import Pipeline
+from server.client_state import ClientStateMirror
 from server.inversion.probe import InversionProbe
 from server.privacy import BudgetExhausted, ServerPrivacy
 from server.root_update import RootUpdate, split_root
@@ -141,10 +143,20 @@ def fltrust_rule(aggregator: aggregators.Aggregator) -> FLTrust | None:
     return rule if isinstance(rule, FLTrust) else None
 
 
-def run_server(grid: Grid, scenario: Scenario, observer: RoundObserver) -> dict[str, Any]:
-    """Run all rounds of ``scenario`` on ``grid``; return the summary."""
+def run_server(
+    grid: Grid,
+    scenario: Scenario,
+    observer: RoundObserver,
+    resume: Checkpoint | None = None,
+) -> dict[str, Any]:
+    """Run the rounds of ``scenario`` on ``grid``; return the summary.
+
+    With ``resume``, start from that checkpoint's state and run the remaining rounds. With
+    ``checkpoint_every`` set and an observer that has a ``run_dir``, a checkpoint is written
+    there after every ``checkpoint_every``-th round (once its metrics line is on disk).
+    """
     fed = federation_for(scenario)
-    initial = fed.initial_weights()
+    initial = fed.initial_weights() if resume is None else resume.weights
     client_to_node = identify_clients(grid, scenario.data.num_clients)
     adversary = None
     if isinstance(fed.attack, ColludingAttack):
@@ -177,13 +189,20 @@ def run_server(grid: Grid, scenario: Scenario, observer: RoundObserver) -> dict[
         before_aggregate,
         privacy if privacy.enabled else None,
         probe,
+        ClientStateMirror(fed),
     )
     history: list[dict[str, Any]] = []
+    if resume is not None:
+        _restore(resume, strategy, privacy, probe)
+        history = list(resume.history)
+    run_dir = getattr(observer, "run_dir", None)
+    every = scenario.checkpoint_every
     started = time.perf_counter()
 
     def evaluate_round(server_round: int, arrays: ArrayRecord) -> MetricRecord | None:
         if server_round == 0 or strategy.report is None:
             return None
+        server_round += strategy.round_offset
         result = _evaluate_global(fed, arrays, test_set)
         report = strategy.report
         record = {
@@ -196,6 +215,9 @@ def run_server(grid: Grid, scenario: Scenario, observer: RoundObserver) -> dict[
         }
         history.append(record)
         observer.on_round(record)
+        if every is not None and run_dir is not None and server_round % every == 0:
+            weights = from_array_record(arrays, WEIGHTS_KEY)
+            save_checkpoint(run_dir, _checkpoint(server_round, weights, history, strategy, probe))
         return MetricRecord({"accuracy": record["accuracy"], "loss": record["loss"]})
 
     stopped = None
@@ -203,7 +225,7 @@ def run_server(grid: Grid, scenario: Scenario, observer: RoundObserver) -> dict[
         strategy.start(
             grid=grid,
             initial_arrays=to_array_record(WEIGHTS_KEY, initial),
-            num_rounds=scenario.rounds,
+            num_rounds=scenario.rounds - strategy.round_offset,
             timeout=scenario.clients.timeout_s or 3600.0,
             train_config=ConfigRecord(),
             evaluate_fn=evaluate_round,
@@ -220,6 +242,42 @@ def run_server(grid: Grid, scenario: Scenario, observer: RoundObserver) -> dict[
         summary["stopped"] = stopped
     observer.on_end(summary)
     return summary
+
+
+def _checkpoint(
+    server_round: int,
+    weights: torch.Tensor,
+    history: list[dict[str, Any]],
+    strategy: FedsimStrategy,
+    probe: InversionProbe | None,
+) -> Checkpoint:
+    """The server's state after ``server_round``."""
+    return Checkpoint(
+        round=server_round,
+        weights=weights,
+        history=list(history),
+        aggregator=strategy.aggregator.state_dict(),
+        privacy=strategy.privacy.state_dict() if strategy.privacy is not None else {},
+        clients=strategy.client_states.state_dict() if strategy.client_states else {},
+        probe=list(probe.history) if probe is not None else [],
+    )
+
+
+def _restore(
+    checkpoint: Checkpoint,
+    strategy: FedsimStrategy,
+    privacy: ServerPrivacy,
+    probe: InversionProbe | None,
+) -> None:
+    """Put the state of ``checkpoint`` back into the run's server-side objects."""
+    strategy.round_offset = checkpoint.round
+    strategy.aggregator.load_state_dict(checkpoint.aggregator)
+    if privacy.enabled:
+        privacy.load_state_dict(checkpoint.privacy)
+    if strategy.client_states is not None and checkpoint.clients:
+        strategy.client_states.load_state_dict(checkpoint.clients)
+    if probe is not None:
+        probe.history = list(checkpoint.probe)
 
 
 def _evaluate_global(
@@ -264,9 +322,14 @@ def _summarise(scenario: Scenario, history: list[dict[str, Any]], wall_s: float)
 
 
 def make_server_app(
-    scenario: Scenario | None = None, observer: RoundObserver | None = None
+    scenario: Scenario | None = None,
+    observer: RoundObserver | None = None,
+    resume: Checkpoint | None = None,
 ) -> ServerApp:
-    """Build the ServerApp for ``scenario`` (or for the run config's scenario file)."""
+    """Build the ServerApp for ``scenario`` (or for the run config's scenario file).
+
+    ``resume``: a checkpoint to continue from (see :func:`run_server`).
+    """
     app = ServerApp()
 
     @app.main()
@@ -276,7 +339,7 @@ def make_server_app(
             recorder = RunRecorder(default_run_dir(resolved.name), scenario_to_dict(resolved))
             run_server(grid, resolved, ProgressObserver(recorder, resolved, enabled=False))
         else:
-            run_server(grid, resolved, observer)
+            run_server(grid, resolved, observer, resume)
 
     return app
 

@@ -184,6 +184,30 @@ class ServerPrivacy:
             out["epsilon_clients"] = {str(c): e for c, e in sorted(self.local.epsilons.items())}
         return out
 
+    def state_dict(self) -> dict[str, Any]:
+        """What the server's accounting carries between rounds (for checkpoints).
+
+        Rounds of central DP accounted, the adaptive clip C, and each client's reported
+        local-DP ledger and ε.
+        """
+        state: dict[str, Any] = {}
+        if self.accountant is not None:
+            state["central_rounds"] = self.accountant.rounds
+        if self.mechanism is not None and self.mechanism.adaptive is not None:
+            state["adaptive_clip"] = self.mechanism.adaptive.clip
+        if self.local is not None:
+            state["local"] = self.local.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
+        if self.accountant is not None:
+            self.accountant.rounds = int(state["central_rounds"])
+        if self.mechanism is not None and self.mechanism.adaptive is not None:
+            self.mechanism.adaptive.clip = float(state["adaptive_clip"])
+        if self.local is not None:
+            self.local.load_state_dict(state["local"])
+
     def describe(self) -> dict[str, Any]:
         """The mechanisms and accounting assumptions, for ``summary.json``."""
         privacy = self.scenario.privacy

@@ -28,6 +28,7 @@ from fedsim.params import from_array_record, to_array_record
 from fedsim.seeding import Stream, numpy_rng
 from server.adversary.stage import AdversaryStage
 from server.aggregators import Aggregator
+from server.client_state import ClientStateMirror
 from server.inversion.probe import InversionProbe
 from server.privacy import ServerPrivacy
 from server.replies import parse_train_replies
@@ -147,6 +148,15 @@ class FedsimStrategy(Strategy):
     probe : InversionProbe, optional
         A gradient-inversion probe: sees the checked updates (server threat model) and the
         global model's change (client threat model).
+    client_states : ClientStateMirror, optional
+        The server's copy of the clients' node states (for checkpoints); after a resume it
+        hands each client its state back in its first train message.
+
+    Attributes
+    ----------
+    round_offset : int
+        Rounds finished before :meth:`start` was called (a resumed run): Flower counts the
+        rounds of one ``start`` from 1, the strategy adds this to get the run's round.
     """
 
     def __init__(
@@ -160,6 +170,7 @@ class FedsimStrategy(Strategy):
         before_aggregate: Callable[[torch.Tensor, int], None] | None = None,
         privacy: ServerPrivacy | None = None,
         probe: InversionProbe | None = None,
+        client_states: ClientStateMirror | None = None,
     ) -> None:
         self.scenario = scenario
         self.aggregator = aggregator
@@ -171,6 +182,8 @@ class FedsimStrategy(Strategy):
         self.before_aggregate = before_aggregate
         self.privacy = privacy
         self.probe = probe
+        self.client_states = client_states
+        self.round_offset = 0
         self.report: RoundReport | None = None
         self._global: torch.Tensor | None = None
 
@@ -188,6 +201,7 @@ class FedsimStrategy(Strategy):
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
         """Sample this round's clients and send them the global weights."""
+        server_round += self.round_offset
         sampled = sample_clients(self.scenario, server_round)
         if self.privacy is not None:
             self.privacy.check_budget(server_round, sampled)
@@ -201,17 +215,25 @@ class FedsimStrategy(Strategy):
         )
         self._global = from_array_record(arrays, WEIGHTS_KEY)
         config["server-round"] = server_round
-        content = RecordDict({"arrays": arrays, "config": config})
-        return [  # a dropped client is sampled but never gets (or answers) the message
-            Message(content, dst_node_id=self.client_to_node[c], message_type=MessageType.TRAIN)
-            for c in sampled
-            if c not in dropped
+        sent = [c for c in sampled if c not in dropped]  # a dropped client never gets it
+        handoffs = {}
+        if self.client_states is not None:
+            handoffs = {c: self.client_states.handoff(c) for c in sent}
+            self.client_states.record(server_round, sent, self._global)
+        return [
+            Message(
+                RecordDict({"arrays": arrays, "config": config, **handoffs.get(c, {})}),
+                dst_node_id=self.client_to_node[c],
+                message_type=MessageType.TRAIN,
+            )
+            for c in sent
         ]
 
     def aggregate_train(
         self, server_round: int, replies: Iterable[Message]
     ) -> tuple[ArrayRecord | None, MetricRecord | None]:
         """Check replies, aggregate the accepted deltas, return the new global weights."""
+        server_round += self.round_offset
         report, current = self.report, self._global
         if report is None or current is None:
             raise RuntimeError("aggregate_train called before configure_train")

@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from fedsim.config import Scenario
 from fedsim.privacy.dp_sgd import calibrate_noise, local_steps
@@ -122,6 +123,18 @@ class ClientEpsilons:
         """Record a client's cumulative ledger (flat ``σ, q, K`` triples) and its ε."""
         self._ledgers[client_id] = PrivacyLedger.from_list(history)
         self.epsilons[client_id] = float(epsilon)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Every reported ledger (flat triples) and ε, by client id."""
+        return {
+            "ledgers": {c: ledger.to_list() for c, ledger in self._ledgers.items()},
+            "epsilons": dict(self.epsilons),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
+        self._ledgers = {int(c): PrivacyLedger.from_list(h) for c, h in state["ledgers"].items()}
+        self.epsilons = {int(c): float(e) for c, e in state["epsilons"].items()}
 
     def maximum(self) -> float | None:
         """The largest ε over every client that has trained so far (``None`` before any)."""
