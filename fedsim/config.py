@@ -39,6 +39,7 @@ __all__ = [
     "PrivacyConfig",
     "RayConfig",
     "Scenario",
+    "VectorizedConfig",
     "apply_overrides",
     "load_scenario",
     "parse_scenario",
@@ -216,9 +217,25 @@ class PrivacyConfig(_Strict):
 class RayConfig(_Strict):
     """``ray:`` how the Ray runtime uses the machine or an existing cluster."""
 
+    engine: Literal["fedsim", "flower"] = Field(
+        "fedsim",
+        description="fedsim: a pool of actors, each round's messages dealt to them in one call "
+        "per actor; flower: Flower's simulation engine (run_simulation), one call per client",
+    )
     address: str | None = Field(None, description="attach to this Ray cluster (e.g. 'auto')")
     client_cpus: float = Field(1.0, gt=0)
     client_gpus: float | None = Field(None, ge=0, le=1, description="GPU share per client")
+
+
+class VectorizedConfig(_Strict):
+    """``vectorized:`` how the vectorized runtime batches a round's clients."""
+
+    chunk_size: int | None = Field(
+        None,
+        ge=1,
+        description="clients trained together per batched chunk (default: as many as fit in "
+        "half the free GPU memory; 16 on the CPU)",
+    )
 
 
 class Scenario(_Strict):
@@ -227,7 +244,7 @@ class Scenario(_Strict):
     name: str = Field(min_length=1, max_length=200)
     seed: int = Field(0, ge=0, lt=2**31)
     rounds: int = Field(ge=1, le=100_000)
-    runtime: Literal["ray", "inline"] = "ray"
+    runtime: Literal["ray", "inline", "vectorized"] = "ray"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
@@ -236,6 +253,7 @@ class Scenario(_Strict):
     defense: DefenseConfig = Field(default_factory=DefenseConfig)
     privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
     ray: RayConfig = Field(default_factory=RayConfig)
+    vectorized: VectorizedConfig = Field(default_factory=VectorizedConfig)
     faults: FaultsConfig = Field(default_factory=FaultsConfig)
     checkpoint_every: int | None = Field(
         None, ge=1, description="save a checkpoint every this many rounds (for --resume)"

@@ -84,6 +84,28 @@ def preflight(scenario: Scenario) -> None:
         raise ScenarioError("model.params", scenario.model.params, str(e)) from None
     _check_privacy(scenario, fed, rule, model)
     _check_inversion(scenario, fed)
+    _check_vectorizable(scenario, fed, model)
+
+
+def _check_vectorizable(scenario: Scenario, fed: Federation, model: torch.nn.Module) -> None:
+    """The vectorized runtime refuses what it cannot batch, instead of falling back.
+
+    It needs a model whose clients can be stacked and stepped under ``torch.func.vmap``
+    (:mod:`fedsim.vectorized.support`); one tiny batched step (DP-SGD's too, under local DP)
+    is run here to find out.
+    """
+    from fedsim.vectorized.support import trial_step
+
+    if scenario.runtime != "vectorized":
+        return
+    x, y = fed.data.dataset.x_test[:2], fed.data.dataset.y_test[:2]
+    reason = trial_step(model, x, y, dp=scenario.privacy.local_dp is not None)
+    if reason is not None:
+        raise ScenarioError(
+            "model.name",
+            scenario.model.name,
+            f"a model the vectorized runtime can train: {reason}; or use runtime: inline",
+        )
 
 
 def _check_inversion(scenario: Scenario, fed: Federation) -> None:
@@ -153,7 +175,7 @@ def _check_privacy(
             ) from None
 
 
-FREE_ON_RESUME = frozenset({"runtime", "ray", "checkpoint_every"})
+FREE_ON_RESUME = frozenset({"runtime", "ray", "vectorized", "checkpoint_every"})
 """Top-level keys a resumed run may change: they do not change the numbers."""
 
 
@@ -247,6 +269,10 @@ def run_scenario(
                 from fedsim.runtimes.inline import run_inline
 
                 run_inline(server_app, client_app, scenario.data.num_clients, scenario.seed)
+            elif scenario.runtime == "vectorized":
+                from fedsim.runtimes.vectorized import run_vectorized
+
+                run_vectorized(server_app, client_app, scenario)
             else:
                 from fedsim.runtimes.ray import run_ray
 

@@ -51,10 +51,10 @@ A point is *finished* when its directory holds ``summary.json`` with the scenari
 rounds (or one that says the run ``stopped`` early on purpose, e.g. at its privacy budget).
 Re-running the same command with the same ``--out`` skips finished points and runs the
 others again from scratch (a partial or failed point directory is deleted first). A finished
-point whose ``scenario.yaml`` differs from the point's settings (other than ``runtime`` and
-``ray``) stops the sweep with exit code 2 rather than mixing two experiments in one table. A
-point that fails is recorded (``error.txt`` in its directory, its ``status`` in ``results.csv``)
-and the others go on; the command then exits with code 1.
+point whose ``scenario.yaml`` differs from the point's settings (other than ``runtime``,
+``ray`` and ``vectorized``) stops the sweep with exit code 2 rather than mixing two experiments
+in one table. A point that fails is recorded (``error.txt`` in its directory, its ``status`` in
+``results.csv``) and the others go on; the command then exits with code 1.
 
 How points run
 --------------
@@ -219,7 +219,7 @@ def _check_same_setup(point: SweepPoint, point_dir: Path) -> None:
     import yaml
 
     def comparable(data: dict[str, Any]) -> dict[str, Any]:
-        return {k: v for k, v in data.items() if k not in ("runtime", "ray")}
+        return {k: v for k, v in data.items() if k not in ("runtime", "ray", "vectorized")}
 
     wanted = comparable(scenario_to_dict(point.scenario))
     try:

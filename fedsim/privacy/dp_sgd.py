@@ -25,7 +25,14 @@ from torch import nn
 from fedsim.errors import InvalidSettingError
 from fedsim.privacy.ledger import AccountantName, _check_accountant, _check_delta
 
-__all__ = ["DPTrainResult", "calibrate_noise", "draw_batches", "local_steps", "train_dp_sgd"]
+__all__ = [
+    "DPTrainResult",
+    "calibrate_noise",
+    "draw_batches",
+    "local_steps",
+    "noise_generator",
+    "train_dp_sgd",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -190,7 +197,7 @@ def train_dp_sgd(
 
     model.to(device)
     x, y = x.to(device), y.to(device)
-    noise_generator = _noise_generator(generator, device)
+    noise_source = noise_generator(generator, device)
     gsm = GradSampleModule(model, loss_reduction="mean", strict=True)
     try:
         optimizer = DPOptimizer(
@@ -204,7 +211,7 @@ def train_dp_sgd(
             max_grad_norm=max_grad_norm,
             expected_batch_size=batch_size,
             loss_reduction="mean",
-            generator=noise_generator,
+            generator=noise_source,
         )
         total_loss, seen, steps = 0.0, 0, 0
         for _ in range(epochs):
@@ -331,8 +338,13 @@ def _check_settings(
         raise InvalidSettingError(f"DP-SGD needs max_grad_norm > 0, got {max_grad_norm!r}")
 
 
-def _noise_generator(generator: torch.Generator, device: torch.device) -> torch.Generator:
-    """Return ``generator`` if it lives on ``device``, else a generator there seeded from it."""
+def noise_generator(generator: torch.Generator, device: torch.device) -> torch.Generator:
+    """Return ``generator`` if it lives on ``device``, else a generator there seeded from it.
+
+    The seed is one ``randint`` draw from ``generator``, so on another device the noise
+    stream starts after that draw. :func:`train_dp_sgd` calls this once, before drawing any
+    batch.
+    """
     if generator.device.type == device.type:
         return generator
     seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))

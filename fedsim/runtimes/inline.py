@@ -24,7 +24,7 @@ from flwr.supercore.task_identity import TaskIdentity
 
 from fedsim.seeding import Stream, numpy_rng
 
-__all__ = ["InlineGrid", "run_inline"]
+__all__ = ["InlineGrid", "error_reply", "run_inline", "run_on_grid"]
 
 
 class InlineGrid(Grid):
@@ -121,27 +121,46 @@ class InlineGrid(Grid):
                 "partition-id"
             ],
         )
-        for message_id in todo:
-            started = time.perf_counter()
-            reply = self._execute(self._pending.pop(message_id))
-            if time.perf_counter() - started <= timeout:
+        answers = self._answer({m: self._pending.pop(m) for m in todo})
+        for message_id, (reply, seconds) in answers.items():
+            if seconds <= timeout:
                 self._replies[message_id] = reply
         return [self._replies.pop(m) for m in wanted if m in self._replies]
+
+    def _answer(self, messages: dict[str, Message]) -> dict[str, tuple[Message, float]]:
+        """Reply to ``messages`` (given in client-id order): each reply and its seconds taken.
+
+        Here each message runs through the ClientApp in turn; a reply whose seconds exceed
+        the round timeout is left out by the caller.
+        """
+        answers = {}
+        for message_id, msg in messages.items():
+            started = time.perf_counter()
+            reply = self._execute(msg)
+            answers[message_id] = (reply, time.perf_counter() - started)
+        return answers
 
     def _execute(self, msg: Message) -> Message:
         context = self._contexts[msg.metadata.dst_node_id]
         try:
             return self.client_app(msg, context)
         except Exception as e:  # noqa: BLE001  (a failing client must not stop the server)
-            reason = f"{type(e).__name__}: {e}"
-            return Message(
-                Error(code=ErrorCode.CLIENT_APP_RAISED_EXCEPTION, reason=reason), reply_to=msg
-            )
+            return error_reply(msg, e)
+
+
+def error_reply(msg: Message, error: Exception) -> Message:
+    """The reply of a client that raised ``error`` on ``msg``, as Flower's engine sends it."""
+    reason = f"{type(error).__name__}: {error}"
+    return Message(Error(code=ErrorCode.CLIENT_APP_RAISED_EXCEPTION, reason=reason), reply_to=msg)
 
 
 def run_inline(server_app: ServerApp, client_app: ClientApp, num_nodes: int, seed: int) -> None:
     """Run ``server_app`` against ``num_nodes`` in-process nodes running ``client_app``."""
-    grid = InlineGrid(client_app, num_nodes, seed)
+    run_on_grid(server_app, InlineGrid(client_app, num_nodes, seed))
+
+
+def run_on_grid(server_app: ServerApp, grid: Grid) -> None:
+    """Run ``server_app`` on an in-process ``grid``, as Flower's own runners start it."""
     TaskIdentity.task_id = 1
     TaskIdentity.run_id = grid.run.run_id
     TaskIdentity.node_id = SUPERLINK_NODE_ID

@@ -1,4 +1,8 @@
-"""The ``ray`` runtime: Flower's simulation engine on Ray, one SuperNode per client.
+"""The ``ray`` runtime: clients on Ray actors, the ServerApp in this process.
+
+Two engines (``ray.engine``): ``fedsim`` (default), a pool of long-lived actors answering each
+round's messages in one call per actor (:mod:`fedsim.runtimes.ray_pool`), and ``flower``,
+Flower's simulation engine (one SuperNode per client, one Ray call per message).
 
 Client resources are derived from the machine: ``ray.client_cpus`` CPUs per client and, when
 a GPU is visible and the device is not ``cpu``, a fractional GPU share so several clients
@@ -50,14 +54,51 @@ def backend_config(scenario: Scenario) -> dict[str, Any]:
 
 
 def run_ray(server_app: ServerApp, client_app: ClientApp, scenario: Scenario) -> None:
-    """Run the apps on Flower's Ray simulation engine."""
+    """Run the apps on Ray: fedsim's actor pool (``ray.engine: fedsim``) or Flower's engine."""
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
-    from flwr.simulation import run_simulation
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    config = backend_config(scenario)
+    if scenario.ray.engine == "flower":
+        from flwr.simulation import run_simulation
 
-    run_simulation(
-        server_app=server_app,
-        client_app=client_app,
-        num_supernodes=scenario.data.num_clients,
-        backend_config=backend_config(scenario),
-    )
+        run_simulation(
+            server_app=server_app,
+            client_app=client_app,
+            num_supernodes=scenario.data.num_clients,
+            backend_config=config,
+        )
+        return
+    _run_pool(server_app, client_app, scenario, config)
+
+
+def _run_pool(
+    server_app: ServerApp, client_app: ClientApp, scenario: Scenario, config: dict[str, Any]
+) -> None:
+    """Run fedsim's engine: the ServerApp in this process, clients in a pool of Ray actors."""
+    import ray
+
+    from fedsim.config import scenario_to_dict
+    from fedsim.runtimes.inline import run_on_grid
+    from fedsim.runtimes.ray_pool import RayPoolGrid, pool_size
+
+    started_here = not ray.is_initialized()
+    if started_here:
+        ray.init(**config["init_args"])
+    try:
+        resources = config["client_resources"]
+        cpus = float(ray.cluster_resources().get("CPU", 1.0))
+        actors = pool_size(cpus, resources["num_cpus"], scenario.clients_per_round)
+        options = {"num_cpus": resources["num_cpus"], "num_gpus": resources["num_gpus"]}
+        grid = RayPoolGrid(
+            client_app,
+            scenario_to_dict(scenario),
+            scenario.data.num_clients,
+            scenario.seed,
+            actors,
+            options,
+        )
+        run_on_grid(server_app, grid)
+    finally:
+        if started_here:
+            ray.shutdown()

@@ -57,7 +57,7 @@ def test_overrides_are_parsed_as_yaml_and_create_missing_blocks() -> None:
         ("name: x\nrounds: two\n", "rounds", "integer"),
         ("name: x\nrounds: 0\n", "rounds", "greater than or equal to 1"),
         ("name: x\nrounds: 2\nclients: {lr: -1}\n", "clients.lr", "greater than 0"),
-        ("name: x\nrounds: 2\nruntime: gpu\n", "runtime", "'ray' or 'inline'"),
+        ("name: x\nrounds: 2\nruntime: gpu\n", "runtime", "'ray', 'inline' or 'vectorized'"),
         ("name: x\nrounds: 2\ndata: {partition: random}\n", "data.partition", "iid"),
         (
             "name: x\nrounds: 2\nclients: {per_round: 11}\n",

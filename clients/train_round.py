@@ -1,0 +1,211 @@
+"""One client's train round in three steps, shared by the ClientApp and the vectorized runtime.
+
+1. :func:`start_train`, before local training: adopt the node state a resumed run hands back,
+   draw the client's seeded faults (a crash raises), read the global weights and the client's
+   data, poison the data with a data-side attack (drawing from the client's ``ATTACK``
+   generator), and look up the DP-SGD round of an honest client under local DP.
+2. Local training from :meth:`TrainJob.generator` (the client's ``TRAIN`` generator): plain
+   SGD (:func:`fedsim.training.train_local`), DP-SGD (:func:`fedsim.privacy.train_dp_sgd`), or
+   many clients at once (:func:`fedsim.vectorized.train_clients_vectorized`). A DP-SGD round is
+   added to the client's ledger in its node state by :func:`record_dp_round`.
+3. :func:`finish_train`: the update Δ = w_local − w_global in float64, the update-side attack
+   (given the last global change, kept in the node state, when it reads it: Neurotoxin) and
+   the reply.
+
+Every runtime calls these functions, so a client does exactly the same thing on all of them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from flwr.app import ConfigRecord, Context, Message, MetricRecord, RecordDict
+
+from clients.attacks.base import ClientAttack, DataPoisoning
+from clients.state import LAST_GLOBAL_KEY, LEDGER_KEY, adopt_state
+from fedsim.faults import client_faults
+from fedsim.federation import Federation
+from fedsim.params import from_array_record, to_array_record
+from fedsim.privacy import PrivacyLedger
+from fedsim.privacy.local import LocalDPRound, local_dp_round
+from fedsim.seeding import Stream, torch_generator
+from fedsim.training import TrainResult, TrainSettings
+
+__all__ = [
+    "UPDATE_KEY",
+    "WEIGHTS_KEY",
+    "TrainJob",
+    "finish_train",
+    "local_attack",
+    "record_dp_round",
+    "start_train",
+]
+
+WEIGHTS_KEY = "weights"
+UPDATE_KEY = "update"
+
+PrivacyMetrics = dict[str, float | list[float]]
+
+
+@dataclass(frozen=True)
+class TrainJob:
+    """What one client trains in one round, after its faults and any data poisoning.
+
+    Attributes
+    ----------
+    fed : Federation
+        The run's federation.
+    client_id, server_round : int
+        Who trains, and in which round.
+    global_weights : torch.Tensor
+        The global weights the message carried (flat, float32).
+    x, y : torch.Tensor
+        The client's data, poisoned when it runs a data-side attack.
+    attack : ClientAttack or None
+        The client's local attack (malicious clients only).
+    attack_rng : torch.Generator
+        The client's ``ATTACK`` generator, already advanced by the data poisoning; the
+        update-side attack continues from it.
+    straggler : bool
+        The client is slow this round (``faults.straggler``).
+    dp : LocalDPRound or None
+        σ, q and the step count of the client's DP-SGD round (honest clients under local DP).
+    """
+
+    fed: Federation
+    client_id: int
+    server_round: int
+    global_weights: torch.Tensor
+    x: torch.Tensor
+    y: torch.Tensor
+    attack: ClientAttack | None
+    attack_rng: torch.Generator
+    straggler: bool
+    dp: LocalDPRound | None
+
+    @property
+    def settings(self) -> TrainSettings:
+        """The local procedure of the scenario's ``clients`` block."""
+        return TrainSettings.from_clients(self.fed.scenario.clients)
+
+    def generator(self) -> torch.Generator:
+        """A fresh copy of the client's ``TRAIN`` generator for this round (shuffles, DP noise)."""
+        return torch_generator(
+            self.fed.scenario.seed, Stream.TRAIN, self.server_round, self.client_id
+        )
+
+
+def local_attack(fed: Federation, client_id: int) -> ClientAttack | None:
+    """Return the client's local attack, if it is malicious and the attack runs on clients."""
+    if client_id in fed.malicious and isinstance(fed.attack, ClientAttack):
+        return fed.attack
+    return None
+
+
+def start_train(fed: Federation, msg: Message, context: Context) -> TrainJob:
+    """Everything before local training (see the module docstring).
+
+    Raises
+    ------
+    RuntimeError
+        The client crashes this round (``faults.crash``); the runtimes turn it into an error
+        reply.
+    InvalidSettingError
+        The DP-SGD round is impossible for this client (batch size above its data size).
+    """
+    client_id = int(context.node_config["partition-id"])
+    server_round = int(msg.content["config"]["server-round"])
+    adopt_state(msg.content, context.state)  # the state a resumed run hands back
+    scenario = fed.scenario
+    faults = client_faults(scenario.faults, scenario.seed, server_round, client_id)
+    if faults.crash:
+        raise RuntimeError(f"injected crash of client {client_id} (faults.crash)")
+    global_weights = from_array_record(msg.content["arrays"], WEIGHTS_KEY)
+    x, y = fed.data.client(client_id)
+    attack = local_attack(fed, client_id)
+    attack_rng = torch_generator(scenario.seed, Stream.ATTACK, server_round, client_id)
+    if isinstance(attack, DataPoisoning):
+        x, y = attack.poison(
+            x,
+            y,
+            attacker_index=fed.attacker_index(client_id),
+            num_attackers=len(fed.malicious),
+            generator=attack_rng,
+        )
+    private = scenario.privacy.local_dp is not None and client_id not in fed.malicious
+    return TrainJob(
+        fed=fed,
+        client_id=client_id,
+        server_round=server_round,
+        global_weights=global_weights,
+        x=x,
+        y=y,
+        attack=attack,
+        attack_rng=attack_rng,
+        straggler=faults.straggler,
+        dp=local_dp_round(scenario, len(y)) if private else None,
+    )
+
+
+def record_dp_round(context: Context, job: TrainJob) -> PrivacyMetrics:
+    """Add the job's DP-SGD round ``(σ, q, K)`` to the client's ledger in its node state.
+
+    Returns the privacy report for the reply: the cumulative ledger (``dp-history``), the
+    client's ε over every DP-SGD step it has taken so far (``dp-epsilon``) and σ
+    (``dp-noise-multiplier``).
+    """
+    local = job.fed.scenario.privacy.local_dp
+    if local is None or job.dp is None:
+        raise ValueError(f"client {job.client_id} does not train with DP-SGD this round")
+    stored = context.state.config_records.get(LEDGER_KEY)
+    ledger = PrivacyLedger.from_list(stored["history"] if stored is not None else [])
+    ledger.record(*job.dp.entry())
+    context.state[LEDGER_KEY] = ConfigRecord({"history": ledger.to_list()})
+    return {
+        "dp-history": ledger.to_list(),
+        "dp-epsilon": ledger.epsilon(local.delta, local.accountant),
+        "dp-noise-multiplier": job.dp.noise_multiplier,
+    }
+
+
+def finish_train(
+    msg: Message,
+    context: Context,
+    job: TrainJob,
+    local_weights: torch.Tensor,
+    result: TrainResult,
+    privacy_metrics: PrivacyMetrics,
+) -> Message:
+    """The reply to ``msg``: the (attacked) float64 update Δ = w_local − w_global and metrics."""
+    delta = local_weights.to(torch.float64) - job.global_weights.to(torch.float64)
+    if job.attack is not None:
+        reference = (
+            _last_global_change(context, job.global_weights) if job.attack.uses_reference else None
+        )
+        delta = job.attack.transform_update(delta, reference=reference, generator=job.attack_rng)
+    content = RecordDict(
+        {
+            "update": to_array_record(UPDATE_KEY, delta),
+            "metrics": MetricRecord(
+                {
+                    "partition-id": job.client_id,
+                    "num-examples": result.num_examples,
+                    "train-loss": result.loss,
+                    "steps": result.steps,
+                    **privacy_metrics,
+                }
+            ),
+        }
+    )
+    return Message(content, reply_to=msg)
+
+
+def _last_global_change(context: Context, global_weights: torch.Tensor) -> torch.Tensor | None:
+    """w_global(now) − w_global(last time this client trained); ``None`` the first time."""
+    previous = context.state.array_records.get(LAST_GLOBAL_KEY)
+    context.state[LAST_GLOBAL_KEY] = to_array_record(LAST_GLOBAL_KEY, global_weights)
+    if previous is None:
+        return None
+    previous_weights = from_array_record(previous, LAST_GLOBAL_KEY)
+    return global_weights.to(torch.float64) - previous_weights.to(torch.float64)
