@@ -189,7 +189,8 @@ def run_server(
         before_aggregate,
         privacy if privacy.enabled else None,
         probe,
-        ClientStateMirror(fed),
+        # Only checkpoints read the mirror; a resumed run needs it to hand the state back.
+        ClientStateMirror(fed) if scenario.checkpoint_every or resume is not None else None,
     )
     history: list[dict[str, Any]] = []
     if resume is not None:

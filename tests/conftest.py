@@ -53,3 +53,23 @@ class RecordingObserver:
 @pytest.fixture
 def observer() -> RecordingObserver:
     return RecordingObserver()
+
+
+def interrupt_in_round(monkeypatch: pytest.MonkeyPatch, stop_round: int) -> None:
+    """Make the first train message of ``stop_round`` raise KeyboardInterrupt (Ctrl-C)."""
+    import clients.app
+
+    real = clients.app.make_client_app
+
+    def interrupting_app(scenario):  # noqa: ANN001, ANN202
+        inner = real(scenario)
+
+        def app(message, context):  # noqa: ANN001, ANN202
+            if message.metadata.message_type == "train":
+                if int(message.content["config"]["server-round"]) == stop_round:
+                    raise KeyboardInterrupt
+            return inner(message, context)
+
+        return app
+
+    monkeypatch.setattr(clients.app, "make_client_app", interrupting_app)

@@ -19,6 +19,7 @@ from flwr.clientapp import ClientApp
 from flwr.serverapp import ServerApp
 
 from fedsim.config import Scenario
+from fedsim.runtimes.ray_pool import pool_size
 
 __all__ = ["backend_config", "run_ray"]
 
@@ -32,9 +33,9 @@ def backend_config(scenario: Scenario) -> dict[str, Any]:
     if ray_cfg.client_gpus is not None:
         gpus = ray_cfg.client_gpus if use_gpu else 0.0
     else:
-        # Share one GPU among up to (CPUs / client_cpus) concurrent clients.
-        slots = max(1, int((os.cpu_count() or 1) // ray_cfg.client_cpus))
-        gpus = round(1.0 / min(slots, scenario.clients_per_round), 4) if use_gpu else 0.0
+        # Share one GPU among the clients that run at once (one per client_cpus).
+        slots = pool_size(os.cpu_count() or 1, ray_cfg.client_cpus, scenario.clients_per_round)
+        gpus = round(1.0 / slots, 4) if use_gpu else 0.0
     init_args: dict[str, Any] = {
         "include_dashboard": False,
         "logging_level": logging.ERROR,
@@ -80,7 +81,7 @@ def _run_pool(
 
     from fedsim.config import scenario_to_dict
     from fedsim.runtimes.inline import run_on_grid
-    from fedsim.runtimes.ray_pool import RayPoolGrid, pool_size
+    from fedsim.runtimes.ray_pool import RayPoolGrid
 
     started_here = not ray.is_initialized()
     if started_here:

@@ -10,7 +10,7 @@ import pytest
 from fedsim.faults import client_faults
 from fedsim.results import read_metrics
 from fedsim.runner import run_scenario
-from tests.conftest import make_scenario
+from tests.conftest import interrupt_in_round, make_scenario
 from tests.fedsim.test_run import run_scenario_in_memory
 
 SIX = {"data.num_clients": 6, "clients.per_round": 6}
@@ -117,23 +117,9 @@ def test_dropouts_on_ray_match_inline(tmp_path: Path) -> None:
 def test_ctrl_c_mid_run_exits_130_and_keeps_every_finished_round(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import clients.app
     from fedsim.cli import main
 
-    real = clients.app.make_client_app
-
-    def interrupting_app(scenario):  # noqa: ANN001, ANN202
-        inner = real(scenario)
-
-        def app(message, context):  # noqa: ANN001, ANN202
-            if message.metadata.message_type == "train":
-                if int(message.content["config"]["server-round"]) == 3:
-                    raise KeyboardInterrupt
-            return inner(message, context)
-
-        return app
-
-    monkeypatch.setattr(clients.app, "make_client_app", interrupting_app)
+    interrupt_in_round(monkeypatch, stop_round=3)
     path = tmp_path / "s.yaml"
     path.write_text("name: ctrl-c\nrounds: 5\nruntime: inline\ndata: {num_clients: 3}\n")
     assert main(["run", str(path), "--out", str(tmp_path / "run"), "--no-progress"]) == 130

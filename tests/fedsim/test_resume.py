@@ -14,7 +14,7 @@ from fedsim.checkpoint import CHECKPOINT_FILE, Checkpoint, load_checkpoint, save
 from fedsim.cli import main
 from fedsim.errors import ScenarioError
 from fedsim.results import read_metrics
-from tests.conftest import TINY
+from tests.conftest import TINY, interrupt_in_round
 
 TIMING = {"time_s", "wall_s", "mean_round_s"}
 
@@ -52,26 +52,6 @@ def _write(tmp_path: Path, changes: dict[str, Any]) -> Path:
     return path
 
 
-def _interrupt_in_round(monkeypatch: pytest.MonkeyPatch, stop_round: int) -> None:
-    """Make the first train message of ``stop_round`` raise KeyboardInterrupt (Ctrl-C)."""
-    import clients.app
-
-    real = clients.app.make_client_app
-
-    def interrupting_app(scenario):  # noqa: ANN001, ANN202
-        inner = real(scenario)
-
-        def app(message, context):  # noqa: ANN001, ANN202
-            if message.metadata.message_type == "train":
-                if int(message.content["config"]["server-round"]) == stop_round:
-                    raise KeyboardInterrupt
-            return inner(message, context)
-
-        return app
-
-    monkeypatch.setattr(clients.app, "make_client_app", interrupting_app)
-
-
 def _without_timing(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{k: v for k, v in row.items() if k not in TIMING} for row in rows]
 
@@ -85,7 +65,7 @@ def test_resumed_run_reproduces_the_uninterrupted_run(
     assert main(["run", str(path), "--out", str(full), "--no-progress"]) == 0
 
     with monkeypatch.context() as patch:
-        _interrupt_in_round(patch, stop_round=4)
+        interrupt_in_round(patch, stop_round=4)
         assert main(["run", str(path), "--out", str(resumed), "--no-progress"]) == 130
     assert [r["round"] for r in read_metrics(resumed)] == [1, 2, 3]
     checkpoint = load_checkpoint(resumed)
@@ -106,7 +86,7 @@ def test_resume_without_a_checkpoint_runs_from_round_one(
 ) -> None:
     path = _write(tmp_path, {"checkpoint_every": 10})
     with monkeypatch.context() as patch:
-        _interrupt_in_round(patch, stop_round=2)
+        interrupt_in_round(patch, stop_round=2)
         assert main(["run", str(path), "--out", str(tmp_path / "run"), "--no-progress"]) == 130
     assert not (tmp_path / "run" / CHECKPOINT_FILE).exists()
     assert main(["run", str(path), "--resume", str(tmp_path / "run"), "--no-progress"]) == 0
