@@ -36,7 +36,7 @@ from clients.train_round import (
 )
 from fedsim.config import Scenario, load_scenario
 from fedsim.federation import Federation, federation_for
-from fedsim.params import flat_params, from_array_record, load_flat_params
+from fedsim.params import flat_params, from_shared_array_record, load_flat_params
 from fedsim.privacy import train_dp_sgd
 from fedsim.training import TrainResult, evaluate, single_thread, train_local
 
@@ -46,11 +46,14 @@ __all__ = ["WEIGHTS_KEY", "UPDATE_KEY", "app", "make_client_app"]
 def make_client_app(scenario: Scenario | None = None) -> ClientApp:
     """Build the ClientApp for ``scenario`` (or for the run config's scenario file)."""
     app = ClientApp()
+    built: list[Federation] = []  # the scenario's federation, looked up on the first call
 
     def federation(context: Context) -> Federation:
-        if scenario is not None:
-            return federation_for(scenario)
-        return federation_for(load_scenario(str(context.run_config["scenario"])))
+        if scenario is None:
+            return federation_for(load_scenario(str(context.run_config["scenario"])))
+        if not built:
+            built.append(federation_for(scenario))
+        return built[0]
 
     @app.query("identify")
     def identify(msg: Message, context: Context) -> Message:
@@ -80,7 +83,7 @@ def make_client_app(scenario: Scenario | None = None) -> ClientApp:
         fed = federation(context)
         client_id = int(context.node_config["partition-id"])
         model = fed.model("client")
-        load_flat_params(model, from_array_record(msg.content["arrays"], WEIGHTS_KEY))
+        load_flat_params(model, from_shared_array_record(msg.content["arrays"], WEIGHTS_KEY))
         x, y = fed.data.client(client_id)
         result = evaluate(model, x, y)
         metrics = MetricRecord(

@@ -26,7 +26,7 @@ from clients.attacks.base import ClientAttack, DataPoisoning
 from clients.state import LAST_GLOBAL_KEY, LEDGER_KEY, adopt_state
 from fedsim.faults import client_faults
 from fedsim.federation import Federation
-from fedsim.params import from_array_record, to_array_record
+from fedsim.params import from_array_record, from_shared_array_record, to_array_record
 from fedsim.privacy import PrivacyLedger
 from fedsim.privacy.local import LocalDPRound, local_dp_round
 from fedsim.seeding import Stream, torch_generator
@@ -59,14 +59,15 @@ class TrainJob:
     client_id, server_round : int
         Who trains, and in which round.
     global_weights : torch.Tensor
-        The global weights the message carried (flat, float32).
+        The global weights the message carried (flat, float32), shared by every client of
+        the round in this process: never modified in place.
     x, y : torch.Tensor
         The client's data, poisoned when it runs a data-side attack.
     attack : ClientAttack or None
         The client's local attack (malicious clients only).
-    attack_rng : torch.Generator
-        The client's ``ATTACK`` generator, already advanced by the data poisoning; the
-        update-side attack continues from it.
+    attack_rng : torch.Generator or None
+        The client's ``ATTACK`` generator (``None`` without an attack), already advanced by
+        the data poisoning; the update-side attack continues from it.
     straggler : bool
         The client is slow this round (``faults.straggler``).
     dp : LocalDPRound or None
@@ -80,7 +81,7 @@ class TrainJob:
     x: torch.Tensor
     y: torch.Tensor
     attack: ClientAttack | None
-    attack_rng: torch.Generator
+    attack_rng: torch.Generator | None
     straggler: bool
     dp: LocalDPRound | None
 
@@ -121,10 +122,12 @@ def start_train(fed: Federation, msg: Message, context: Context) -> TrainJob:
     faults = client_faults(scenario.faults, scenario.seed, server_round, client_id)
     if faults.crash:
         raise RuntimeError(f"injected crash of client {client_id} (faults.crash)")
-    global_weights = from_array_record(msg.content["arrays"], WEIGHTS_KEY)
+    global_weights = from_shared_array_record(msg.content["arrays"], WEIGHTS_KEY)
     x, y = fed.data.client(client_id)
     attack = local_attack(fed, client_id)
-    attack_rng = torch_generator(scenario.seed, Stream.ATTACK, server_round, client_id)
+    attack_rng = None
+    if attack is not None:
+        attack_rng = torch_generator(scenario.seed, Stream.ATTACK, server_round, client_id)
     if isinstance(attack, DataPoisoning):
         x, y = attack.poison(
             x,
@@ -179,7 +182,7 @@ def finish_train(
 ) -> Message:
     """The reply to ``msg``: the (attacked) float64 update Δ = w_local − w_global and metrics."""
     delta = local_weights.to(torch.float64) - job.global_weights.to(torch.float64)
-    if job.attack is not None:
+    if job.attack is not None and job.attack_rng is not None:
         reference = (
             _last_global_change(context, job.global_weights) if job.attack.uses_reference else None
         )

@@ -76,10 +76,10 @@ def single_thread(device: torch.device) -> Iterator[None]:
     thread on every runtime (a Ray actor gets one CPU): the same seed then gives bit-identical
     updates on ``inline`` and ``ray``. GPU work is unaffected.
     """
-    if device.type != "cpu":
+    previous = torch.get_num_threads()
+    if device.type != "cpu" or previous == 1:
         yield
         return
-    previous = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         yield

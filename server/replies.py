@@ -18,6 +18,7 @@ import torch
 from flwr.app import Message
 
 from fedsim.errors import InvalidSettingError
+from fedsim.params import array_to_numpy
 from fedsim.privacy.ledger import PrivacyLedger
 
 __all__ = ["ClientUpdate", "MAX_EXAMPLES", "ParsedReplies", "parse_train_replies"]
@@ -71,7 +72,7 @@ def _check(
     content = msg.content
     try:
         record = content.array_records["update"]
-        array = record["update"].numpy()
+        array = array_to_numpy(record["update"])
         metrics = content.metric_records["metrics"]
         num_examples = metrics["num-examples"]
         loss = float(metrics.get("train-loss", math.nan))

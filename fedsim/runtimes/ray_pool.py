@@ -29,7 +29,8 @@ from typing import Any
 from flwr.app import Context, Message
 from flwr.clientapp import ClientApp
 
-from fedsim.runtimes.inline import InlineGrid, error_reply
+from fedsim.runtimes.inline import CPU, InlineGrid, error_reply
+from fedsim.training import single_thread
 
 __all__ = ["ClientWorker", "RayPoolGrid", "pool_size"]
 
@@ -65,16 +66,17 @@ class ClientWorker:
         from flwr.supercore.task_identity import TaskIdentity
 
         out = []
-        for msg, context in jobs:
-            TaskIdentity.task_id = 1
-            TaskIdentity.run_id = context.run_id
-            TaskIdentity.node_id = context.node_id
-            started = time.perf_counter()
-            try:
-                reply = self.client_app(msg, context)
-            except Exception as e:  # noqa: BLE001  (a failing client must not stop the server)
-                reply = error_reply(msg, e)
-            out.append((reply, context, time.perf_counter() - started))
+        with single_thread(CPU):  # once per batch, as InlineGrid does
+            for msg, context in jobs:
+                TaskIdentity.task_id = 1
+                TaskIdentity.run_id = context.run_id
+                TaskIdentity.node_id = context.node_id
+                started = time.perf_counter()
+                try:
+                    reply = self.client_app(msg, context)
+                except Exception as e:  # noqa: BLE001  (a failing client must not stop the server)
+                    reply = error_reply(msg, e)
+                out.append((reply, context, time.perf_counter() - started))
         return out
 
 
