@@ -21,6 +21,7 @@ import torch
 
 from fedsim.attacks import Attack
 from fedsim.errors import InvalidSettingError
+from fedsim.params import all_finite
 
 __all__ = [
     "ClientAttack",
@@ -100,7 +101,7 @@ def as_delta(delta: torch.Tensor, who: str) -> torch.Tensor:
         shape = tuple(delta.shape) if isinstance(delta, torch.Tensor) else type(delta).__name__
         raise InvalidSettingError(f"{who}: the update must be a flat (d,) tensor, got {shape}")
     out = delta.to(torch.float64, copy=True)
-    if not bool(torch.isfinite(out).all()):
+    if not all_finite(out):
         raise InvalidSettingError(f"{who}: the honest update contains NaN/Inf")
     return out
 

@@ -16,6 +16,7 @@ import torch
 
 from fedsim.attacks import Attack, is_integer
 from fedsim.errors import InvalidSettingError
+from fedsim.params import all_finite
 
 __all__ = ["ColludingAttack", "CraftedUpdates", "check_observed"]
 
@@ -93,7 +94,7 @@ class ColludingAttack(Attack):
                 f"{self.name} crafted shape {tuple(result.updates.shape)}, "
                 f"expected ({f}, {observed.shape[1]})"
             )
-        if not bool(torch.isfinite(result.updates).all()):
+        if not all_finite(result.updates):
             raise InvalidSettingError(f"{self.name} crafted a non-finite update")
         return result
 
@@ -106,6 +107,6 @@ def check_observed(observed: torch.Tensor, who: str) -> torch.Tensor:
             f"{who} needs the observed updates as a (k, d) matrix with k ≥ 1, got {shape!r}"
         )
     observed = observed.to(torch.float64)
-    if not bool(torch.isfinite(observed).all()):
+    if not all_finite(observed):
         raise InvalidSettingError(f"{who}: the observed updates contain NaN/Inf")
     return observed

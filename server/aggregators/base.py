@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 import torch
 
 from fedsim.errors import InvalidSettingError
+from fedsim.params import all_finite
 
 __all__ = ["Aggregate", "Aggregator", "check_inputs"]
 
@@ -67,7 +68,7 @@ class Aggregator:
         updates, weights = check_inputs(updates, weights, client_ids)
         self.check_round(updates.shape[0])
         result = self.aggregate(updates, weights, list(client_ids))
-        if not bool(torch.isfinite(result.update).all()):
+        if not all_finite(result.update):
             raise InvalidSettingError(f"{self.name} produced a non-finite aggregate")
         return result
 
@@ -105,8 +106,8 @@ def check_inputs(
         raise InvalidSettingError(f"got {len(client_ids)} client ids for {n} updates")
     updates = updates.to(torch.float64)
     weights = weights.to(torch.float64)
-    if not bool(torch.isfinite(updates).all()):
+    if not all_finite(updates):
         raise InvalidSettingError("updates contain NaN/Inf; drop them at the server boundary")
-    if not bool(torch.isfinite(weights).all()) or bool((weights < 0).any()):
+    if not all_finite(weights) or bool((weights < 0).any()):
         raise InvalidSettingError("weights must be finite and non-negative")
     return updates, weights

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from fedsim.errors import InvalidSettingError
+from fedsim.params import all_finite
 from server.aggregators.base import Aggregate, Aggregator
 from server.aggregators.common import require_int
 from server.aggregators.registry import AGGREGATORS
@@ -84,7 +85,7 @@ class FLTrust(Aggregator):
                 f"of shape {tuple(getattr(value, 'shape', ()))}"
             )
         value = value.detach().to(torch.float64)
-        if not bool(torch.isfinite(value).all()):
+        if not all_finite(value):
             raise InvalidSettingError(f"{self.name} server_update contains NaN/Inf")
         self._server_update = value
 
