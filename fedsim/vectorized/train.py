@@ -157,9 +157,10 @@ def train_clients_vectorized(
                     ) from e
                 chunk_size = len(ids) // 2
             else:
+                trained = trained.cpu()  # one device-to-host copy per chunk, not per client
                 for row, i in enumerate(ids):
                     result = TrainResult(losses[row], steps[i], len(tasks[i].y))
-                    outcomes[i] = ClientOutcome(trained[row].cpu(), result)
+                    outcomes[i] = ClientOutcome(trained[row], result)
                 start += len(ids)
                 continue
             # out of memory: the chunk's memory is free now; redo it with fewer clients
@@ -193,7 +194,11 @@ def _train_chunk(
         param_dtype=dtype,
         device=device,
     )
-    weights = torch.stack([t.weights for t in tasks]).to(device, dtype)
+    first = tasks[0].weights
+    if all(t.weights is first for t in tasks):  # a round's clients share one global vector
+        weights = first.to(device, dtype).expand(len(tasks), -1)  # copied once, to the device
+    else:
+        weights = torch.stack([t.weights for t in tasks]).to(device, dtype)
     params = stack_params(model, weights)
     momenta = {k: torch.zeros_like(v) for k, v in params.items()} if settings.momentum else None
     k = len(weights)
