@@ -44,3 +44,67 @@ def test_ratios_pair_only_executions_measured_at_the_same_size() -> None:
     ]
     found = {(q["ratio"], q["clients"]): q["value"] for q in benchmark.ratios(rows)}
     assert found == {("ray/flower", 10): 3.0, ("inline/bare", 50): 0.75}
+
+
+# The large workload (issue #11): synthetic 28×28 images, FLOPs per update, share of the peak.
+
+
+def _train_flops(first_layer_macs: int, other_layer_macs: int) -> int:
+    """Training FLOPs of one example from its multiply-adds: 2 per MAC forward, 2 for the
+    weight gradient, 2 for the input gradient of every layer but the first."""
+    return 2 * 2 * (first_layer_macs + other_layer_macs) + 2 * other_layer_macs
+
+
+# LeNet-5 on 28×28: conv 1→6 5×5 pad 2 (28×28 out), conv 6→16 5×5 (10×10 out), 400-120-84-10.
+LENET5_FLOPS = _train_flops(
+    28 * 28 * 6 * 25, 10 * 10 * 16 * 6 * 25 + 400 * 120 + 120 * 84 + 84 * 10
+)
+# cnn width 208 on 28×28: conv 1→208 3×3 (28×28), conv 208→416 3×3 (14×14), 416·7·7 → 10.
+CNN_1M_FLOPS = _train_flops(28 * 28 * 208 * 9, 14 * 14 * 416 * 208 * 9 + 416 * 7 * 7 * 10)
+
+
+def test_large_models_have_their_hand_counted_sizes_and_flops() -> None:
+    benchmark = _load_benchmark()
+    lenet, cnn = benchmark.model_flops("lenet5"), benchmark.model_flops("cnn-1m")
+    assert lenet == {"params": 61_706, "flops_per_example": LENET5_FLOPS}
+    assert LENET5_FLOPS == 2_263_920
+    assert cnn == {"params": 986_346, "flops_per_example": CNN_1M_FLOPS}
+    # a conv net reuses each weight at many positions: far above 6 FLOPs per parameter
+    assert cnn["flops_per_example"] >= 6 * cnn["params"]
+
+
+def test_large_workload_smoke_run_reports_flops_and_share(tmp_path: Path) -> None:
+    benchmark = _load_benchmark()
+    out = tmp_path / "large.json"
+    argv = ["--workload", "large", "--clients", "5", "--rounds", "2", "--models", "lenet5"]
+    argv += ["--executions", "inline,vectorized", "--device", "cpu", "--json", str(out)]
+    benchmark.main(argv)
+    report = json.loads(out.read_text())
+    assert report["workload"] == "large"
+    peak = report["matmul_peak"]
+    assert peak["kind"] == "cpu" and peak["matrix"] == 1024 and peak["flop_s"] > 0
+    rows = {row["execution"]: row for row in report["rows"]}
+    assert set(rows) == {"inline", "vectorized"}
+    for row in rows.values():
+        assert row["model"] == "lenet5" and row["clients"] == 5 and row["params"] == 61_706
+        assert row["updates"] == 5 and row["seconds"] > 0  # round 2 of 5 clients
+        assert row["updates_per_s"] == row["updates"] / row["seconds"] > 0
+        assert row["examples_per_client"] == 64  # 80·5 samples, a fifth held out
+        assert row["flops_per_update"] == 64 * LENET5_FLOPS
+        assert row["achieved_flop_s"] == row["flops_per_update"] * row["updates_per_s"]
+        assert row["share"] == row["achieved_flop_s"] / peak["flop_s"]
+        assert 0 < row["share"] <= 1
+    found = {(q["model"], q["ratio"], q["clients"]): q["value"] for q in report["ratios"]}
+    speed = {e: r["updates_per_s"] for e, r in rows.items()}
+    assert found == {("lenet5", "vectorized/inline", 5): speed["vectorized"] / speed["inline"]}
+
+
+def test_ratios_of_the_large_workload_pair_within_a_model() -> None:
+    benchmark = _load_benchmark()
+    rows = [
+        {"model": "lenet5", "execution": "ray", "clients": 100, "updates_per_s": 50.0},
+        {"model": "lenet5", "execution": "vectorized", "clients": 100, "updates_per_s": 1000.0},
+        {"model": "cnn-1m", "execution": "ray", "clients": 100, "updates_per_s": 10.0},
+    ]
+    found = benchmark.ratios(rows, benchmark.LARGE_RATIOS)
+    assert found == [{"model": "lenet5", "clients": 100, "ratio": "vectorized/ray", "value": 20.0}]
