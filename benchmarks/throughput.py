@@ -23,15 +23,8 @@ after each round — measured on four executions, each in its own fresh Python p
     The ``flower`` app on fedsim's in-process Grid (no Ray): used by the smoke test so the
     baseline's code cannot rot; not part of the default table.
 
-The large workload (``--workload large``, issue #11) is the vectorized runtime's: synthetic
-28×28 grey images in 10 classes (the ``synthetic`` dataset, 80·N samples of which a fifth is
-held out for the server's evaluation, so 64 training examples per client when 5 divides N),
-N ∈ {100, 1000} clients per round, each 1 local epoch of the same SGD (batch 32: 2 steps), on
-two models: ``lenet5`` (LeNet-5, 61,706 parameters) and ``cnn-1m`` (fedsim's ``cnn`` with
-width 208: 986,346 parameters). Executions ``ray`` and ``vectorized`` (``inline`` and
-``bare`` on request). Each row also has the training FLOPs of one client update (counted with
-``FlopCounterMode``), the achieved FLOP/s (FLOPs per update × updates/s) and its share of the
-device's float32 matmul throughput, measured in a process of its own (see :mod:`flops`).
+The large workload (``--workload large``, issue #11: synthetic 28×28 data, LeNet-5 and a
+1M-parameter CNN, 100 and 1,000 clients, FLOPs and share of the device) is :mod:`large_workload`'s.
 
 Throughput is steady-state client updates per second: N·(R−1) / (seconds of rounds 2..R),
 each round timed inside its process from the start of training to the end of the central
@@ -55,19 +48,26 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import os
-import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-sys.path[:0] = [str(ROOT), str(HERE)]  # fedsim, and the baseline next to this file
+sys.path[:0] = [str(ROOT), str(HERE)]  # fedsim, and the modules next to this file
+
+from harness import measure, ratios  # noqa: E402
+from large_workload import (  # noqa: E402
+    LARGE_DEFAULTS,
+    LARGE_EXECUTIONS,
+    LARGE_MODELS,
+    large_scenario_dict,
+    run_large,
+)
+from training_setup import BATCH_SIZE, LR, MOMENTUM, SEED, clients_block  # noqa: E402
 
 EXECUTIONS = ("flower", "ray", "inline", "bare", "vectorized")
 EXTRA_EXECUTIONS = ("flower-inline",)
@@ -78,34 +78,6 @@ RATIOS = (
     ("vectorized", "ray"),
     ("vectorized", "bare"),
 )
-LARGE_RATIOS = (
-    ("vectorized", "ray"),
-    ("vectorized", "inline"),
-    ("vectorized", "bare"),
-    ("ray", "bare"),
-    ("inline", "bare"),
-)
-BATCH_SIZE, LR, MOMENTUM, SEED, LOCAL_EPOCHS = 32, 0.05, 0.9, 0, 1
-
-LARGE_MODELS: dict[str, dict[str, Any]] = {
-    "lenet5": {"name": "lenet5"},
-    "cnn-1m": {"name": "cnn", "params": {"width": 208}},
-}
-"""The large workload's models: label → the scenario's ``model`` block."""
-LARGE_EXECUTIONS = ("ray", "inline", "vectorized", "bare")
-LARGE_DEFAULTS = {"clients": [100, 1000], "executions": "ray,vectorized", "models": "lenet5,cnn-1m"}
-EXAMPLES_PER_CLIENT, IMAGE_SHAPE, NUM_CLASSES = 64, (1, 28, 28), 10
-
-
-def _training(num_clients: int) -> dict[str, Any]:
-    """The scenario's ``clients`` block: every client, 1 epoch of SGD with momentum."""
-    return {
-        "per_round": num_clients,
-        "local_epochs": LOCAL_EPOCHS,
-        "batch_size": BATCH_SIZE,
-        "lr": LR,
-        "momentum": MOMENTUM,
-    }
 
 
 def scenario_dict(num_clients: int, rounds: int, runtime: str, device: str) -> dict[str, Any]:
@@ -118,49 +90,9 @@ def scenario_dict(num_clients: int, rounds: int, runtime: str, device: str) -> d
         "device": device,
         "data": {"dataset": "digits", "partition": "iid", "num_clients": num_clients},
         "model": {"name": "cnn"},
-        "clients": _training(num_clients),
+        "clients": clients_block(num_clients),
         "attack": {"name": "none"},
         "defense": {"aggregator": "fedavg"},
-    }
-
-
-def large_scenario_dict(
-    model: str,
-    num_clients: int,
-    rounds: int,
-    runtime: str,
-    device: str,
-    chunk_size: int | None = None,
-) -> dict[str, Any]:
-    """The large workload as a fedsim scenario (``model``: a :data:`LARGE_MODELS` label).
-
-    The synthetic dataset has 80·N samples; a fifth is the test set, the other 64·N are split
-    IID into N near-equal parts (64 examples each when 5 divides N).
-    """
-    c, h, _ = IMAGE_SHAPE
-    return {
-        "name": f"throughput-large-{model}-{runtime}-{num_clients}",
-        "seed": SEED,
-        "rounds": rounds,
-        "runtime": runtime,
-        "device": device,
-        "data": {
-            "dataset": "synthetic",
-            "partition": "iid",
-            "num_clients": num_clients,
-            "test_fraction": 0.2,
-            "params": {
-                "num_samples": EXAMPLES_PER_CLIENT * num_clients * 5 // 4,
-                "image_size": h,
-                "channels": c,
-                "num_classes": NUM_CLASSES,
-            },
-        },
-        "model": LARGE_MODELS[model],
-        "clients": _training(num_clients),
-        "attack": {"name": "none"},
-        "defense": {"aggregator": "fedavg"},
-        "vectorized": {"chunk_size": chunk_size},
     }
 
 
@@ -315,189 +247,6 @@ def run_one(
     raise SystemExit(f"unknown execution {execution!r}")
 
 
-# --------------------------------------------------------------------------------------------
-# The parent: one child process per (execution, N), peak memory of its process tree.
-# --------------------------------------------------------------------------------------------
-
-
-def _tree_rss(root: int) -> int:
-    """Resident bytes of ``root`` and all its descendants (Linux ``/proc``; 0 elsewhere)."""
-    children: dict[int, list[int]] = {}
-    rss: dict[int, int] = {}
-    page = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
-    for entry in Path("/proc").glob("[0-9]*"):
-        try:
-            stat = (entry / "stat").read_text()
-            statm = (entry / "statm").read_text().split()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2 :].split()
-        pid, ppid = int(entry.name), int(fields[1])
-        children.setdefault(ppid, []).append(pid)
-        rss[pid] = int(statm[1]) * page
-    total, todo = 0, [root]
-    while todo:
-        pid = todo.pop()
-        total += rss.get(pid, 0)
-        todo.extend(children.get(pid, []))
-    return total
-
-
-def _child_command(
-    execution: str,
-    num_clients: int,
-    rounds: int,
-    device: str,
-    threads: int,
-    model: str | None,
-    chunk_size: int | None,
-) -> list[str]:
-    """The command line of the child process that runs one measurement."""
-    command = [
-        sys.executable,
-        str(Path(__file__).resolve()),
-        "--child",
-        execution,
-        "--clients",
-        str(num_clients),
-        "--rounds",
-        str(rounds),
-        "--device",
-        device,
-        "--threads",
-        str(threads),
-    ]
-    if model is not None:
-        command += ["--workload", "large", "--models", model]
-    if chunk_size is not None:
-        command += ["--chunk-size", str(chunk_size)]
-    return command
-
-
-def measure(
-    execution: str,
-    num_clients: int,
-    rounds: int,
-    device: str,
-    threads: int = 1,
-    *,
-    model: str | None = None,
-    chunk_size: int | None = None,
-) -> dict[str, Any]:
-    """Run one execution in a child process; its result plus the tree's peak RSS.
-
-    With ``model`` (a :data:`LARGE_MODELS` label) it runs the large workload, and the row
-    also names the workload and model and has the mean training examples per client.
-    """
-    command = _child_command(execution, num_clients, rounds, device, threads, model, chunk_size)
-    child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    peak, done = [0], threading.Event()
-
-    def sample() -> None:
-        while not done.wait(0.05):
-            peak[0] = max(peak[0], _tree_rss(child.pid))
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    out, err = child.communicate()
-    done.set()
-    sampler.join()
-    lines = [line for line in out.splitlines() if line.startswith("{")]
-    if child.returncode != 0 or not lines:
-        tail = "\n".join(err.strip().splitlines()[-15:])
-        raise RuntimeError(f"{execution} with N={num_clients} failed:\n{tail}")
-    result = json.loads(lines[-1])
-    timed = result["round_seconds"][1:] or result["round_seconds"]  # round 1 warms up
-    updates = num_clients * len(timed)
-    large = {}
-    if model is not None:
-        examples = result["train_examples"] / num_clients
-        large = {"workload": "large", "model": model, "examples_per_client": examples}
-    return {
-        **large,
-        "execution": execution,
-        "clients": num_clients,
-        "rounds": rounds,
-        "updates": updates,
-        "seconds": sum(timed),
-        "updates_per_s": updates / sum(timed),
-        "first_round_s": result["round_seconds"][0],
-        "accuracy": result["accuracy"],
-        "peak_rss_mib": peak[0] / 2**20 if peak[0] else None,
-    }
-
-
-def ratios(
-    rows: list[dict[str, Any]], pairs: tuple[tuple[str, str], ...] = RATIOS
-) -> list[dict[str, Any]]:
-    """Ratios of client-updates/s (``pairs``), per model and N, where both were measured.
-
-    Rows without a ``model`` (the digits workload) are grouped by N alone, and their ratios
-    name no model.
-    """
-    out = []
-    groups = {(r.get("model"), r["clients"]) for r in rows}
-    for model, n in sorted(groups, key=lambda g: (g[0] or "", g[1])):
-        speed = {
-            r["execution"]: r["updates_per_s"]
-            for r in rows
-            if r["clients"] == n and r.get("model") == model
-        }
-        named = {} if model is None else {"model": model}
-        for top, bottom in pairs:
-            if top in speed and bottom in speed:
-                value = speed[top] / speed[bottom]
-                out.append({**named, "clients": n, "ratio": f"{top}/{bottom}", "value": value})
-    return out
-
-
-# --------------------------------------------------------------------------------------------
-# The large workload's FLOPs and device share (see flops.py).
-# --------------------------------------------------------------------------------------------
-
-
-def measure_peak(device: str) -> dict[str, Any]:
-    """The device's float32 matmul throughput (:func:`flops.matmul_peak`), in a child process."""
-    command = _child_command("matmul-peak", 1, 1, device, 1, None, None)
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
-    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
-    if done.returncode != 0 or not lines:
-        tail = "\n".join(done.stderr.strip().splitlines()[-15:])
-        raise RuntimeError(f"measuring the matmul throughput failed:\n{tail}")
-    return json.loads(lines[-1])
-
-
-def model_flops(model: str) -> dict[str, float]:
-    """Parameters of the large workload's ``model`` and its training FLOPs per example (f)."""
-    from flops import training_flops_per_example
-
-    from fedsim.models import build_model
-
-    spec = LARGE_MODELS[model]
-    net = build_model(spec["name"], IMAGE_SHAPE, NUM_CLASSES, **spec.get("params", {}))
-    return {
-        "params": sum(p.numel() for p in net.parameters()),
-        "flops_per_example": training_flops_per_example(net, IMAGE_SHAPE, BATCH_SIZE),
-    }
-
-
-def add_flops(row: dict[str, Any], counted: dict[str, float], peak: dict[str, Any]) -> None:
-    r"""Add the row's FLOPs per update, achieved FLOP/s and shares of the matmul peak.
-
-    :math:`F_u = E \cdot \bar n \cdot f`, achieved :math:`= F_u \cdot U`, share = achieved / Π
-    (``share``: Π at torch's default float32 precision; ``share_tf32``: Π with TF32).
-    """
-    per_update = LOCAL_EPOCHS * row["examples_per_client"] * counted["flops_per_example"]
-    achieved = per_update * row["updates_per_s"]
-    row.update(
-        params=counted["params"],
-        flops_per_update=per_update,
-        achieved_flop_s=achieved,
-        share=achieved / peak["flop_s"],
-        share_tf32=achieved / peak["flop_s_tf32"],
-    )
-
-
 def print_table(rows: list[dict[str, Any]], found: list[dict[str, Any]], device: str) -> None:
     """The results and the ratios as plain-text tables."""
     print(f"\nthroughput on {device_name(device)} (digits, cnn, 1 local epoch, FedAvg)\n")
@@ -524,57 +273,6 @@ def device_name(device: str) -> str:
     if device != "cpu" and torch.cuda.is_available():
         return f"GPU {torch.cuda.get_device_name(0)}, {os.cpu_count()} CPU cores"
     return f"CPU ({os.cpu_count()} cores)"
-
-
-def print_large_table(
-    rows: list[dict[str, Any]], found: list[dict[str, Any]], peak: dict[str, Any]
-) -> None:
-    """The large workload's results, FLOPs, shares and ratios as plain-text tables."""
-    print(
-        f"\nthroughput on {peak_device(peak)} (large: synthetic 28×28, "
-        f"{EXAMPLES_PER_CLIENT} examples per client, 1 local epoch, batch {BATCH_SIZE}, FedAvg)"
-    )
-    matmul = (
-        f"float32 matmul {peak['matrix']}²: {peak['flop_s'] / 1e9:.1f} GFLOP/s at precision "
-        f"{peak['float32_matmul_precision']!r}"
-    )
-    if peak["kind"] == "cuda":
-        matmul += (
-            f", {peak['flop_s_tf32'] / 1e9:.1f} GFLOP/s with TF32; cuDNN convolutions: "
-            f"{peak['cudnn_conv_fp32_precision']}"
-        )
-    print(matmul)
-    models = {r["model"]: r["params"] for r in rows}
-    print(", ".join(f"{m}: {p:,} parameters" for m, p in models.items()) + "\n")
-    print(
-        f"{'model':<8}{'execution':<12}{'N':>6}{'round 1 s':>11}{'later s':>9}{'updates/s':>11}"
-        f"{'GFLOP/upd':>11}{'GFLOP/s':>10}{'share':>9}{'TF32':>9}{'peak MiB':>10}"
-        f"{'accuracy':>10}"
-    )
-    for r in rows:
-        rss = f"{r['peak_rss_mib']:.0f}" if r["peak_rss_mib"] is not None else "-"
-        print(
-            f"{r['model']:<8}{r['execution']:<12}{r['clients']:>6}{r['first_round_s']:>11.2f}"
-            f"{r['seconds']:>9.2f}{r['updates_per_s']:>11.1f}{r['flops_per_update'] / 1e9:>11.3f}"
-            f"{r['achieved_flop_s'] / 1e9:>10.1f}{_percent(r['share']):>9}"
-            f"{_percent(r['share_tf32']):>9}{rss:>10}{r['accuracy']:>10.4f}"
-        )
-    if found:
-        print(f"\n{'model':<8}{'ratio of updates/s':<20}{'N':>6}{'value':>9}")
-        for q in found:
-            print(f"{q['model']:<8}{q['ratio']:<20}{q['clients']:>6}{q['value']:>9.2f}")
-
-
-def peak_device(peak: dict[str, Any]) -> str:
-    """What the large workload ran on, in words, without touching CUDA in this process."""
-    if peak["kind"] == "cuda":
-        return f"GPU {peak['device']}, {os.cpu_count()} CPU cores"
-    return f"CPU ({os.cpu_count()} cores)"
-
-
-def _percent(share: float) -> str:
-    """``share`` as a percentage: one decimal from 1 %, two significant digits below."""
-    return f"{100 * share:.1f}%" if share >= 0.01 else f"{100 * share:.2g}%"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -659,7 +357,7 @@ def _run_digits(parser: argparse.ArgumentParser, args: argparse.Namespace) -> li
     rows = [
         measure(e, n, args.rounds, args.device, args.threads) for n in sizes for e in executions
     ]
-    found = ratios(rows)
+    found = ratios(rows, RATIOS)
     print_table(rows, found, args.device)
     if args.json:
         report = {"device": device_name(args.device), "rows": rows, "ratios": found}
@@ -668,11 +366,7 @@ def _run_digits(parser: argparse.ArgumentParser, args: argparse.Namespace) -> li
 
 
 def _run_large(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list[dict[str, Any]]:
-    """The large workload: the matmul peak, then every (model, N, execution), then the tables.
-
-    With ``--json`` the report is rewritten after every measurement, so a run cut short
-    keeps what it measured.
-    """
+    """The large workload: its command line checked, then :func:`large_workload.run_large`."""
     if args.large:
         parser.error("--large adds N = 200 to the digits workload; use --clients here")
     executions = _listed(
@@ -680,37 +374,16 @@ def _run_large(parser: argparse.ArgumentParser, args: argparse.Namespace) -> lis
     )
     models = _listed(parser, args.models or LARGE_DEFAULTS["models"], tuple(LARGE_MODELS), "models")
     sizes = args.clients or LARGE_DEFAULTS["clients"]
-    peak = measure_peak(args.device)
-    counted = {m: model_flops(m) for m in models}
-    rows: list[dict[str, Any]] = []
-    for model, n, e in itertools.product(models, sizes, executions):
-        row = measure(
-            e, n, args.rounds, args.device, args.threads, model=model, chunk_size=args.chunk_size
-        )
-        add_flops(row, counted[model], peak)
-        rows.append(row)
-        share = _percent(row["share"])
-        print(f"{model} N={n} {e}: {row['updates_per_s']:.1f} updates/s, share {share}", flush=True)
-        if args.json:
-            _write_large_report(args, peak, rows)
-    print_large_table(rows, ratios(rows, LARGE_RATIOS), peak)
-    if args.json:
-        _write_large_report(args, peak, rows)
-    return rows
-
-
-def _write_large_report(
-    args: argparse.Namespace, peak: dict[str, Any], rows: list[dict[str, Any]]
-) -> None:
-    """The large workload's JSON report: device, matmul peak, rows and ratios."""
-    report = {
-        "device": peak_device(peak),
-        "workload": "large",
-        "matmul_peak": peak,
-        "rows": rows,
-        "ratios": ratios(rows, LARGE_RATIOS),
-    }
-    Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    return run_large(
+        models,
+        sizes,
+        executions,
+        rounds=args.rounds,
+        device=args.device,
+        threads=args.threads,
+        chunk_size=args.chunk_size,
+        json_path=args.json,
+    )
 
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:

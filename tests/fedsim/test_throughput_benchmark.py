@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import json
 from pathlib import Path
@@ -15,6 +16,11 @@ def _load_benchmark():  # noqa: ANN202
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def _load_large_workload():  # noqa: ANN202
+    _load_benchmark()  # puts benchmarks/ on sys.path and imports large_workload
+    return importlib.import_module("large_workload")
 
 
 def test_smoke_run_measures_every_execution_and_the_ratios(tmp_path: Path) -> None:
@@ -42,7 +48,8 @@ def test_ratios_pair_only_executions_measured_at_the_same_size() -> None:
         {"execution": "bare", "clients": 50, "updates_per_s": 60.0},
         {"execution": "inline", "clients": 50, "updates_per_s": 45.0},
     ]
-    found = {(q["ratio"], q["clients"]): q["value"] for q in benchmark.ratios(rows)}
+    pairs = benchmark.RATIOS  # the digits workload's
+    found = {(q["ratio"], q["clients"]): q["value"] for q in benchmark.ratios(rows, pairs)}
     assert found == {("ray/flower", 10): 3.0, ("inline/bare", 50): 0.75}
 
 
@@ -64,8 +71,8 @@ CNN_1M_FLOPS = _train_flops(28 * 28 * 208 * 9, 14 * 14 * 416 * 208 * 9 + 416 * 7
 
 
 def test_large_models_have_their_hand_counted_sizes_and_flops() -> None:
-    benchmark = _load_benchmark()
-    lenet, cnn = benchmark.model_flops("lenet5"), benchmark.model_flops("cnn-1m")
+    large = _load_large_workload()
+    lenet, cnn = large.model_flops("lenet5"), large.model_flops("cnn-1m")
     assert lenet == {"params": 61_706, "flops_per_example": LENET5_FLOPS}
     assert LENET5_FLOPS == 2_263_920
     assert cnn == {"params": 986_346, "flops_per_example": CNN_1M_FLOPS}
@@ -100,11 +107,11 @@ def test_large_workload_smoke_run_reports_flops_and_share(tmp_path: Path) -> Non
 
 
 def test_ratios_of_the_large_workload_pair_within_a_model() -> None:
-    benchmark = _load_benchmark()
+    large = _load_large_workload()
     rows = [
         {"model": "lenet5", "execution": "ray", "clients": 100, "updates_per_s": 50.0},
         {"model": "lenet5", "execution": "vectorized", "clients": 100, "updates_per_s": 1000.0},
         {"model": "cnn-1m", "execution": "ray", "clients": 100, "updates_per_s": 10.0},
     ]
-    found = benchmark.ratios(rows, benchmark.LARGE_RATIOS)
+    found = large.ratios(rows, large.LARGE_RATIOS)
     assert found == [{"model": "lenet5", "clients": 100, "ratio": "vectorized/ray", "value": 20.0}]
