@@ -1,4 +1,7 @@
-"""Plumbing shared by the aggregation rules: setting checks, generators, coordinate statistics.
+"""Plumbing shared by the aggregation rules: generators, coordinate statistics, re-exports.
+
+The setting checks (:mod:`fedsim.validation`) and clipping (:mod:`fedsim.clipping`) are
+re-exported for the rules.
 
 Everything here works on float64 tensors and is memory-bounded for ``n = 100`` updates of
 ``d = 10⁶`` coordinates: coordinate-wise statistics are computed in column chunks.
@@ -6,7 +9,6 @@ Everything here works on float64 tensors and is memory-bounded for ``n = 100`` u
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any
 
@@ -14,6 +16,7 @@ import torch
 
 from fedsim.clipping import clip_factors, clip_to_norm  # re-exported for the rules
 from fedsim.errors import InvalidSettingError
+from fedsim.validation import require_int, require_real  # re-exported for the rules
 from server.aggregators.distances import CHUNK_ELEMENTS
 
 __all__ = [
@@ -29,61 +32,6 @@ __all__ = [
     "subset_mean",
     "weighted_mean",
 ]
-
-
-def require_int(rule: str, name: str, value: Any, *, minimum: int) -> int:
-    """Return ``value`` if it is an ``int`` (not a ``bool``) ≥ ``minimum``, else raise.
-
-    Examples
-    --------
-    >>> require_int("krum", "f", 2, minimum=0)
-    2
-    >>> require_int("krum", "f", -1, minimum=0)
-    Traceback (most recent call last):
-    ...
-    fedsim.errors.InvalidSettingError: krum needs an integer f >= 0, got -1
-    """
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise InvalidSettingError(f"{rule} needs an integer {name} >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def require_real(
-    rule: str,
-    name: str,
-    value: Any,
-    *,
-    low: float | None = None,
-    high: float | None = None,
-    low_open: bool = False,
-    high_open: bool = False,
-) -> float:
-    """Return ``value`` as a finite ``float`` inside the given interval, else raise.
-
-    ``low_open``/``high_open`` make the matching bound strict.
-
-    Examples
-    --------
-    >>> require_real("flame", "noise_lambda", 0.001, low=0.0)
-    0.001
-    >>> require_real("fltrust", "tau", 0, low=0.0, low_open=True)
-    Traceback (most recent call last):
-    ...
-    fedsim.errors.InvalidSettingError: fltrust needs a finite tau > 0.0, got 0
-    """
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    ok = ok and math.isfinite(value)
-    ok = ok and (low is None or (value > low if low_open else value >= low))
-    ok = ok and (high is None or (value < high if high_open else value <= high))
-    if not ok:
-        bounds = []
-        if low is not None:
-            bounds.append(f"{name} {'>' if low_open else '>='} {low}")
-        if high is not None:
-            bounds.append(f"{name} {'<' if high_open else '<='} {high}")
-        wanted = " and ".join(bounds) or name
-        raise InvalidSettingError(f"{rule} needs a finite {wanted}, got {value!r}")
-    return float(value)
 
 
 def make_generator(rule: str, seed: Any) -> torch.Generator:

@@ -21,13 +21,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from fedsim.errors import InvalidSettingError
+from fedsim.validation import require_int, require_real
 from server.inversion.labels import last_layer_weight_grad, recover_label, recover_labels
 
 __all__ = [
     "InversionAttack",
     "Reconstruction",
-    "check_int",
-    "check_positive",
     "differentiable",
     "parameter_gradients",
 ]
@@ -55,22 +54,6 @@ class Reconstruction:
     x: torch.Tensor
     labels: torch.Tensor
     grad_loss: float
-
-
-def check_int(attack: str, key: str, value: Any, minimum: int) -> int:
-    """Return ``value`` if it is an int ≥ ``minimum``, else raise ``InvalidSettingError``."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise InvalidSettingError(f"{attack} needs an integer {key} ≥ {minimum}, got {value!r}")
-    return value
-
-
-def check_positive(attack: str, key: str, value: Any, allow_zero: bool = False) -> float:
-    """Return ``float(value)`` if it is finite and > 0 (≥ 0 with ``allow_zero``), else raise."""
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or value < 0 or (value == 0 and not allow_zero):
-        bound = "≥ 0" if allow_zero else "> 0"
-        raise InvalidSettingError(f"{attack} needs a finite {key} {bound}, got {value!r}")
-    return float(value)
 
 
 def parameter_gradients(
@@ -136,10 +119,10 @@ class InversionAttack:
     recovers_labels: ClassVar[bool] = True
 
     def __init__(self, *, iterations: int, restarts: int, lr: float, seed: int) -> None:
-        self.iterations = check_int(self.name, "iterations", iterations, 1)
-        self.restarts = check_int(self.name, "restarts", restarts, 1)
-        self.lr = check_positive(self.name, "lr", lr)
-        self.seed = check_int(self.name, "seed", seed, 0)
+        self.iterations = require_int(self.name, "iterations", iterations, minimum=1)
+        self.restarts = require_int(self.name, "restarts", restarts, minimum=1)
+        self.lr = require_real(self.name, "lr", lr, low=0, low_open=True)
+        self.seed = require_int(self.name, "seed", seed, minimum=0)
 
     def distance(
         self, grads: Sequence[torch.Tensor], targets: Sequence[torch.Tensor]
@@ -216,8 +199,8 @@ class InversionAttack:
             raise InvalidSettingError(f"{self.name} needs a model with parameters")
         device, dtype = params[0].device, params[0].dtype
         shape = _check_shape(self.name, input_shape)
-        num_classes = check_int(self.name, "num_classes", num_classes, 2)
-        batch_size = check_int(self.name, "batch_size", batch_size, 1)
+        num_classes = require_int(self.name, "num_classes", num_classes, minimum=2)
+        batch_size = require_int(self.name, "batch_size", batch_size, minimum=1)
         lo, hi = _check_range(self.name, data_range)
         targets = _check_targets(self.name, params, target_grads, device, dtype)
         labels = self._labels(model, targets, num_classes, batch_size, label, device)

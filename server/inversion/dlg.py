@@ -8,7 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from server.inversion.base import InversionAttack, check_int, parameter_gradients
+from fedsim.validation import require_int
+from server.inversion.base import InversionAttack, parameter_gradients
 from server.inversion.registry import INVERSION_ATTACKS
 
 __all__ = ["DLG", "squared_distance"]
@@ -87,7 +88,7 @@ class DLG(InversionAttack):
         seed: int = 0,
     ) -> None:
         super().__init__(iterations=iterations, restarts=restarts, lr=lr, seed=seed)
-        self.history_size = check_int(self.name, "history_size", history_size, 1)
+        self.history_size = require_int(self.name, "history_size", history_size, minimum=1)
 
     def distance(
         self, grads: Sequence[torch.Tensor], targets: Sequence[torch.Tensor]

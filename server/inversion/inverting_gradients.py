@@ -9,7 +9,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from fedsim.errors import InvalidSettingError
-from server.inversion.base import InversionAttack, check_positive, parameter_gradients
+from fedsim.validation import require_real
+from server.inversion.base import InversionAttack, parameter_gradients
 from server.inversion.registry import INVERSION_ATTACKS
 
 __all__ = ["InvertingGradients", "cosine_distance", "total_variation"]
@@ -125,7 +126,7 @@ class InvertingGradients(InversionAttack):
         seed: int = 0,
     ) -> None:
         super().__init__(iterations=iterations, restarts=restarts, lr=lr, seed=seed)
-        self.tv_weight = check_positive(self.name, "tv_weight", tv_weight, allow_zero=True)
+        self.tv_weight = require_real(self.name, "tv_weight", tv_weight, low=0)
         if not isinstance(lr_decay, bool):
             raise InvalidSettingError(f"{self.name} needs lr_decay true or false, got {lr_decay!r}")
         self.lr_decay = lr_decay

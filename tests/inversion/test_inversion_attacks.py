@@ -129,11 +129,11 @@ def test_cosine_and_tv_hand_values():
 @pytest.mark.parametrize(
     ("name", "settings", "message"),
     [
-        ("dlg", {"iterations": 0}, "dlg needs an integer iterations ≥ 1, got 0"),
+        ("dlg", {"iterations": 0}, "dlg needs an integer iterations >= 1, got 0"),
         ("dlg", {"restarts": True}, "restarts"),
         ("idlg", {"lr": -1.0}, "idlg needs a finite lr > 0, got -1.0"),
         ("idlg", {"history_size": 0}, "history_size"),
-        ("inverting_gradients", {"tv_weight": -0.1}, "tv_weight ≥ 0, got -0.1"),
+        ("inverting_gradients", {"tv_weight": -0.1}, "tv_weight >= 0, got -0.1"),
         ("inverting_gradients", {"lr": math.nan}, "lr"),
         ("inverting_gradients", {"seed": -1}, "seed"),
         ("inverting_gradients", {"lr_decay": "yes"}, "lr_decay"),
