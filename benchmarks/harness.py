@@ -104,11 +104,7 @@ def measure(
     out, err = child.communicate()
     done.set()
     sampler.join()
-    lines = [line for line in out.splitlines() if line.startswith("{")]
-    if child.returncode != 0 or not lines:
-        tail = "\n".join(err.strip().splitlines()[-15:])
-        raise RuntimeError(f"{execution} with N={num_clients} failed:\n{tail}")
-    result = json.loads(lines[-1])
+    result = _child_result(child.returncode, out, err, f"{execution} with N={num_clients}")
     timed = result["round_seconds"][1:] or result["round_seconds"]  # round 1 warms up
     updates = num_clients * len(timed)
     large = {}
@@ -133,10 +129,15 @@ def measure_peak(device: str) -> dict[str, Any]:
     """The device's float32 matmul throughput (:func:`flops.matmul_peak`), in a child process."""
     command = _child_command("matmul-peak", 1, 1, device, 1, None, None)
     done = subprocess.run(command, capture_output=True, text=True, check=False)
-    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
-    if done.returncode != 0 or not lines:
-        tail = "\n".join(done.stderr.strip().splitlines()[-15:])
-        raise RuntimeError(f"measuring the matmul throughput failed:\n{tail}")
+    return _child_result(done.returncode, done.stdout, done.stderr, "measuring the matmul peak")
+
+
+def _child_result(returncode: int, out: str, err: str, what: str) -> dict[str, Any]:
+    """The JSON line a child printed last; ``RuntimeError`` with its stderr's tail if it failed."""
+    lines = [line for line in out.splitlines() if line.startswith("{")]
+    if returncode != 0 or not lines:
+        tail = "\n".join(err.strip().splitlines()[-15:])
+        raise RuntimeError(f"{what} failed:\n{tail}")
     return json.loads(lines[-1])
 
 
