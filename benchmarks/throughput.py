@@ -121,9 +121,9 @@ def run_fedsim(raw: dict[str, Any]) -> dict[str, Any]:
 
     from fedsim.config import parse_scenario
     from fedsim.data import federated_data
-    from fedsim.logs import quiet_flower
     from fedsim.results import read_metrics
-    from fedsim.runner import run_scenario
+    from fedsim.run.logs import quiet_flower
+    from fedsim.run.runner import run_scenario
 
     quiet_flower()
     scenario = parse_scenario(raw)
@@ -190,7 +190,7 @@ def run_flower(num_clients: int, rounds: int, device: str, on_ray: bool) -> dict
     server_app = flower_baseline.server_app(num_clients, rounds, device, timing)
     client_app = flower_baseline.client_app(num_clients, device)
     if on_ray:
-        from fedsim.logs import quiet_flower
+        from fedsim.run.logs import quiet_flower
 
         quiet_flower()
         # Ray's workers import the baseline by name: put this folder on their path.
@@ -201,7 +201,7 @@ def run_flower(num_clients: int, rounds: int, device: str, on_ray: bool) -> dict
         from flwr.simulation import run_simulation
 
         from fedsim.config import parse_scenario
-        from fedsim.runtimes.ray import backend_config
+        from fedsim.run.runtimes.ray import backend_config
 
         scenario = parse_scenario(scenario_dict(num_clients, rounds, "ray", device))
         run_simulation(
@@ -211,7 +211,7 @@ def run_flower(num_clients: int, rounds: int, device: str, on_ray: bool) -> dict
             backend_config=backend_config(scenario),
         )
     else:
-        from fedsim.runtimes.inline import run_inline
+        from fedsim.run.runtimes.inline import run_inline
 
         run_inline(server_app, client_app, num_clients, SEED)
     return timing

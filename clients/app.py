@@ -27,8 +27,6 @@ from flwr.app import Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
 from clients.train_round import (
-    UPDATE_KEY,
-    WEIGHTS_KEY,
     TrainJob,
     finish_train,
     record_dp_round,
@@ -36,11 +34,20 @@ from clients.train_round import (
 )
 from fedsim.config import Scenario, load_scenario
 from fedsim.federation import Federation, federation_for
-from fedsim.params import flat_params, from_shared_array_record, load_flat_params
+from fedsim.params import flat_params, load_flat_params
 from fedsim.privacy import train_dp_sgd
+from fedsim.protocol import (
+    ARRAYS,
+    IDENTIFY,
+    METRICS,
+    NUM_EXAMPLES,
+    PARTITION_ID,
+    WEIGHTS_KEY,
+    from_shared_array_record,
+)
 from fedsim.training import TrainResult, evaluate, single_thread, train_local
 
-__all__ = ["WEIGHTS_KEY", "UPDATE_KEY", "app", "make_client_app"]
+__all__ = ["app", "make_client_app"]
 
 
 def make_client_app(scenario: Scenario | None = None) -> ClientApp:
@@ -55,10 +62,10 @@ def make_client_app(scenario: Scenario | None = None) -> ClientApp:
             built.append(federation_for(scenario))
         return built[0]
 
-    @app.query("identify")
+    @app.query(IDENTIFY)
     def identify(msg: Message, context: Context) -> Message:
-        metrics = MetricRecord({"partition-id": int(context.node_config["partition-id"])})
-        return Message(RecordDict({"metrics": metrics}), reply_to=msg)
+        metrics = MetricRecord({PARTITION_ID: int(context.node_config["partition-id"])})
+        return Message(RecordDict({METRICS: metrics}), reply_to=msg)
 
     @app.train()
     def train(msg: Message, context: Context) -> Message:
@@ -83,18 +90,18 @@ def make_client_app(scenario: Scenario | None = None) -> ClientApp:
         fed = federation(context)
         client_id = int(context.node_config["partition-id"])
         model = fed.model("client")
-        load_flat_params(model, from_shared_array_record(msg.content["arrays"], WEIGHTS_KEY))
+        load_flat_params(model, from_shared_array_record(msg.content[ARRAYS], WEIGHTS_KEY))
         x, y = fed.data.client(client_id)
         result = evaluate(model, x, y)
         metrics = MetricRecord(
             {
-                "partition-id": client_id,
-                "num-examples": result.num_examples,
+                PARTITION_ID: client_id,
+                NUM_EXAMPLES: result.num_examples,
                 "accuracy": result.accuracy,
                 "loss": result.loss,
             }
         )
-        return Message(RecordDict({"metrics": metrics}), reply_to=msg)
+        return Message(RecordDict({METRICS: metrics}), reply_to=msg)
 
     return app
 

@@ -17,11 +17,9 @@ from __future__ import annotations
 
 from flwr.app import RecordDict
 
-__all__ = ["LAST_GLOBAL_KEY", "LEDGER_KEY", "STATE_KEYS", "adopt_state"]
+from fedsim.protocol import STATE_KEYS
 
-LEDGER_KEY = "fedsim.dp-ledger"
-LAST_GLOBAL_KEY = "fedsim.last-global"
-STATE_KEYS = (LEDGER_KEY, LAST_GLOBAL_KEY)
+__all__ = ["adopt_state"]
 
 
 def adopt_state(content: RecordDict, state: RecordDict) -> None:

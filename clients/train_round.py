@@ -22,28 +22,42 @@ from dataclasses import dataclass
 import torch
 from flwr.app import ConfigRecord, Context, Message, MetricRecord, RecordDict
 
-from clients.attacks.base import ClientAttack, DataPoisoning
-from clients.state import LAST_GLOBAL_KEY, LEDGER_KEY, adopt_state
+from clients.state import adopt_state
+from fedsim.attacks import ClientAttack, DataPoisoning
 from fedsim.faults import client_faults
 from fedsim.federation import Federation
-from fedsim.params import from_array_record, from_shared_array_record, to_array_record
 from fedsim.privacy import PrivacyLedger
 from fedsim.privacy.local import LocalDPRound, local_dp_round
+from fedsim.protocol import (
+    ARRAYS,
+    CONFIG,
+    DP_EPSILON,
+    DP_HISTORY,
+    DP_NOISE_MULTIPLIER,
+    LAST_GLOBAL_KEY,
+    LEDGER_KEY,
+    METRICS,
+    NUM_EXAMPLES,
+    PARTITION_ID,
+    SERVER_ROUND,
+    STEPS,
+    TRAIN_LOSS,
+    UPDATE_KEY,
+    WEIGHTS_KEY,
+    from_array_record,
+    from_shared_array_record,
+    to_array_record,
+)
 from fedsim.seeding import Stream, torch_generator
 from fedsim.training import TrainResult, TrainSettings
 
 __all__ = [
-    "UPDATE_KEY",
-    "WEIGHTS_KEY",
     "TrainJob",
     "finish_train",
     "local_attack",
     "record_dp_round",
     "start_train",
 ]
-
-WEIGHTS_KEY = "weights"
-UPDATE_KEY = "update"
 
 PrivacyMetrics = dict[str, float | list[float]]
 
@@ -116,13 +130,13 @@ def start_train(fed: Federation, msg: Message, context: Context) -> TrainJob:
         The DP-SGD round is impossible for this client (batch size above its data size).
     """
     client_id = int(context.node_config["partition-id"])
-    server_round = int(msg.content["config"]["server-round"])
+    server_round = int(msg.content[CONFIG][SERVER_ROUND])
     adopt_state(msg.content, context.state)  # the state a resumed run hands back
     scenario = fed.scenario
     faults = client_faults(scenario.faults, scenario.seed, server_round, client_id)
     if faults.crash:
         raise RuntimeError(f"injected crash of client {client_id} (faults.crash)")
-    global_weights = from_shared_array_record(msg.content["arrays"], WEIGHTS_KEY)
+    global_weights = from_shared_array_record(msg.content[ARRAYS], WEIGHTS_KEY)
     x, y = fed.data.client(client_id)
     attack = local_attack(fed, client_id)
     attack_rng = None
@@ -166,9 +180,9 @@ def record_dp_round(context: Context, job: TrainJob) -> PrivacyMetrics:
     ledger.record(*job.dp.entry())
     context.state[LEDGER_KEY] = ConfigRecord({"history": ledger.to_list()})
     return {
-        "dp-history": ledger.to_list(),
-        "dp-epsilon": ledger.epsilon(local.delta, local.accountant),
-        "dp-noise-multiplier": job.dp.noise_multiplier,
+        DP_HISTORY: ledger.to_list(),
+        DP_EPSILON: ledger.epsilon(local.delta, local.accountant),
+        DP_NOISE_MULTIPLIER: job.dp.noise_multiplier,
     }
 
 
@@ -189,13 +203,13 @@ def finish_train(
         delta = job.attack.transform_update(delta, reference=reference, generator=job.attack_rng)
     content = RecordDict(
         {
-            "update": to_array_record(UPDATE_KEY, delta),
-            "metrics": MetricRecord(
+            UPDATE_KEY: to_array_record(UPDATE_KEY, delta),
+            METRICS: MetricRecord(
                 {
-                    "partition-id": job.client_id,
-                    "num-examples": result.num_examples,
-                    "train-loss": result.loss,
-                    "steps": result.steps,
+                    PARTITION_ID: job.client_id,
+                    NUM_EXAMPLES: result.num_examples,
+                    TRAIN_LOSS: result.loss,
+                    STEPS: result.steps,
                     **privacy_metrics,
                 }
             ),

@@ -14,7 +14,7 @@ import warnings
 from collections.abc import Sequence
 
 from fedsim.errors import FedsimError, InvalidSettingError, ScenarioError
-from fedsim.logs import quiet_flower
+from fedsim.run.logs import quiet_flower
 
 __all__ = ["main"]
 
@@ -118,7 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from fedsim.config import load_scenario
-    from fedsim.runner import run_scenario
+    from fedsim.run.runner import run_scenario
 
     scenario = load_scenario(args.file, args.overrides)
     run_scenario(scenario, args.out, show_progress=not args.no_progress, resume=args.resume)
@@ -126,7 +126,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from fedsim.sweep import run_sweep
+    from fedsim.run.sweep import run_sweep
 
     try:
         outcome = run_sweep(

@@ -259,7 +259,7 @@ class Scenario(_Strict):
         None, ge=1, description="save a checkpoint every this many rounds (for --resume)"
     )
     sweep: dict[str, Any] | None = Field(
-        None, description="points to run: grid and zipped lists over dotted keys (fedsim.sweep)"
+        None, description="points to run: grid and zipped lists over dotted keys (fedsim.run.sweep)"
     )
 
     @property
@@ -437,7 +437,7 @@ def _check_consistency(s: Scenario) -> None:
 
 
 def _check_sweep_points(s: Scenario) -> None:
-    """Every point of the sweep must be a valid scenario too (the grammar: fedsim.sweep)."""
+    """Every point of the sweep must be a valid scenario too (the grammar: fedsim.run.sweep)."""
     base = s.model_dump(exclude_unset=True, exclude={"sweep"})  # what the file said
     for values in point_values(sweep_axes(s.sweep)):
         raw = copy.deepcopy(base)

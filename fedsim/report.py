@@ -1,6 +1,6 @@
 """``fedsim report SWEEP_DIR``: ``report.md`` with mean ± std tables, and PNG figures.
 
-Input is what :mod:`fedsim.sweep` writes: ``results.csv`` and, for the curves, each point's
+Input is what :mod:`fedsim.run.sweep` writes: ``results.csv`` and, for the curves, each point's
 ``metrics.jsonl`` (the ``point`` column names its directory). Only rows with status ``ok`` (or
 no status column) enter the statistics; failed ones are listed at the end.
 

@@ -1,6 +1,6 @@
 """The ``sweep:`` block: its two spellings checked and turned into axes.
 
-The grammar is described in :mod:`fedsim.sweep`. :func:`sweep_axes` is called by the scenario
+The grammar is described in :mod:`fedsim.run.sweep`. :func:`sweep_axes` is called by the scenario
 validation (:func:`fedsim.config.parse_scenario`), so a bad block is a
 :class:`~fedsim.errors.ScenarioError` naming the ``sweep.…`` path, like any other key; this
 module therefore depends on nothing but the error types.

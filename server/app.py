@@ -19,21 +19,27 @@ import torch
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.serverapp import Grid, ServerApp
 
-from clients.app import WEIGHTS_KEY
-from clients.attacks import backdoor_asr
-from clients.attacks.backdoor import Backdoor
+from fedsim.attacks import Backdoor, backdoor_asr
+from fedsim.attacks.colluding.base import ColludingAttack
 from fedsim.checkpoint import Checkpoint, save_checkpoint
 from fedsim.config import Scenario, load_scenario, scenario_to_dict
 from fedsim.errors import RunError
 from fedsim.federation import Federation, federation_for
-from fedsim.params import from_array_record, load_flat_params, to_array_record
+from fedsim.params import load_flat_params
 from fedsim.progress import ProgressObserver
+from fedsim.protocol import (
+    IDENTIFY,
+    METRICS,
+    PARTITION_ID,
+    WEIGHTS_KEY,
+    from_array_record,
+    to_array_record,
+)
 from fedsim.results import RunRecorder, default_run_dir
 from fedsim.seeding import Stream, derive_seed
 from fedsim.training import evaluate
 from server import aggregators
-from server.adversary.base import ColludingAttack
-from server.adversary.stage import AdversaryStage
+from server.adversary_stage import AdversaryStage
 from server.aggregators.fltrust import FLTrust
 from server.aggregators.pipeline import Pipeline
 from server.client_state import ClientStateMirror
@@ -81,7 +87,8 @@ def identify_clients(grid: Grid, num_clients: int, timeout: float = 600.0) -> di
         time.sleep(0.05)
         node_ids = list(grid.get_node_ids())
     messages = [
-        Message(RecordDict(), dst_node_id=node, message_type="query.identify") for node in node_ids
+        Message(RecordDict(), dst_node_id=node, message_type=f"query.{IDENTIFY}")
+        for node in node_ids
     ]
     client_to_node: dict[int, int] = {}
     for reply in grid.send_and_receive(messages, timeout=timeout):
@@ -89,7 +96,7 @@ def identify_clients(grid: Grid, num_clients: int, timeout: float = 600.0) -> di
             raise RunError(
                 f"node {reply.metadata.src_node_id} failed to identify: {reply.error.reason}"
             )
-        client_id = int(reply.content["metrics"]["partition-id"])
+        client_id = int(reply.content[METRICS][PARTITION_ID])
         client_to_node[client_id] = reply.metadata.src_node_id
     missing = sorted(set(range(num_clients)) - set(client_to_node))
     if missing:

@@ -21,13 +21,12 @@ from typing import Any
 import torch
 from flwr.app import ArrayRecord, ConfigRecord
 
-from clients.attacks.base import ClientAttack
-from clients.state import LAST_GLOBAL_KEY, LEDGER_KEY
+from fedsim.attacks import ClientAttack
 from fedsim.faults import client_faults
 from fedsim.federation import Federation
-from fedsim.params import to_array_record
 from fedsim.privacy import PrivacyLedger
 from fedsim.privacy.local import local_dp_round
+from fedsim.protocol import LAST_GLOBAL_KEY, LEDGER_KEY, to_array_record
 
 __all__ = ["ClientStateMirror"]
 

@@ -18,8 +18,16 @@ import torch
 from flwr.app import Message
 
 from fedsim.errors import InvalidSettingError
-from fedsim.params import array_to_numpy
 from fedsim.privacy.ledger import PrivacyLedger
+from fedsim.protocol import (
+    DP_EPSILON,
+    DP_HISTORY,
+    METRICS,
+    NUM_EXAMPLES,
+    TRAIN_LOSS,
+    UPDATE_KEY,
+    array_to_numpy,
+)
 
 __all__ = ["ClientUpdate", "MAX_EXAMPLES", "ParsedReplies", "parse_train_replies"]
 
@@ -71,11 +79,11 @@ def _check(
 ) -> tuple[torch.Tensor, int, float, tuple[list[float], float] | None] | str:
     content = msg.content
     try:
-        record = content.array_records["update"]
-        array = array_to_numpy(record["update"])
-        metrics = content.metric_records["metrics"]
-        num_examples = metrics["num-examples"]
-        loss = float(metrics.get("train-loss", math.nan))
+        record = content.array_records[UPDATE_KEY]
+        array = array_to_numpy(record[UPDATE_KEY])
+        metrics = content.metric_records[METRICS]
+        num_examples = metrics[NUM_EXAMPLES]
+        loss = float(metrics.get(TRAIN_LOSS, math.nan))
     except (KeyError, ValueError, TypeError) as e:
         return f"malformed reply: missing or unreadable {e}"
     if array.dtype.kind != "f":
@@ -96,9 +104,9 @@ def _check(
 
 def _privacy_report(metrics: Any) -> tuple[list[float], float] | None | str:
     """The optional local-DP report (``dp-history``, ``dp-epsilon``), or why it is malformed."""
-    if "dp-history" not in metrics and "dp-epsilon" not in metrics:
+    if DP_HISTORY not in metrics and DP_EPSILON not in metrics:
         return None
-    history, epsilon = metrics.get("dp-history"), metrics.get("dp-epsilon")
+    history, epsilon = metrics.get(DP_HISTORY), metrics.get(DP_EPSILON)
     if not isinstance(history, list) or len(history) % 3:
         return "malformed privacy report: dp-history is not a list of (sigma, q, steps) triples"
     try:

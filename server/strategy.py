@@ -20,13 +20,19 @@ from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, MetricReco
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
-from clients.app import WEIGHTS_KEY
 from fedsim.config import Scenario
 from fedsim.errors import InvalidSettingError
 from fedsim.faults import client_faults
-from fedsim.params import from_array_record, to_array_record
+from fedsim.protocol import (
+    ARRAYS,
+    CONFIG,
+    SERVER_ROUND,
+    WEIGHTS_KEY,
+    from_array_record,
+    to_array_record,
+)
 from fedsim.seeding import Stream, numpy_rng
-from server.adversary.stage import AdversaryStage
+from server.adversary_stage import AdversaryStage
 from server.aggregators import Aggregator
 from server.client_state import ClientStateMirror
 from server.inversion.probe import InversionProbe
@@ -214,7 +220,7 @@ class FedsimStrategy(Strategy):
             dropped=dropped,
         )
         self._global = from_array_record(arrays, WEIGHTS_KEY)
-        config["server-round"] = server_round
+        config[SERVER_ROUND] = server_round
         sent = [c for c in sampled if c not in dropped]  # a dropped client never gets it
         handoffs = {}
         if self.client_states is not None:
@@ -222,7 +228,7 @@ class FedsimStrategy(Strategy):
             self.client_states.record(server_round, sent, self._global)
         return [
             Message(
-                RecordDict({"arrays": arrays, "config": config, **handoffs.get(c, {})}),
+                RecordDict({ARRAYS: arrays, CONFIG: config, **handoffs.get(c, {})}),
                 dst_node_id=self.client_to_node[c],
                 message_type=MessageType.TRAIN,
             )

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from fedsim.config import Scenario, parse_scenario
-from fedsim.logs import quiet_flower
+from fedsim.run.logs import quiet_flower
 
 quiet_flower()
 

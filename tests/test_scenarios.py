@@ -14,8 +14,8 @@ import pytest
 from fedsim.config import read_raw
 from fedsim.data import VISION_DATASETS, available_offline
 from fedsim.models import build_model
-from fedsim.runner import preflight
-from fedsim.sweep import expand_sweep
+from fedsim.run.runner import preflight
+from fedsim.run.sweep import expand_sweep
 
 SCENARIOS = sorted((Path(__file__).parent.parent / "scenarios").glob("*.yaml"))
 

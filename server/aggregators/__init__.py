@@ -7,12 +7,10 @@ Every rule works on an ``(n, d)`` float64 matrix of client deltas; see
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fedsim.errors import InvalidSettingError
-from fedsim.registry import Registry
 from server.aggregators import (  # noqa: F401  (each import registers its rule or stage)
     bucketing,
     bulyan,
@@ -70,7 +68,7 @@ def build(name: str, **params: Any) -> Aggregator:
     ...
     fedsim.errors.InvalidSettingError: krum has no parameter 'F'; allowed: f
     """
-    return _build(AGGREGATORS, name, params)
+    return AGGREGATORS.build(name, **params)
 
 
 def build_pre(name: str, **params: Any) -> PreStage:
@@ -83,7 +81,7 @@ def build_pre(name: str, **params: Any) -> PreStage:
     InvalidSettingError
         A parameter is unknown to the stage, missing, or has an invalid value.
     """
-    return _build(PRE_STAGES, name, params)
+    return PRE_STAGES.build(name, **params)
 
 
 def build_pipeline(
@@ -125,13 +123,16 @@ def build_pipeline(
     'bucketing(bucket_size=2, seed=0) → krum(f=1)'
     """
     rule = build(name, **dict(params or {}))
-    stages = [_build(PRE_STAGES, *_pre_item(i, item)) for i, item in enumerate(pre)]
+    stages = []
+    for index, item in enumerate(pre):
+        stage_name, stage_params = _pre_item(index, item)
+        stages.append(build_pre(stage_name, **stage_params))
     return Pipeline(stages, rule) if stages else rule
 
 
 def accepts(name: str) -> set[str]:
     """Return the names of the keyword parameters rule ``name`` takes."""
-    return _parameters(AGGREGATORS.get(name))
+    return AGGREGATORS.accepts(name)
 
 
 def names() -> list[str]:
@@ -141,34 +142,12 @@ def names() -> list[str]:
 
 def pre_accepts(name: str) -> set[str]:
     """Return the names of the keyword parameters pre-aggregation stage ``name`` takes."""
-    return _parameters(PRE_STAGES.get(name))
+    return PRE_STAGES.accepts(name)
 
 
 def pre_names() -> list[str]:
     """Return the registered pre-aggregation stage names, sorted."""
     return PRE_STAGES.names()
-
-
-def _parameters(cls: type, *, required: bool = False) -> set[str]:
-    return {
-        p.name
-        for p in inspect.signature(cls).parameters.values()
-        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
-        and (not required or p.default is p.empty)
-    }
-
-
-def _build(registry: Registry[type], name: str, params: Mapping[str, Any]) -> Any:
-    cls = registry.get(name)
-    allowed = _parameters(cls)
-    unknown = sorted(set(params) - allowed)
-    if unknown:
-        known = ", ".join(sorted(allowed)) or "none"
-        raise InvalidSettingError(f"{name} has no parameter {unknown[0]!r}; allowed: {known}")
-    missing = sorted(_parameters(cls, required=True) - set(params))
-    if missing:
-        raise InvalidSettingError(f"{name} needs parameter {missing[0]!r}")
-    return cls(**params)
 
 
 def _pre_item(index: int, item: Any) -> tuple[str, dict[str, Any]]:

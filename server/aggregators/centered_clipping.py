@@ -6,10 +6,10 @@ from typing import Any
 
 import torch
 
+from fedsim.distances import sq_distances_to
 from fedsim.errors import InvalidSettingError
 from server.aggregators.base import Aggregate, Aggregator
 from server.aggregators.common import require_int, require_real
-from server.aggregators.distances import sq_distances_to
 from server.aggregators.registry import AGGREGATORS
 
 __all__ = ["CenteredClipping"]

@@ -15,9 +15,9 @@ from typing import Any
 import torch
 
 from fedsim.clipping import clip_factors, clip_to_norm  # re-exported for the rules
+from fedsim.distances import CHUNK_ELEMENTS
 from fedsim.errors import InvalidSettingError
 from fedsim.validation import require_int, require_real  # re-exported for the rules
-from server.aggregators.distances import CHUNK_ELEMENTS
 
 __all__ = [
     "clip_factors",

@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from sklearn.cluster import HDBSCAN
 
+from fedsim.distances import cosine_distances
 from server.aggregators.base import Aggregate, Aggregator
 from server.aggregators.common import (
     clip_factors,
@@ -18,7 +19,6 @@ from server.aggregators.common import (
     scalar_median,
     subset_mean,
 )
-from server.aggregators.distances import cosine_distances
 from server.aggregators.registry import AGGREGATORS
 
 __all__ = ["Flame", "majority_cluster"]

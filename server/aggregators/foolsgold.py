@@ -6,10 +6,10 @@ from typing import Any
 
 import torch
 
+from fedsim.distances import cosine_distances
 from fedsim.errors import InvalidSettingError
 from server.aggregators.base import Aggregate, Aggregator
 from server.aggregators.common import require_real
-from server.aggregators.distances import cosine_distances
 from server.aggregators.registry import AGGREGATORS
 
 __all__ = ["FoolsGold", "foolsgold_weights"]

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
+from fedsim.distances import sq_distances_to
 from server.aggregators.base import Aggregate, Aggregator
 from server.aggregators.common import require_int, require_real, weighted_mean
-from server.aggregators.distances import sq_distances_to
 from server.aggregators.registry import AGGREGATORS
 
 __all__ = ["GeometricMedian"]

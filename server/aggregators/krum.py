@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import torch
 
+from fedsim.distances import pairwise_sq_distances
 from fedsim.errors import InvalidSettingError
 from server.aggregators.base import Aggregate, Aggregator
 from server.aggregators.common import require_int
-from server.aggregators.distances import pairwise_sq_distances
 from server.aggregators.registry import AGGREGATORS
 
 __all__ = ["Krum", "check_krum_round", "krum_scores", "rank_by_score"]
@@ -20,7 +20,7 @@ def krum_scores(sq_dist: torch.Tensor, neighbours: int) -> torch.Tensor:
     ----------
     sq_dist : torch.Tensor
         ``(n, n)`` squared distances ‖Δᵢ − Δⱼ‖² (from
-        :func:`~server.aggregators.distances.pairwise_sq_distances`).
+        :func:`~fedsim.distances.pairwise_sq_distances`).
     neighbours : int
         How many nearest *other* updates count, 0 ≤ neighbours ≤ n − 1.
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import torch
 
+from fedsim.distances import pairwise_sq_distances
 from fedsim.errors import InvalidSettingError
 from server.aggregators.base import Aggregate, Aggregator
 from server.aggregators.common import require_int, subset_mean
-from server.aggregators.distances import pairwise_sq_distances
 from server.aggregators.krum import check_krum_round, krum_scores, rank_by_score
 from server.aggregators.registry import AGGREGATORS
 

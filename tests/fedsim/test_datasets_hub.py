@@ -17,7 +17,7 @@ from fedsim.config import parse_scenario
 from fedsim.data import VISION_DATASETS, available_offline, load_dataset
 from fedsim.data.hub import read_labels
 from fedsim.errors import InvalidSettingError, ScenarioError
-from fedsim.runner import preflight
+from fedsim.run.runner import preflight
 from tests.fedsim.hf_datasets import Built, build, export
 
 NAMES = ["mnist", "fashion_mnist", "cifar10", "femnist"]

@@ -14,7 +14,7 @@ from fedsim.data import VISION_DATASETS, RandomCropFlip, federated_data, load_da
 from fedsim.errors import InvalidSettingError
 from fedsim.models import build_model
 from fedsim.results import read_metrics
-from fedsim.runner import run_scenario
+from fedsim.run.runner import run_scenario
 from fedsim.training import TrainSettings, train_local
 from tests.conftest import make_scenario
 from tests.fedsim.hf_datasets import FEMNIST_COUNTS, FEMNIST_WRITERS, Built, build, export

@@ -9,7 +9,7 @@ import pytest
 
 from fedsim.faults import client_faults
 from fedsim.results import read_metrics
-from fedsim.runner import run_scenario
+from fedsim.run.runner import run_scenario
 from tests.conftest import interrupt_in_round, make_scenario
 from tests.fedsim.test_run import run_scenario_in_memory
 

@@ -16,8 +16,8 @@ from clients.app import make_client_app
 from fedsim.cli import main
 from fedsim.config import parse_scenario
 from fedsim.results import read_metrics
-from fedsim.runner import run_scenario
-from fedsim.runtimes.inline import InlineGrid
+from fedsim.run.runner import run_scenario
+from fedsim.run.runtimes.inline import InlineGrid
 from server.app import run_server
 from tests.conftest import RecordingObserver, make_scenario
 

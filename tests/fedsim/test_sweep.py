@@ -16,7 +16,7 @@ from fedsim import runner
 from fedsim.cli import main
 from fedsim.config import parse_scenario
 from fedsim.errors import ScenarioError
-from fedsim.sweep import expand_sweep
+from fedsim.run.sweep import expand_sweep
 
 BASE: dict[str, Any] = {
     "name": "sw",

@@ -17,11 +17,11 @@ from fedsim.cli import main
 from fedsim.config import Scenario
 from fedsim.federation import federation_for
 from fedsim.models.registry import MODELS
-from fedsim.params import from_array_record, to_array_record
+from fedsim.protocol import from_array_record, to_array_record
 from fedsim.results import read_metrics
-from fedsim.runner import run_scenario
-from fedsim.runtimes.inline import InlineGrid
-from fedsim.runtimes.vectorized import VectorizedGrid
+from fedsim.run.runner import run_scenario
+from fedsim.run.runtimes.inline import InlineGrid
+from fedsim.run.runtimes.vectorized import VectorizedGrid
 from server.app import run_server
 from tests.conftest import RecordingObserver, make_scenario
 
@@ -263,7 +263,7 @@ def test_a_resumed_run_hands_the_node_state_back(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """DP ledgers and Neurotoxin's last global model live in node state: resume restores them."""
-    import fedsim.runtimes.vectorized as runtime
+    import fedsim.run.runtimes.vectorized as runtime
     from tests.fedsim.test_resume import _without_timing, _write
 
     path = _write(

@@ -11,8 +11,8 @@ from flwr.supercore.task_identity import TaskIdentity
 from clients.app import make_client_app
 from fedsim.errors import ScenarioError
 from fedsim.federation import federation_for
-from fedsim.runner import preflight
-from fedsim.runtimes.inline import InlineGrid
+from fedsim.run.runner import preflight
+from fedsim.run.runtimes.inline import InlineGrid
 from fedsim.seeding import Stream, torch_generator
 from fedsim.training import TrainSettings, train_local
 from server.app import run_server

@@ -12,7 +12,7 @@ from opacus.accountants import PRVAccountant, RDPAccountant
 from fedsim.errors import ScenarioError
 from fedsim.federation import federation_for
 from fedsim.privacy import central_epsilon
-from fedsim.runner import preflight
+from fedsim.run.runner import preflight
 from server.aggregators import build
 from server.privacy import ServerPrivacy
 from tests.conftest import make_scenario

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from fedsim.config import apply_overrides, read_raw
-from fedsim.sweep import expand_sweep
+from fedsim.run.sweep import expand_sweep
 from tests.fedsim.test_run import run_scenario_in_memory
 
 SCENARIO = Path(__file__).parents[2] / "scenarios" / "privacy_utility.yaml"

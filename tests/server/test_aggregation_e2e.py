@@ -9,7 +9,7 @@ import pytest
 
 from fedsim.cli import main
 from fedsim.errors import ScenarioError
-from fedsim.runner import preflight
+from fedsim.run.runner import preflight
 from server import aggregators
 from server.app import build_aggregator
 from tests.conftest import make_scenario

@@ -1,0 +1,162 @@
+"""The client–server protocol: every name both sides agree on, and the array codec.
+
+This module is the only place where the ClientApp (``clients/``) and the ServerApp
+(``server/``) agree on anything: message and record keys, the metric names of a train reply,
+the node-state keys a client keeps between rounds, and how a flat parameter vector is stored
+in a Flower ``ArrayRecord``. Neither side imports the other.
+
+Arrays are stored as Flower stores an ``ndarray`` (``stype="numpy.ndarray"``, the ``.npy``
+bytes ``np.save`` writes), so any Flower tool reads them with ``Array.numpy()``. fedsim writes
+and reads those bytes itself (a cached header plus the raw buffer): ``np.save``/``np.load``
+cost more than the arithmetic of a small client's round.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import math
+
+import numpy as np
+import torch
+from flwr.app import Array, ArrayRecord
+
+__all__ = [
+    "ARRAYS",
+    "CONFIG",
+    "DP_EPSILON",
+    "DP_HISTORY",
+    "DP_NOISE_MULTIPLIER",
+    "IDENTIFY",
+    "LAST_GLOBAL_KEY",
+    "LEDGER_KEY",
+    "METRICS",
+    "NUMPY_STYPE",
+    "NUM_EXAMPLES",
+    "PARTITION_ID",
+    "SERVER_ROUND",
+    "STATE_KEYS",
+    "STEPS",
+    "TRAIN_LOSS",
+    "UPDATE_KEY",
+    "WEIGHTS_KEY",
+    "array_to_numpy",
+    "from_array_record",
+    "from_shared_array_record",
+    "to_array_record",
+]
+
+# Messages. The server sends ``query.identify`` once, then train messages with the global
+# weights under ARRAYS/WEIGHTS_KEY and the round under CONFIG/SERVER_ROUND; a client answers a
+# train message with its update under UPDATE_KEY/UPDATE_KEY and the metrics below.
+IDENTIFY = "identify"
+"""The query (``query.identify``) a node answers with its partition id."""
+ARRAYS = "arrays"
+"""Record of a train message that holds the global weights."""
+CONFIG = "config"
+"""Record of a train message that holds the round's configuration."""
+METRICS = "metrics"
+"""Record of a reply that holds its metrics."""
+WEIGHTS_KEY = "weights"
+"""The global model's flat float32 vector, inside :data:`ARRAYS`."""
+UPDATE_KEY = "update"
+"""A train reply's record, and the array in it: the float64 update Δ = w_local − w_global."""
+SERVER_ROUND = "server-round"
+"""The run's round number, in a train message's :data:`CONFIG`."""
+
+# Metric names of a reply.
+PARTITION_ID = "partition-id"
+NUM_EXAMPLES = "num-examples"
+TRAIN_LOSS = "train-loss"
+STEPS = "steps"
+DP_HISTORY = "dp-history"
+"""An honest DP-SGD client's cumulative ledger: flat (σ, q, K) triples."""
+DP_EPSILON = "dp-epsilon"
+"""That client's ε over every DP-SGD step it has taken."""
+DP_NOISE_MULTIPLIER = "dp-noise-multiplier"
+
+# Node state a client keeps between rounds (a resumed run's first train message carries them
+# back under the same keys).
+LEDGER_KEY = "fedsim.dp-ledger"
+"""ConfigRecord with ``history``: an honest client's DP-SGD ledger under local DP."""
+LAST_GLOBAL_KEY = "fedsim.last-global"
+"""ArrayRecord: the global weights a client last trained on (Neurotoxin reads the change)."""
+STATE_KEYS = (LEDGER_KEY, LAST_GLOBAL_KEY)
+
+NUMPY_STYPE = "numpy.ndarray"
+"""Flower's serialization type of an ``Array`` that holds ``.npy`` bytes."""
+
+
+def to_array_record(key: str, vector: torch.Tensor) -> ArrayRecord:
+    """Wrap a flat vector as a one-array ``ArrayRecord`` (the bytes ``Array(ndarray)`` holds).
+
+    Examples
+    --------
+    >>> record = to_array_record("w", torch.tensor([1.0, 2.0]))
+    >>> record["w"].data == Array(np.array([1.0, 2.0], dtype=np.float32)).data
+    True
+    """
+    array = np.ascontiguousarray(vector.detach().cpu().numpy())
+    dtype_name, header = _npy_encoding(array.dtype, array.shape)
+    data = b"".join((header, memoryview(array).cast("B")))
+    record = ArrayRecord()  # filled in place: ArrayRecord({key: array}) builds the Array twice
+    record[key] = Array(dtype=dtype_name, shape=array.shape, stype=NUMPY_STYPE, data=data)
+    return record
+
+
+def from_array_record(record: ArrayRecord, key: str) -> torch.Tensor:
+    """The flat vector stored under ``key``, as a fresh tensor (raises ``KeyError`` if absent)."""
+    return torch.from_numpy(array_to_numpy(record[key]).copy())
+
+
+def from_shared_array_record(record: ArrayRecord, key: str) -> torch.Tensor:
+    """:func:`from_array_record` for an array many messages share: a round's global weights.
+
+    The tensor decoded last is kept with the (immutable) bytes it came from; a message holding
+    those same bytes gets that tensor back, so a process that answers a round's clients
+    decodes the round's weights once, not once per client. The tensor is shared: callers
+    must not modify it in place.
+    """
+    array = record[key]
+    cached = _last_shared.get(key)
+    if cached is not None and cached[0] is array.data and cached[1] == (array.dtype, array.shape):
+        return cached[2]
+    tensor = from_array_record(record, key)
+    _last_shared[key] = (array.data, (array.dtype, array.shape), tensor)
+    return tensor
+
+
+_last_shared: dict[str, tuple[bytes, tuple[str, tuple[int, ...]], torch.Tensor]] = {}
+
+
+def array_to_numpy(array: Array) -> np.ndarray:
+    """The ndarray an ``Array`` holds, as ``Array.numpy()`` returns it.
+
+    A plain float array (the ``.npy`` bytes of its stated dtype and shape, as
+    :func:`to_array_record` writes them) is read in place, without a copy (the result is
+    read-only); anything else goes through Flower's ``Array.numpy()`` (``np.load``, pickles
+    refused), which raises ``TypeError``/``ValueError`` on bytes that are not an array.
+    """
+    data = array.data
+    if array.stype != NUMPY_STYPE or not isinstance(data, bytes):
+        return array.numpy()
+    try:
+        dtype = np.dtype(array.dtype)
+        shape = tuple(int(s) for s in array.shape)
+    except (TypeError, ValueError):
+        return array.numpy()
+    if dtype.kind != "f" or any(s < 0 for s in shape):
+        return array.numpy()
+    _, header = _npy_encoding(dtype, shape)
+    if len(data) != len(header) + dtype.itemsize * math.prod(shape) or not data.startswith(header):
+        return array.numpy()
+    return np.frombuffer(data, dtype=dtype, offset=len(header)).reshape(shape)
+
+
+@functools.lru_cache(maxsize=64)
+def _npy_encoding(dtype: np.dtype, shape: tuple[int, ...]) -> tuple[str, bytes]:
+    """``Array.dtype``'s text and the ``.npy`` header ``np.save`` writes for a C-ordered array."""
+    buffer = io.BytesIO()
+    header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": shape}
+    np.lib.format.write_array_header_1_0(buffer, header)
+    return str(dtype), buffer.getvalue()

@@ -1,0 +1,284 @@
+"""Run one scenario end to end: preflight checks, the chosen runtime, the run directory.
+
+:func:`preflight` turns every problem that can be found before the first round (unknown names,
+impossible rule settings, a missing GPU) into a :class:`~fedsim.errors.ScenarioError`, so a bad
+scenario fails in a second with exit code 2 and nothing written.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+import yaml
+
+from fedsim.checkpoint import load_checkpoint
+from fedsim.config import Scenario, scenario_to_dict
+from fedsim.data import DATASETS, federated_data
+from fedsim.errors import InvalidSettingError, ScenarioError
+from fedsim.federation import Federation, federation_for
+from fedsim.models import MODELS
+from fedsim.progress import ProgressObserver
+from fedsim.results import RunRecorder, default_run_dir
+
+if TYPE_CHECKING:
+    from server.aggregators import Aggregator
+
+__all__ = ["check_same_scenario", "preflight", "run_scenario"]
+
+log = logging.getLogger(__name__)
+
+
+def preflight(scenario: Scenario) -> None:
+    """Check everything about ``scenario`` that can be checked before running it.
+
+    Raises
+    ------
+    ScenarioError
+        Naming the key path, the value and what is allowed.
+    """
+    from fedsim.attacks import NO_ATTACK, attack_names
+    from fedsim.attacks.colluding.base import ColludingAttack
+    from server import aggregators
+    from server.app import build_aggregator, default_f, fltrust_rule
+
+    _check_name("data.dataset", scenario.data.dataset, DATASETS.names())
+    _check_name("model.name", scenario.model.name, MODELS.names())
+    _check_name("defense.aggregator", scenario.defense.aggregator, aggregators.names())
+    _check_name("attack.name", scenario.attack.name, [NO_ATTACK, *attack_names()])
+    if scenario.device == "cuda" and not torch.cuda.is_available():
+        raise ScenarioError("device", "cuda", "no CUDA GPU is visible here; use 'auto' or 'cpu'")
+    for index, item in enumerate(scenario.defense.pre):
+        name = item if isinstance(item, str) else item.get("name")
+        _check_name(f"defense.pre.{index}", name, aggregators.pre_names())
+    try:
+        rule = build_aggregator(scenario)
+        rule.check_round(scenario.clients_per_round)
+    except InvalidSettingError as e:
+        key = "defense.pre" if scenario.defense.pre else "defense.params"
+        value = scenario.defense.pre if scenario.defense.pre else scenario.defense.params
+        raise ScenarioError(key, value, str(e)) from None
+    try:
+        data = federated_data(scenario.data, scenario.seed)
+    except InvalidSettingError as e:
+        raise ScenarioError("data", scenario.data.model_dump(), str(e)) from None
+    fltrust = fltrust_rule(rule)
+    if fltrust is not None and not fltrust.root_size < len(data.dataset.y_test):
+        raise ScenarioError(
+            "defense.params.root_size",
+            fltrust.root_size,
+            f"fewer than the {len(data.dataset.y_test)} held-out samples it is drawn from",
+        )
+    try:
+        fed = federation_for(scenario)
+        if isinstance(fed.attack, ColludingAttack):
+            fed.attack.check_round(scenario.clients_per_round, max(1, default_f(scenario)))
+    except InvalidSettingError as e:
+        raise ScenarioError("attack.params", scenario.attack.params, str(e)) from None
+    try:
+        model = fed.build_model()
+    except InvalidSettingError as e:
+        raise ScenarioError("model.params", scenario.model.params, str(e)) from None
+    _check_privacy(scenario, fed, rule, model)
+    _check_inversion(scenario, fed)
+    _check_vectorizable(scenario, fed, model)
+
+
+def _check_vectorizable(scenario: Scenario, fed: Federation, model: torch.nn.Module) -> None:
+    """The vectorized runtime refuses what it cannot batch, instead of falling back.
+
+    It needs a model whose clients can be stacked and stepped under ``torch.func.vmap``
+    (:mod:`fedsim.vectorized.support`); one tiny batched step (DP-SGD's too, under local DP)
+    is run here to find out.
+    """
+    from fedsim.vectorized.support import trial_step
+
+    if scenario.runtime != "vectorized":
+        return
+    x, y = fed.data.dataset.x_test[:2], fed.data.dataset.y_test[:2]
+    reason = trial_step(model, x, y, dp=scenario.privacy.local_dp is not None)
+    if reason is not None:
+        raise ScenarioError(
+            "model.name",
+            scenario.model.name,
+            f"a model the vectorized runtime can train: {reason}; or use runtime: inline",
+        )
+
+
+def _check_inversion(scenario: Scenario, fed: Federation) -> None:
+    """The inversion probe's attack, settings, rounds and clients."""
+    from server.inversion import INVERSION_ATTACKS
+    from server.inversion.probe import InversionProbe
+
+    config = scenario.privacy.inversion
+    if config is None:
+        return
+    _check_name("privacy.inversion.attack", config.attack, INVERSION_ATTACKS.names())
+    late = [r for r in config.rounds if r > scenario.rounds]
+    if late:
+        raise ScenarioError(
+            "privacy.inversion.rounds", config.rounds, f"rounds 1..{scenario.rounds} of the run"
+        )
+    n = scenario.data.num_clients
+    if config.clients is not None and any(not 0 <= c < n for c in config.clients):
+        raise ScenarioError("privacy.inversion.clients", config.clients, f"client ids 0..{n - 1}")
+    try:
+        InversionProbe(fed)
+    except InvalidSettingError as e:
+        raise ScenarioError("privacy.inversion.params", config.params, str(e)) from None
+
+
+def _check_privacy(
+    scenario: Scenario, fed: Federation, rule: Aggregator, model: torch.nn.Module
+) -> None:
+    """DP settings that only the data, the model and the rule can check."""
+    from opacus.validators import ModuleValidator
+    from opacus.validators.errors import UnsupportedModuleError
+
+    from fedsim.privacy.local import local_dp_round
+    from server.privacy import ServerPrivacy
+
+    privacy = scenario.privacy
+    try:
+        ServerPrivacy(scenario, fed.data, rule, fed.malicious)
+    except InvalidSettingError as e:
+        raise ScenarioError("privacy.central_dp", privacy.central_dp, str(e)) from None
+    local = privacy.local_dp
+    if local is None:
+        return
+    try:
+        ModuleValidator.validate(model, strict=True)
+    except UnsupportedModuleError as e:
+        raise ScenarioError(
+            "model.name", scenario.model.name, f"a model Opacus can train with DP-SGD ({e})"
+        ) from None
+    clients = scenario.clients
+    for client_id in range(scenario.data.num_clients):
+        if client_id in fed.malicious:
+            continue
+        size = len(fed.data.client(client_id)[1])
+        if clients.batch_size > size:
+            raise ScenarioError(
+                "clients.batch_size",
+                clients.batch_size,
+                f"at most the smallest honest client's {size} examples (client {client_id}): "
+                "DP-SGD samples batches of expected size B from N >= B examples",
+            )
+        try:
+            local_dp_round(scenario, size)
+        except InvalidSettingError as e:
+            raise ScenarioError(
+                "privacy.local_dp.target_epsilon", local.target_epsilon, str(e)
+            ) from None
+
+
+FREE_ON_RESUME = frozenset({"runtime", "ray", "vectorized", "checkpoint_every"})
+"""Top-level keys a resumed run may change: they do not change the numbers."""
+
+
+def check_same_scenario(run_dir: str | os.PathLike[str], scenario: Scenario) -> None:
+    """Refuse to resume ``run_dir`` with a scenario other than the one it was started with.
+
+    Raises
+    ------
+    ScenarioError
+        ``run_dir`` is not a run directory, or its ``scenario.yaml`` differs outside
+        :data:`FREE_ON_RESUME` (the message names the differing key paths).
+    """
+    saved_path = Path(run_dir) / "scenario.yaml"
+    if not saved_path.is_file():
+        raise ScenarioError("--resume", str(run_dir), "a run directory written by fedsim run")
+    with open(saved_path, encoding="utf-8") as f:
+        saved = yaml.safe_load(f)
+    current = yaml.safe_load(yaml.safe_dump(scenario_to_dict(scenario), sort_keys=False))
+    differing = [
+        k for k in _differing_keys(saved, current) if k.split(".")[0] not in FREE_ON_RESUME
+    ]
+    if differing:
+        shown = ", ".join(differing[:5]) + (" ..." if len(differing) > 5 else "")
+        raise ScenarioError(
+            "--resume",
+            str(run_dir),
+            f"a run of the same scenario (it differs at: {shown})",
+        )
+
+
+def _differing_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
+    """Dotted key paths where two plain-data trees differ."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for key in sorted(set(a) | set(b), key=str):
+            path = f"{prefix}.{key}" if prefix else str(key)
+            out += _differing_keys(a.get(key), b.get(key), path)
+        return out
+    return [] if a == b else [prefix or "(whole scenario)"]
+
+
+def _check_name(path: str, value: str, known: list[str]) -> None:
+    if value not in known:
+        raise ScenarioError(path, value, f"one of: {', '.join(known)}")
+
+
+def run_scenario(
+    scenario: Scenario,
+    out: str | os.PathLike[str] | None = None,
+    *,
+    show_progress: bool = True,
+    resume: str | os.PathLike[str] | None = None,
+) -> tuple[Path, dict[str, Any]]:
+    """Run ``scenario``; return the run directory and the summary.
+
+    Parameters
+    ----------
+    scenario : Scenario
+        A validated scenario.
+    out : path-like, optional
+        The run directory; ``runs/<name>-<timestamp>`` when omitted.
+    show_progress : bool
+        Show the live progress display and the final table.
+    resume : path-like, optional
+        An interrupted run's directory: continue it from its last checkpoint (from round 1
+        if it has none yet). The scenario must be the one that run was started with.
+    """
+    from clients.app import make_client_app
+    from server.app import make_server_app
+
+    preflight(scenario)
+    checkpoint = None
+    if resume is not None:
+        if out is not None and Path(out) != Path(resume):
+            raise ScenarioError("--out", str(out), "no --out with --resume (it writes RUN_DIR)")
+        check_same_scenario(resume, scenario)
+        checkpoint = load_checkpoint(resume)
+        if checkpoint is None:
+            log.warning("%s has no checkpoint yet: running it from round 1", resume)
+        run_dir = Path(resume)
+    else:
+        run_dir = Path(out) if out is not None else default_run_dir(scenario.name)
+    history = checkpoint.history if checkpoint is not None else None
+    recorder = RunRecorder(run_dir, scenario_to_dict(scenario), history)
+    observer = ProgressObserver(recorder, scenario, enabled=show_progress)
+    server_app = make_server_app(scenario, observer, checkpoint)
+    client_app = make_client_app(scenario)
+    try:
+        with observer:
+            if scenario.runtime == "inline":
+                from fedsim.run.runtimes.inline import run_inline
+
+                run_inline(server_app, client_app, scenario.data.num_clients, scenario.seed)
+            elif scenario.runtime == "vectorized":
+                from fedsim.run.runtimes.vectorized import run_vectorized
+
+                run_vectorized(server_app, client_app, scenario)
+            else:
+                from fedsim.run.runtimes.ray import run_ray
+
+                run_ray(server_app, client_app, scenario)
+    finally:
+        recorder.close()
+    if observer.summary is None:
+        raise RuntimeError("the server finished without a summary")
+    return run_dir, observer.summary
