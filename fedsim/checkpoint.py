@@ -27,7 +27,7 @@ from fedsim.errors import ScenarioError
 __all__ = ["CHECKPOINT_FILE", "Checkpoint", "load_checkpoint", "save_checkpoint"]
 
 CHECKPOINT_FILE = "checkpoint.pt"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 @dataclass
@@ -48,8 +48,8 @@ class Checkpoint:
         ``ServerPrivacy.state_dict()``.
     clients : dict
         ``ClientStateMirror.state_dict()``.
-    probe : list of dict
-        The inversion probe's per-attack scores.
+    probes : dict
+        ``ProbeSet.state_dict()``: each probe's state and last figures, by name.
     """
 
     round: int
@@ -58,7 +58,7 @@ class Checkpoint:
     aggregator: dict[str, Any] = field(default_factory=dict)
     privacy: dict[str, Any] = field(default_factory=dict)
     clients: dict[str, Any] = field(default_factory=dict)
-    probe: list[dict[str, float]] = field(default_factory=list)
+    probes: dict[str, Any] = field(default_factory=dict)
 
 
 def save_checkpoint(run_dir: str | os.PathLike[str], checkpoint: Checkpoint) -> Path:

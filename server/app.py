@@ -3,7 +3,8 @@
 :func:`run_server` is the whole server side of a run on any :class:`flwr.serverapp.Grid`:
 
 1. ask every node for its partition id (``query.identify``) to map node ids to client ids;
-2. build the aggregator and the :class:`~server.strategy.FedsimStrategy`;
+2. build the server's parts (:class:`~server.parts.ServerParts`: rule, adversary stage,
+   central DP, probes) and the :class:`~server.strategy.FedsimStrategy`;
 3. run ``strategy.start`` for ``rounds`` rounds; after each round evaluate the global model on
    the held-out test set and hand the round's record to the observer (which writes
    ``metrics.jsonl`` and updates the progress display).
@@ -20,7 +21,6 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, 
 from flwr.serverapp import Grid, ServerApp
 
 from fedsim.attacks import Backdoor, backdoor_asr
-from fedsim.attacks.colluding.base import ColludingAttack
 from fedsim.checkpoint import Checkpoint, save_checkpoint
 from fedsim.config import Scenario, load_scenario, scenario_to_dict
 from fedsim.errors import RunError
@@ -36,24 +36,14 @@ from fedsim.protocol import (
     to_array_record,
 )
 from fedsim.results import RunRecorder, default_run_dir
-from fedsim.seeding import Stream, derive_seed
 from fedsim.training import evaluate
-from server import aggregators
-from server.adversary_stage import AdversaryStage
-from server.aggregators.fltrust import FLTrust
-from server.aggregators.pipeline import Pipeline
-from server.client_state import ClientStateMirror
-from server.inversion.probe import InversionProbe
-from server.privacy import BudgetExhausted, ServerPrivacy
-from server.root_update import RootUpdate, split_root
+from server.parts import ServerParts
+from server.privacy import BudgetExhausted
 from server.strategy import FedsimStrategy
 
 __all__ = [
     "RoundObserver",
     "app",
-    "build_aggregator",
-    "default_f",
-    "fltrust_rule",
     "identify_clients",
     "make_server_app",
     "run_server",
@@ -107,49 +97,6 @@ def identify_clients(grid: Grid, num_clients: int, timeout: float = 600.0) -> di
     return client_to_node
 
 
-def default_f(scenario: Scenario) -> int:
-    """Byzantine updates a rule assumes per round when ``f`` is not given.
-
-    The expected number of malicious clients in a round's sample,
-    ⌈num_malicious · per_round / num_clients⌉ (all of them under full participation).
-    """
-    per_round, total = scenario.clients_per_round, scenario.data.num_clients
-    return min(per_round, -(-scenario.num_malicious * per_round // total))
-
-
-def build_aggregator(scenario: Scenario) -> aggregators.Aggregator:
-    """The scenario's rule behind its ``defense.pre`` stages, with defaults filled in.
-
-    - ``f`` defaults from the attack block (see :func:`default_f`);
-    - ``trimmed_mean`` without ``k`` or ``beta`` trims k = max(1, f) per side;
-    - randomised rules and stages get ``seed`` derived from the scenario seed.
-    """
-    name = scenario.defense.aggregator
-    accepted = aggregators.accepts(name)
-    params = dict(scenario.defense.params)
-    if "f" in accepted:
-        params.setdefault("f", default_f(scenario))
-    if name == "trimmed_mean" and "k" not in params and "beta" not in params:
-        params["k"] = max(1, default_f(scenario))
-    seed = derive_seed(scenario.seed, Stream.DEFENSE) % 2**31
-    if "seed" in accepted:
-        params.setdefault("seed", seed)
-    pre = []
-    for index, item in enumerate(scenario.defense.pre):
-        stage = {"name": item, "params": {}} if isinstance(item, str) else dict(item)
-        stage_params = dict(stage.get("params") or {})
-        if isinstance(stage.get("name"), str) and "seed" in aggregators.pre_accepts(stage["name"]):
-            stage_params.setdefault("seed", (seed + index + 1) % 2**31)
-        pre.append({**stage, "params": stage_params})
-    return aggregators.build_pipeline(name, params, pre)
-
-
-def fltrust_rule(aggregator: aggregators.Aggregator) -> FLTrust | None:
-    """The FLTrust rule inside ``aggregator`` (itself or a pipeline's rule), if any."""
-    rule = aggregator.rule if isinstance(aggregator, Pipeline) else aggregator
-    return rule if isinstance(rule, FLTrust) else None
-
-
 def run_server(
     grid: Grid,
     scenario: Scenario,
@@ -165,45 +112,18 @@ def run_server(
     fed = federation_for(scenario)
     initial = fed.initial_weights() if resume is None else resume.weights
     client_to_node = identify_clients(grid, scenario.data.num_clients)
-    adversary = None
-    if isinstance(fed.attack, ColludingAttack):
-        adversary = AdversaryStage(
-            fed.attack, fed.malicious, scenario.attack.knowledge, scenario.seed
-        )
-    aggregator = build_aggregator(scenario)
-    test_set = (fed.data.dataset.x_test, fed.data.dataset.y_test)
-    before_aggregate = None
-    if (fltrust := fltrust_rule(aggregator)) is not None:
-        root, test_set = split_root(*test_set, fltrust.root_size, scenario.seed)
-        root_update = RootUpdate(fed, *root)
-
-        def before_aggregate(weights: torch.Tensor, server_round: int) -> None:
-            fltrust.server_update = root_update(weights, server_round)
-
-    privacy = ServerPrivacy(scenario, fed.data, aggregator, fed.malicious)
-    probe = None
-    if scenario.privacy.inversion is not None:
-        probe = InversionProbe(fed, getattr(observer, "run_dir", None))
+    run_dir = getattr(observer, "run_dir", None)
+    # Only checkpoints read the mirror; a resumed run needs it to hand the state back.
+    mirror = scenario.checkpoint_every is not None or resume is not None
+    parts = ServerParts.build(fed, run_dir, mirror_client_states=mirror)
+    privacy, probes = parts.privacy, parts.probes
     if (warning := privacy.calibration_warning()) is not None:
         log.warning("%s", warning)
-    strategy = FedsimStrategy(
-        scenario,
-        aggregator,
-        client_to_node,
-        fed.malicious,
-        initial.numel(),
-        adversary,
-        before_aggregate,
-        privacy if privacy.enabled else None,
-        probe,
-        # Only checkpoints read the mirror; a resumed run needs it to hand the state back.
-        ClientStateMirror(fed) if scenario.checkpoint_every or resume is not None else None,
-    )
+    strategy = FedsimStrategy(scenario, parts, client_to_node, initial.numel())
     history: list[dict[str, Any]] = []
     if resume is not None:
-        _restore(resume, strategy, privacy, probe)
+        _restore(resume, strategy, parts)
         history = list(resume.history)
-    run_dir = getattr(observer, "run_dir", None)
     every = scenario.checkpoint_every
     started = time.perf_counter()
 
@@ -211,21 +131,21 @@ def run_server(
         if server_round == 0 or strategy.report is None:
             return None
         server_round += strategy.round_offset
-        result = _evaluate_global(fed, arrays, test_set)
+        result = _evaluate_global(fed, arrays, parts.test_set)
         report = strategy.report
         record = {
             "round": server_round,
             **result,
             "time_s": time.perf_counter() - report.started,
             **privacy.metrics(),
-            **(probe.round_metrics() if probe is not None else {}),
+            **probes.round_metrics(),
             **report.as_record(),
         }
         history.append(record)
         observer.on_round(record)
         if every is not None and run_dir is not None and server_round % every == 0:
             weights = from_array_record(arrays, WEIGHTS_KEY)
-            save_checkpoint(run_dir, _checkpoint(server_round, weights, history, strategy, probe))
+            save_checkpoint(run_dir, _checkpoint(server_round, weights, history, parts))
         return MetricRecord({"accuracy": record["accuracy"], "loss": record["loss"]})
 
     stopped = None
@@ -244,8 +164,7 @@ def run_server(
     summary = _summarise(scenario, history, time.perf_counter() - started)
     if privacy.enabled:
         summary["privacy"] = privacy.describe()
-    if probe is not None:
-        summary.update(probe.summary())
+    summary.update(probes.summary())
     if stopped is not None:
         summary["stopped"] = stopped
     observer.on_end(summary)
@@ -253,39 +172,29 @@ def run_server(
 
 
 def _checkpoint(
-    server_round: int,
-    weights: torch.Tensor,
-    history: list[dict[str, Any]],
-    strategy: FedsimStrategy,
-    probe: InversionProbe | None,
+    server_round: int, weights: torch.Tensor, history: list[dict[str, Any]], parts: ServerParts
 ) -> Checkpoint:
     """The server's state after ``server_round``."""
     return Checkpoint(
         round=server_round,
         weights=weights,
         history=list(history),
-        aggregator=strategy.aggregator.state_dict(),
-        privacy=strategy.privacy.state_dict() if strategy.privacy is not None else {},
-        clients=strategy.client_states.state_dict() if strategy.client_states else {},
-        probe=list(probe.history) if probe is not None else [],
+        aggregator=parts.aggregator.state_dict(),
+        privacy=parts.privacy.state_dict() if parts.privacy.enabled else {},
+        clients=parts.client_states.state_dict() if parts.client_states is not None else {},
+        probes=parts.probes.state_dict(),
     )
 
 
-def _restore(
-    checkpoint: Checkpoint,
-    strategy: FedsimStrategy,
-    privacy: ServerPrivacy,
-    probe: InversionProbe | None,
-) -> None:
+def _restore(checkpoint: Checkpoint, strategy: FedsimStrategy, parts: ServerParts) -> None:
     """Put the state of ``checkpoint`` back into the run's server-side objects."""
     strategy.round_offset = checkpoint.round
-    strategy.aggregator.load_state_dict(checkpoint.aggregator)
-    if privacy.enabled:
-        privacy.load_state_dict(checkpoint.privacy)
-    if strategy.client_states is not None and checkpoint.clients:
-        strategy.client_states.load_state_dict(checkpoint.clients)
-    if probe is not None:
-        probe.history = list(checkpoint.probe)
+    parts.aggregator.load_state_dict(checkpoint.aggregator)
+    if parts.privacy.enabled:
+        parts.privacy.load_state_dict(checkpoint.privacy)
+    if parts.client_states is not None and checkpoint.clients:
+        parts.client_states.load_state_dict(checkpoint.clients)
+    parts.probes.load_state_dict(checkpoint.probes)
 
 
 def _evaluate_global(

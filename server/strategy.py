@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,11 +32,8 @@ from fedsim.protocol import (
     to_array_record,
 )
 from fedsim.seeding import Stream, numpy_rng
-from server.adversary_stage import AdversaryStage
-from server.aggregators import Aggregator
-from server.client_state import ClientStateMirror
-from server.inversion.probe import InversionProbe
-from server.privacy import ServerPrivacy
+from server.parts import ServerParts
+from server.probes import RoundView
 from server.replies import parse_train_replies
 
 __all__ = ["FedsimStrategy", "RoundReport", "detection", "sample_clients"]
@@ -134,29 +131,16 @@ class FedsimStrategy(Strategy):
     Parameters
     ----------
     scenario : Scenario
-        The run's scenario (sampling, server learning rate).
-    aggregator : Aggregator
-        The rule applied to each round's accepted updates.
+        The run's scenario (sampling, faults, server learning rate).
+    parts : ServerParts
+        The server's parts: the rule, the colluding adversary stage, FLTrust's root update,
+        DP on the server, the probes (run on every finished round) and the mirror of the
+        clients' node states (after a resume it hands each client its state back in its
+        first train message).
     client_to_node : dict[int, int]
         Flower node id of each client id (from the start-of-run handshake).
-    malicious : frozenset[int]
-        The run's malicious client ids (for the report only; the server does not use them).
     dim : int
         Number of model parameters (the expected update length).
-    adversary : AdversaryStage, optional
-        The colluding attack's stage, run on the checked updates before aggregation.
-    before_aggregate : callable, optional
-        Called as ``before_aggregate(global_weights, round)`` just before the rule runs (FLTrust
-        sets its server update there).
-    privacy : ServerPrivacy, optional
-        DP on the server: the budget check before a round, central DP around the rule, and the
-        clients' local-DP reports.
-    probe : InversionProbe, optional
-        A gradient-inversion probe: sees the checked updates (server threat model) and the
-        global model's change (client threat model).
-    client_states : ClientStateMirror, optional
-        The server's copy of the clients' node states (for checkpoints); after a resume it
-        hands each client its state back in its first train message.
 
     Attributes
     ----------
@@ -166,29 +150,17 @@ class FedsimStrategy(Strategy):
     """
 
     def __init__(
-        self,
-        scenario: Scenario,
-        aggregator: Aggregator,
-        client_to_node: dict[int, int],
-        malicious: frozenset[int],
-        dim: int,
-        adversary: AdversaryStage | None = None,
-        before_aggregate: Callable[[torch.Tensor, int], None] | None = None,
-        privacy: ServerPrivacy | None = None,
-        probe: InversionProbe | None = None,
-        client_states: ClientStateMirror | None = None,
+        self, scenario: Scenario, parts: ServerParts, client_to_node: dict[int, int], dim: int
     ) -> None:
         self.scenario = scenario
-        self.aggregator = aggregator
+        self.parts = parts
+        self.aggregator = parts.aggregator
+        self.malicious = parts.fed.malicious
+        self.privacy = parts.privacy if parts.privacy.enabled else None
+        self.client_states = parts.client_states
         self.client_to_node = dict(client_to_node)
         self.node_to_client = {node: client for client, node in client_to_node.items()}
-        self.malicious = malicious
         self.dim = dim
-        self.adversary = adversary
-        self.before_aggregate = before_aggregate
-        self.privacy = privacy
-        self.probe = probe
-        self.client_states = client_states
         self.round_offset = 0
         self.report: RoundReport | None = None
         self._global: torch.Tensor | None = None
@@ -254,11 +226,9 @@ class FedsimStrategy(Strategy):
             self.privacy.record_reports(
                 {u.client_id: u.privacy for u in parsed.updates if u.privacy is not None}
             )
-        if self.probe is not None:
-            self.probe.begin_round()
-            self.probe.attack_updates(server_round, current, parsed.updates)
         if not parsed.updates:
             report.skipped = "no valid update arrived"
+            self.parts.probes.observe(RoundView(server_round, current, None, parsed.updates))
             return None, None
 
         checked = parsed.updates
@@ -266,13 +236,12 @@ class FedsimStrategy(Strategy):
         losses = torch.tensor([u.train_loss for u in checked], dtype=torch.float64)
         report.train_loss = float((weights @ losses) / weights.sum())
         try:
-            if self.adversary is not None:
-                staged = self.adversary(checked, server_round)
+            if self.parts.adversary is not None:
+                staged = self.parts.adversary(checked, server_round)
                 checked, report.attack_info = staged.updates, staged.info
             updates = torch.stack([u.update for u in checked])
             ids = [u.client_id for u in checked]
-            if self.before_aggregate is not None:
-                self.before_aggregate(current, server_round)
+            self.parts.before_aggregate(current, server_round)
             if self.privacy is not None:
                 result, report.privacy_info = self.privacy.aggregate(
                     updates, weights, ids, self.aggregator, server_round
@@ -282,11 +251,11 @@ class FedsimStrategy(Strategy):
         except InvalidSettingError as e:
             report.skipped = str(e)
             log.warning("round %d skipped: %s", server_round, e)
+            self.parts.probes.observe(RoundView(server_round, current, None, parsed.updates))
             return None, None
         report.accepted = result.accepted
         new_global = current.to(torch.float64) + self.scenario.defense.server_lr * result.update
-        if self.probe is not None:
-            self.probe.attack_aggregate(server_round, current, new_global, parsed.updates)
+        self.parts.probes.observe(RoundView(server_round, current, new_global, parsed.updates))
         metrics = MetricRecord({"train-loss": report.train_loss, "num-updates": len(ids)})
         return to_array_record(WEIGHTS_KEY, new_global.to(current.dtype)), metrics
 

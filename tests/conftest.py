@@ -58,6 +58,7 @@ def observer() -> RecordingObserver:
 def interrupt_in_round(monkeypatch: pytest.MonkeyPatch, stop_round: int) -> None:
     """Make the first train message of ``stop_round`` raise KeyboardInterrupt (Ctrl-C)."""
     import clients.app
+    import fedsim.run.runner
 
     real = clients.app.make_client_app
 
@@ -72,4 +73,4 @@ def interrupt_in_round(monkeypatch: pytest.MonkeyPatch, stop_round: int) -> None
 
         return app
 
-    monkeypatch.setattr(clients.app, "make_client_app", interrupting_app)
+    monkeypatch.setattr(fedsim.run.runner, "make_client_app", interrupting_app)

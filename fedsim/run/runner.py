@@ -10,22 +10,30 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 import yaml
+from opacus.validators import ModuleValidator
+from opacus.validators.errors import UnsupportedModuleError
 
+from clients.app import make_client_app
+from fedsim.attacks import NO_ATTACK, attack_names
 from fedsim.checkpoint import load_checkpoint
 from fedsim.config import Scenario, scenario_to_dict
 from fedsim.data import DATASETS, federated_data
 from fedsim.errors import InvalidSettingError, ScenarioError
 from fedsim.federation import Federation, federation_for
 from fedsim.models import MODELS
+from fedsim.privacy.local import local_dp_round
 from fedsim.progress import ProgressObserver
 from fedsim.results import RunRecorder, default_run_dir
-
-if TYPE_CHECKING:
-    from server.aggregators import Aggregator
+from fedsim.run.runtimes.inline import run_inline
+from fedsim.run.runtimes.ray import run_ray
+from fedsim.run.runtimes.vectorized import run_vectorized
+from fedsim.vectorized.support import trial_step
+from server.app import make_server_app
+from server.parts import ServerParts
 
 __all__ = ["check_same_scenario", "preflight", "run_scenario"]
 
@@ -35,55 +43,33 @@ log = logging.getLogger(__name__)
 def preflight(scenario: Scenario) -> None:
     """Check everything about ``scenario`` that can be checked before running it.
 
+    The federation (data, attack, model) is built and the server's parts are built exactly as
+    the ServerApp builds them (:meth:`server.parts.ServerParts.build`).
+
     Raises
     ------
     ScenarioError
         Naming the key path, the value and what is allowed.
     """
-    from fedsim.attacks import NO_ATTACK, attack_names
-    from fedsim.attacks.colluding.base import ColludingAttack
-    from server import aggregators
-    from server.app import build_aggregator, default_f, fltrust_rule
-
     _check_name("data.dataset", scenario.data.dataset, DATASETS.names())
     _check_name("model.name", scenario.model.name, MODELS.names())
-    _check_name("defense.aggregator", scenario.defense.aggregator, aggregators.names())
     _check_name("attack.name", scenario.attack.name, [NO_ATTACK, *attack_names()])
     if scenario.device == "cuda" and not torch.cuda.is_available():
         raise ScenarioError("device", "cuda", "no CUDA GPU is visible here; use 'auto' or 'cpu'")
-    for index, item in enumerate(scenario.defense.pre):
-        name = item if isinstance(item, str) else item.get("name")
-        _check_name(f"defense.pre.{index}", name, aggregators.pre_names())
     try:
-        rule = build_aggregator(scenario)
-        rule.check_round(scenario.clients_per_round)
-    except InvalidSettingError as e:
-        key = "defense.pre" if scenario.defense.pre else "defense.params"
-        value = scenario.defense.pre if scenario.defense.pre else scenario.defense.params
-        raise ScenarioError(key, value, str(e)) from None
-    try:
-        data = federated_data(scenario.data, scenario.seed)
+        federated_data(scenario.data, scenario.seed)
     except InvalidSettingError as e:
         raise ScenarioError("data", scenario.data.model_dump(), str(e)) from None
-    fltrust = fltrust_rule(rule)
-    if fltrust is not None and not fltrust.root_size < len(data.dataset.y_test):
-        raise ScenarioError(
-            "defense.params.root_size",
-            fltrust.root_size,
-            f"fewer than the {len(data.dataset.y_test)} held-out samples it is drawn from",
-        )
     try:
         fed = federation_for(scenario)
-        if isinstance(fed.attack, ColludingAttack):
-            fed.attack.check_round(scenario.clients_per_round, max(1, default_f(scenario)))
     except InvalidSettingError as e:
         raise ScenarioError("attack.params", scenario.attack.params, str(e)) from None
     try:
         model = fed.build_model()
     except InvalidSettingError as e:
         raise ScenarioError("model.params", scenario.model.params, str(e)) from None
-    _check_privacy(scenario, fed, rule, model)
-    _check_inversion(scenario, fed)
+    ServerParts.build(fed)
+    _check_local_dp(scenario, fed, model)
     _check_vectorizable(scenario, fed, model)
 
 
@@ -94,8 +80,6 @@ def _check_vectorizable(scenario: Scenario, fed: Federation, model: torch.nn.Mod
     (:mod:`fedsim.vectorized.support`); one tiny batched step (DP-SGD's too, under local DP)
     is run here to find out.
     """
-    from fedsim.vectorized.support import trial_step
-
     if scenario.runtime != "vectorized":
         return
     x, y = fed.data.dataset.x_test[:2], fed.data.dataset.y_test[:2]
@@ -108,45 +92,9 @@ def _check_vectorizable(scenario: Scenario, fed: Federation, model: torch.nn.Mod
         )
 
 
-def _check_inversion(scenario: Scenario, fed: Federation) -> None:
-    """The inversion probe's attack, settings, rounds and clients."""
-    from server.inversion import INVERSION_ATTACKS
-    from server.inversion.probe import InversionProbe
-
-    config = scenario.privacy.inversion
-    if config is None:
-        return
-    _check_name("privacy.inversion.attack", config.attack, INVERSION_ATTACKS.names())
-    late = [r for r in config.rounds if r > scenario.rounds]
-    if late:
-        raise ScenarioError(
-            "privacy.inversion.rounds", config.rounds, f"rounds 1..{scenario.rounds} of the run"
-        )
-    n = scenario.data.num_clients
-    if config.clients is not None and any(not 0 <= c < n for c in config.clients):
-        raise ScenarioError("privacy.inversion.clients", config.clients, f"client ids 0..{n - 1}")
-    try:
-        InversionProbe(fed)
-    except InvalidSettingError as e:
-        raise ScenarioError("privacy.inversion.params", config.params, str(e)) from None
-
-
-def _check_privacy(
-    scenario: Scenario, fed: Federation, rule: Aggregator, model: torch.nn.Module
-) -> None:
-    """DP settings that only the data, the model and the rule can check."""
-    from opacus.validators import ModuleValidator
-    from opacus.validators.errors import UnsupportedModuleError
-
-    from fedsim.privacy.local import local_dp_round
-    from server.privacy import ServerPrivacy
-
-    privacy = scenario.privacy
-    try:
-        ServerPrivacy(scenario, fed.data, rule, fed.malicious)
-    except InvalidSettingError as e:
-        raise ScenarioError("privacy.central_dp", privacy.central_dp, str(e)) from None
-    local = privacy.local_dp
+def _check_local_dp(scenario: Scenario, fed: Federation, model: torch.nn.Module) -> None:
+    """Local-DP settings that only the clients' data and the model can check."""
+    local = scenario.privacy.local_dp
     if local is None:
         return
     try:
@@ -243,9 +191,6 @@ def run_scenario(
         An interrupted run's directory: continue it from its last checkpoint (from round 1
         if it has none yet). The scenario must be the one that run was started with.
     """
-    from clients.app import make_client_app
-    from server.app import make_server_app
-
     preflight(scenario)
     checkpoint = None
     if resume is not None:
@@ -266,16 +211,10 @@ def run_scenario(
     try:
         with observer:
             if scenario.runtime == "inline":
-                from fedsim.run.runtimes.inline import run_inline
-
                 run_inline(server_app, client_app, scenario.data.num_clients, scenario.seed)
             elif scenario.runtime == "vectorized":
-                from fedsim.run.runtimes.vectorized import run_vectorized
-
                 run_vectorized(server_app, client_app, scenario)
             else:
-                from fedsim.run.runtimes.ray import run_ray
-
                 run_ray(server_app, client_app, scenario)
     finally:
         recorder.close()

@@ -41,7 +41,7 @@ Done = Callable[..., None]  # done(point, error or None, details="")
 
 def run_here(todo: list[SweepPoint], sweep_dir: Path, started: Started, done: Done) -> None:
     """Run the points one after another in this process, each with its own runtime."""
-    from fedsim import runner
+    from fedsim.run import runner
 
     for point in todo:
         point_dir = sweep_dir / point.name

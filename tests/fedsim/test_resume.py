@@ -124,7 +124,7 @@ def test_checkpoint_round_trips_through_weights_only_loading(tmp_path: Path) -> 
         aggregator={"history": {4: torch.ones(3, dtype=torch.float64)}},
         privacy={"central_rounds": 3, "adaptive_clip": 0.7},
         clients={"ledgers": {1: [1.0, 0.1, 20.0]}, "last_global": {}},
-        probe=[{"psnr": 12.0}],
+        probes={"inversion": {"state": {"history": [{"psnr": 12.0}]}, "last": {"psnr": 12.0}}},
     )
     save_checkpoint(tmp_path, state)
     loaded = load_checkpoint(tmp_path)
@@ -132,10 +132,11 @@ def test_checkpoint_round_trips_through_weights_only_loading(tmp_path: Path) -> 
     assert loaded.round == 3 and torch.equal(loaded.weights, state.weights)
     assert torch.equal(loaded.aggregator["history"][4], torch.ones(3, dtype=torch.float64))
     assert loaded.history == state.history and loaded.clients == state.clients
+    assert loaded.probes == state.probes
 
 
 def test_a_pickled_object_in_the_checkpoint_is_refused(tmp_path: Path) -> None:
     payload = argparse.Namespace(cmd="rm -rf ~")  # any object that is not plain data
-    torch.save({"format": 1, "round": 1, "weights": payload}, tmp_path / CHECKPOINT_FILE)
+    torch.save({"format": 2, "round": 1, "weights": payload}, tmp_path / CHECKPOINT_FILE)
     with pytest.raises(ScenarioError, match="checkpoint.pt"):
         load_checkpoint(tmp_path)

@@ -1,13 +1,13 @@
-"""A gradient-inversion probe inside a run: what a curious party reconstructs, and how well.
+"""The gradient-inversion probe (model → data): what a curious party reconstructs, and how well.
 
 Configured by ``privacy.inversion``; two threat models:
 
-- ``server`` (default): the curious server attacks individual clients' updates Δᵢ as they
-  arrive (before any defence or central DP, which the server itself applies), in the chosen
-  rounds and for the chosen clients.
-- ``client``: a curious client attacks the change of the global model between two
-  consecutive rounds, w_{t+1} − w_t = η_s·Δ̄ — the aggregate of the round's updates after the
-  defence and any central DP noise.
+- ``server`` (default; the probe's threat model ``update``): the curious server attacks
+  individual clients' updates Δᵢ as they arrive (before any defence or central DP, which the
+  server itself applies), in the chosen rounds and for the chosen clients.
+- ``client`` (the probe's threat model ``aggregate``): a curious client attacks the change of
+  the global model between two consecutive rounds, w_{t+1} − w_t = η_s·Δ̄ — the aggregate of
+  the round's updates after the defence and any central DP noise.
 
 Either way the update is read as a gradient, ĝ = −Δ / (η·T) (:func:`update_as_gradient`; η the
 clients' learning rate, T their local steps, and for the client threat model also divided by
@@ -31,16 +31,18 @@ from typing import Any
 import torch
 
 from fedsim.config import Scenario
+from fedsim.errors import InvalidSettingError, ScenarioError
 from fedsim.federation import Federation
 from fedsim.params import load_flat_params
 from fedsim.privacy.dp_sgd import draw_batches, local_steps
 from fedsim.seeding import Stream, derive_seed, torch_generator
 from fedsim.training import single_thread
-from server.inversion import build_inversion
+from server.inversion import INVERSION_ATTACKS, build_inversion
 from server.inversion.base import Reconstruction
 from server.inversion.metrics import pair_reconstructions, reconstruction_metrics
 from server.inversion.plot import save_reconstruction_grid
 from server.inversion.updates import unflatten_like, update_as_gradient
+from server.probes.base import PROBES, Probe, RoundView
 from server.replies import ClientUpdate
 
 __all__ = ["InversionProbe", "first_batch", "local_step_count"]
@@ -75,7 +77,8 @@ def local_step_count(fed: Federation, client_id: int) -> int:
     return clients.local_epochs * -(-n // b)
 
 
-class InversionProbe:
+@PROBES.register("inversion")
+class InversionProbe(Probe):
     """The run's inversion attack, applied in the rounds and to the clients the scenario names.
 
     Parameters
@@ -85,6 +88,9 @@ class InversionProbe:
     out_dir : Path, optional
         The run directory; PNG grids go to ``out_dir / "inversion"`` (none without it).
     """
+
+    name = "inversion"
+    direction = "model→data"
 
     def __init__(self, fed: Federation, out_dir: Path | None = None) -> None:
         config = fed.scenario.privacy.inversion
@@ -104,14 +110,69 @@ class InversionProbe:
         self.round_results: dict[str, dict[str, float]] = {}
         self.history: list[dict[str, float]] = []
 
+    @classmethod
+    def from_scenario(cls, fed: Federation, out_dir: Path | None = None) -> InversionProbe | None:
+        """The probe ``privacy.inversion`` asks for (``None`` without that block).
+
+        Raises
+        ------
+        ScenarioError
+            An unknown attack, rounds past the run's end, client ids outside the federation,
+            or settings the attack refuses.
+        """
+        config, scenario = fed.scenario.privacy.inversion, fed.scenario
+        if config is None:
+            return None
+        known = INVERSION_ATTACKS.names()
+        if config.attack not in known:
+            raise ScenarioError(
+                "privacy.inversion.attack", config.attack, f"one of: {', '.join(known)}"
+            )
+        if any(r > scenario.rounds for r in config.rounds):
+            raise ScenarioError(
+                "privacy.inversion.rounds", config.rounds, f"rounds 1..{scenario.rounds} of the run"
+            )
+        n = scenario.data.num_clients
+        if config.clients is not None and any(not 0 <= c < n for c in config.clients):
+            raise ScenarioError(
+                "privacy.inversion.clients", config.clients, f"client ids 0..{n - 1}"
+            )
+        try:
+            return cls(fed, out_dir)
+        except InvalidSettingError as e:
+            raise ScenarioError("privacy.inversion.params", config.params, str(e)) from None
+
+    @property
+    def threat_model(self) -> str:
+        """``update`` (the scenario's ``server``) or ``aggregate`` (its ``client``)."""
+        return "update" if self.config.threat_model == "server" else "aggregate"
+
+    @property
+    def rounds(self) -> list[int]:
+        """The rounds attacked (``privacy.inversion.rounds``)."""
+        return list(self.config.rounds)
+
     @property
     def scenario(self) -> Scenario:
         """The run's scenario."""
         return self.fed.scenario
 
-    def begin_round(self) -> None:
-        """Forget the previous round's results."""
+    def observe(self, view: RoundView) -> dict[str, Any]:
+        """Attack the round's updates (server) or the global model's change (client)."""
         self.round_results = {}
+        if self.config.threat_model == "server":
+            self.attack_updates(view.round, view.before, view.updates)
+        elif view.after is not None:
+            self.attack_aggregate(view.round, view.before, view.after, view.updates)
+        return self.round_metrics()
+
+    def state_dict(self) -> dict[str, Any]:
+        """The scores of every update attacked so far."""
+        return {"history": list(self.history)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the scores of the rounds before a resume."""
+        self.history = list(state.get("history", []))
 
     def attack_updates(
         self, server_round: int, global_weights: torch.Tensor, updates: list[ClientUpdate]

@@ -1,0 +1,190 @@
+"""The server's parts, built once from a validated scenario: one owner for preflight and run.
+
+:meth:`ServerParts.build` makes the aggregation pipeline, the colluding adversary stage, the
+FLTrust root update, DP on the server, the probes and (when asked) the mirror of the clients'
+node states. Preflight builds them to find every problem before the first round; the
+ServerApp builds them to run. A setting a part refuses becomes a
+:class:`~fedsim.errors.ScenarioError` naming the scenario key, so both report it the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from fedsim.attacks.colluding import ColludingAttack
+from fedsim.config import Scenario
+from fedsim.errors import InvalidSettingError, ScenarioError
+from fedsim.federation import Federation
+from fedsim.seeding import Stream, derive_seed
+from server import aggregators
+from server.adversary_stage import AdversaryStage
+from server.aggregators.fltrust import FLTrust
+from server.aggregators.pipeline import Pipeline
+from server.client_state import ClientStateMirror
+from server.privacy import ServerPrivacy
+from server.probes import ProbeSet
+from server.root_update import RootUpdate, split_root
+
+__all__ = ["ServerParts", "build_aggregator", "default_f", "fltrust_rule"]
+
+
+def default_f(scenario: Scenario) -> int:
+    """Byzantine updates a rule assumes per round when ``f`` is not given.
+
+    The expected number of malicious clients in a round's sample,
+    ⌈num_malicious · per_round / num_clients⌉ (all of them under full participation).
+    """
+    per_round, total = scenario.clients_per_round, scenario.data.num_clients
+    return min(per_round, -(-scenario.num_malicious * per_round // total))
+
+
+def build_aggregator(scenario: Scenario) -> aggregators.Aggregator:
+    """The scenario's rule behind its ``defense.pre`` stages, with defaults filled in.
+
+    - ``f`` defaults from the attack block (see :func:`default_f`);
+    - ``trimmed_mean`` without ``k`` or ``beta`` trims k = max(1, f) per side;
+    - randomised rules and stages get ``seed`` derived from the scenario seed.
+    """
+    name = scenario.defense.aggregator
+    accepted = aggregators.accepts(name)
+    params = dict(scenario.defense.params)
+    if "f" in accepted:
+        params.setdefault("f", default_f(scenario))
+    if name == "trimmed_mean" and "k" not in params and "beta" not in params:
+        params["k"] = max(1, default_f(scenario))
+    seed = derive_seed(scenario.seed, Stream.DEFENSE) % 2**31
+    if "seed" in accepted:
+        params.setdefault("seed", seed)
+    pre = []
+    for index, item in enumerate(scenario.defense.pre):
+        stage = {"name": item, "params": {}} if isinstance(item, str) else dict(item)
+        stage_params = dict(stage.get("params") or {})
+        if isinstance(stage.get("name"), str) and "seed" in aggregators.pre_accepts(stage["name"]):
+            stage_params.setdefault("seed", (seed + index + 1) % 2**31)
+        pre.append({**stage, "params": stage_params})
+    return aggregators.build_pipeline(name, params, pre)
+
+
+def fltrust_rule(aggregator: aggregators.Aggregator) -> FLTrust | None:
+    """The FLTrust rule inside ``aggregator`` (itself or a pipeline's rule), if any."""
+    rule = aggregator.rule if isinstance(aggregator, Pipeline) else aggregator
+    return rule if isinstance(rule, FLTrust) else None
+
+
+@contextmanager
+def scenario_key(path: str, value: Any) -> Iterator[None]:
+    """Turn an :class:`InvalidSettingError` raised inside into a ScenarioError at ``path``."""
+    try:
+        yield
+    except InvalidSettingError as e:
+        raise ScenarioError(path, value, str(e)) from None
+
+
+@dataclass
+class ServerParts:
+    """Everything the server runs besides Flower, built from one scenario.
+
+    Attributes
+    ----------
+    fed : Federation
+        The run's data, model factory, attack and malicious ids.
+    aggregator : Aggregator
+        The rule behind its pre-aggregation stages.
+    adversary : AdversaryStage or None
+        The colluding attack's stage, run on the checked updates before aggregation.
+    root_update : RootUpdate or None
+        FLTrust's server update from its root set (``None`` for other rules).
+    test_set : tuple of Tensor
+        The held-out set the global model is evaluated on (FLTrust's root set taken out).
+    privacy : ServerPrivacy
+        Central DP, the budget check and the clients' local-DP reports.
+    probes : ProbeSet
+        The probes the scenario configures.
+    client_states : ClientStateMirror or None
+        The server's copy of the clients' node states (for checkpoints and resumes).
+    """
+
+    fed: Federation
+    aggregator: aggregators.Aggregator
+    adversary: AdversaryStage | None
+    root_update: RootUpdate | None
+    test_set: tuple[torch.Tensor, torch.Tensor]
+    privacy: ServerPrivacy
+    probes: ProbeSet
+    client_states: ClientStateMirror | None
+
+    @classmethod
+    def build(
+        cls,
+        fed: Federation,
+        out_dir: Path | None = None,
+        *,
+        mirror_client_states: bool = False,
+    ) -> ServerParts:
+        """Build and validate the server's parts for ``fed.scenario``.
+
+        Raises
+        ------
+        ScenarioError
+            A part refuses its settings (the message names the scenario key).
+        """
+        scenario = fed.scenario
+        defense = scenario.defense
+        _check_name("defense.aggregator", defense.aggregator, aggregators.names())
+        for index, item in enumerate(defense.pre):
+            name = item if isinstance(item, str) else item.get("name")
+            _check_name(f"defense.pre.{index}", name, aggregators.pre_names())
+        key, value = (
+            ("defense.pre", defense.pre) if defense.pre else ("defense.params", defense.params)
+        )
+        with scenario_key(key, value):
+            aggregator = build_aggregator(scenario)
+            aggregator.check_round(scenario.clients_per_round)
+        adversary = None
+        if isinstance(fed.attack, ColludingAttack):
+            with scenario_key("attack.params", scenario.attack.params):
+                fed.attack.check_round(scenario.clients_per_round, max(1, default_f(scenario)))
+            adversary = AdversaryStage(
+                fed.attack, fed.malicious, scenario.attack.knowledge, scenario.seed
+            )
+        test_set = (fed.data.dataset.x_test, fed.data.dataset.y_test)
+        root_update = None
+        if (fltrust := fltrust_rule(aggregator)) is not None:
+            held_out = len(test_set[1])
+            if not fltrust.root_size < held_out:
+                raise ScenarioError(
+                    "defense.params.root_size",
+                    fltrust.root_size,
+                    f"fewer than the {held_out} held-out samples it is drawn from",
+                )
+            root, test_set = split_root(*test_set, fltrust.root_size, scenario.seed)
+            root_update = RootUpdate(fed, *root)
+        with scenario_key("privacy.central_dp", scenario.privacy.central_dp):
+            privacy = ServerPrivacy(scenario, fed.data, aggregator, fed.malicious)
+        return cls(
+            fed=fed,
+            aggregator=aggregator,
+            adversary=adversary,
+            root_update=root_update,
+            test_set=test_set,
+            privacy=privacy,
+            probes=ProbeSet.from_federation(fed, out_dir),
+            client_states=ClientStateMirror(fed) if mirror_client_states else None,
+        )
+
+    def before_aggregate(self, global_weights: torch.Tensor, server_round: int) -> None:
+        """Just before the rule runs: FLTrust's server update on the root set."""
+        rule = fltrust_rule(self.aggregator)
+        if rule is not None and self.root_update is not None:
+            rule.server_update = self.root_update(global_weights, server_round)
+
+
+def _check_name(path: str, value: Any, known: list[str]) -> None:
+    if value not in known:
+        raise ScenarioError(path, value, f"one of: {', '.join(known)}")

@@ -1,0 +1,13 @@
+"""Probes: what observes a run without training (inversion; membership, evasion, audits next).
+
+Importing this package registers every probe in :data:`PROBES`; :class:`ProbeSet` builds the
+ones a scenario configures. See :mod:`server.probes.base` for the interface.
+"""
+
+from __future__ import annotations
+
+from server.probes import inversion  # noqa: F401  (each import registers its probe)
+from server.probes.base import DIRECTIONS, PROBES, THREAT_MODELS, Probe, RoundView
+from server.probes.probe_set import ProbeSet
+
+__all__ = ["DIRECTIONS", "PROBES", "THREAT_MODELS", "Probe", "ProbeSet", "RoundView"]

@@ -1,0 +1,135 @@
+"""The probe interface: everything that observes a run without being part of training.
+
+A probe (gradient inversion, membership inference, evasion evaluation, privacy audits, model
+extraction) runs inside the server process in the rounds it names. After each round's
+aggregation the server hands every probe a :class:`RoundView` (what the round's parties
+could see), whatever the round's outcome; a probe returns the figures that go into that
+round's ``metrics.jsonl`` line. Its last round's scalar figures become ``final_<figure>`` keys
+of ``summary.json`` (so sweeps and reports pick them up), plus whatever :meth:`Probe.summary`
+adds. A probe declares
+
+- its **threat direction** (:data:`DIRECTIONS`), which organises the per-run report;
+- its **threat model** (:data:`THREAT_MODELS`): what the attacker behind it may see. The view
+  holds more than any one threat model allows; a probe reads only what its model grants.
+
+Probes draw every random number from generators seeded by the scenario (never global state),
+keep what they carry across rounds in :meth:`Probe.state_dict` (checkpoints and resumes) and
+run on the run's device.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Collection
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+
+from fedsim.federation import Federation
+from fedsim.registry import Registry
+from server.replies import ClientUpdate
+
+__all__ = ["DIRECTIONS", "PROBES", "THREAT_MODELS", "Probe", "RoundView"]
+
+DIRECTIONS = ("data→model", "model→data", "model→model", "data→data")
+"""The four threat directions (a closed loop between data and models)."""
+
+THREAT_MODELS = {
+    "update": "each client's update as it arrives (a curious server)",
+    "aggregate": "the global model's change between rounds (any client)",
+    "global_model": "the global model's weights (white-box: any client, or a leaked copy)",
+    "query": "the global model's outputs only (a black-box outsider)",
+}
+"""What a probe's attacker may see, by name."""
+
+
+@dataclass(frozen=True)
+class RoundView:
+    """What the parties of one finished round could see.
+
+    Attributes
+    ----------
+    round : int
+        The run's round number.
+    before : torch.Tensor
+        The global weights sent to the round's clients.
+    after : torch.Tensor or None
+        The global weights after the round; ``None`` when the round was skipped (no update
+        arrived, or the rule refused the round), so the model did not change.
+    updates : list of ClientUpdate
+        The round's checked client updates as they arrived (before any colluding attack,
+        defence or central DP), ordered by client id.
+    """
+
+    round: int
+    before: torch.Tensor
+    after: torch.Tensor | None
+    updates: list[ClientUpdate]
+
+    @property
+    def model(self) -> torch.Tensor:
+        """The global model at the end of the round (``before`` if the round was skipped)."""
+        return self.before if self.after is None else self.after
+
+
+class Probe(ABC):
+    """Base class of every probe.
+
+    Subclasses set ``name`` (the registry name; by convention the scenario block that
+    configures it) and ``direction``, implement :meth:`from_scenario`, :attr:`threat_model`,
+    :attr:`rounds` and :meth:`observe`, and override :meth:`summary` and the state methods
+    when they have something to add or carry.
+    """
+
+    name: ClassVar[str] = "probe"
+    direction: ClassVar[str] = "model→data"
+
+    @classmethod
+    @abstractmethod
+    def from_scenario(cls, fed: Federation, out_dir: Path | None) -> Probe | None:
+        """The probe the run's scenario asks for, or ``None`` if it does not ask for one.
+
+        Raises
+        ------
+        ScenarioError
+            The probe's settings are invalid (naming the key path).
+        """
+
+    @property
+    @abstractmethod
+    def threat_model(self) -> str:
+        """What the probe's attacker may see: a key of :data:`THREAT_MODELS`."""
+
+    @property
+    @abstractmethod
+    def rounds(self) -> Collection[int]:
+        """The rounds the probe runs in."""
+
+    @abstractmethod
+    def observe(self, view: RoundView) -> dict[str, Any]:
+        """Run the probe on a finished round; return the figures for its metrics line."""
+
+    def summary(self) -> dict[str, Any]:
+        """Figures over the whole run for ``summary.json``, beyond the ``final_*`` ones."""
+        return {}
+
+    def state_dict(self) -> dict[str, Any]:
+        """What the probe carries across rounds (plain data and tensors), for checkpoints."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:  # noqa: B027  (stateless default)
+        """Restore :meth:`state_dict`'s state after a resume."""
+
+    def describe(self) -> dict[str, Any]:
+        """The probe's identity for ``summary.json`` and the per-run report."""
+        return {
+            "name": self.name,
+            "direction": self.direction,
+            "threat_model": self.threat_model,
+            "rounds": sorted(self.rounds),
+        }
+
+
+PROBES: Registry[type[Probe]] = Registry("probe")
