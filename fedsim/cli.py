@@ -12,6 +12,7 @@ import logging
 import sys
 import warnings
 from collections.abc import Sequence
+from pathlib import Path
 
 from fedsim.errors import FedsimError, InvalidSettingError, ScenarioError
 from fedsim.run.logs import quiet_flower
@@ -69,9 +70,11 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     report = sub.add_parser(
-        "report", help="write report.md (mean ± std tables) and figures for a sweep directory"
+        "report",
+        help="write report.md for a run directory (by threat direction) or a sweep directory "
+        "(mean ± std tables)",
     )
-    report.add_argument("sweep_dir", help="a directory written by fedsim sweep")
+    report.add_argument("directory", help="a directory written by fedsim run or fedsim sweep")
 
     sub.add_parser("list", help="list registered datasets, models, aggregators and attacks")
 
@@ -90,10 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "sweep":
             return _sweep(args)
         if args.command == "report":
-            from fedsim.report import write_report
-
-            print(write_report(args.sweep_dir))
-            return 0
+            return _report(args.directory)
         if args.command == "list":
             return _list()
         return _plot(args)
@@ -158,6 +158,18 @@ def _sweep(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
+    return 0
+
+
+def _report(directory: str) -> int:
+    """A run directory (``metrics.jsonl``) gets the per-run report, anything else a sweep's."""
+    from fedsim.report import write_report
+    from fedsim.run_report import write_run_report
+
+    if (Path(directory) / "metrics.jsonl").is_file():
+        print(write_run_report(directory))
+    else:
+        print(write_report(directory))
     return 0
 
 

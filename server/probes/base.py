@@ -29,20 +29,10 @@ import torch
 
 from fedsim.federation import Federation
 from fedsim.registry import Registry
+from fedsim.threats import DIRECTIONS, THREAT_MODELS
 from server.replies import ClientUpdate
 
 __all__ = ["DIRECTIONS", "PROBES", "THREAT_MODELS", "Probe", "RoundView"]
-
-DIRECTIONS = ("data→model", "model→data", "model→model", "data→data")
-"""The four threat directions (a closed loop between data and models)."""
-
-THREAT_MODELS = {
-    "update": "each client's update as it arrives (a curious server)",
-    "aggregate": "the global model's change between rounds (any client)",
-    "global_model": "the global model's weights (white-box: any client, or a leaked copy)",
-    "query": "the global model's outputs only (a black-box outsider)",
-}
-"""What a probe's attacker may see, by name."""
 
 
 @dataclass(frozen=True)

@@ -58,7 +58,8 @@ class ProbeSet:
         """The probes' figures for ``summary.json``.
 
         ``final_<figure>`` for each probe's last scalar figures, the probes' own summaries, and
-        ``probes``: each probe's name, threat direction, threat model and rounds.
+        ``probes``: each probe's name, threat direction, threat model, rounds and the names
+        of its figures (the per-run report reads them).
         """
         out: dict[str, Any] = {}
         for probe in self.probes:
@@ -67,7 +68,10 @@ class ProbeSet:
                     out[f"final_{key}"] = value if math.isfinite(value) else None
             out.update(probe.summary())
         if self.probes:
-            out["probes"] = [probe.describe() for probe in self.probes]
+            out["probes"] = [
+                {**probe.describe(), "figures": sorted(self.last_figures.get(probe.name, {}))}
+                for probe in self.probes
+            ]
         return out
 
     def state_dict(self) -> dict[str, Any]:

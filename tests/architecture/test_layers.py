@@ -1,4 +1,4 @@
-"""The layers point one way: an AST walk over fedsim/, clients/ and server/ finds no wrong import."""
+"""The layers point one way: an AST walk over the packages finds no import against them."""
 
 from __future__ import annotations
 

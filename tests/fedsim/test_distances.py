@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from fedsim.distances import cosine_distances, pairwise_sq_distances, sq_distances_to
 from fedsim import distances
+from fedsim.distances import cosine_distances, pairwise_sq_distances, sq_distances_to
 
 
 def rand(n, d, seed=0, scale=1.0, offset=0.0):
