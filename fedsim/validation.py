@@ -1,4 +1,4 @@
-"""Checks of user-given settings (aggregation rules, inversion attacks): one error message form.
+"""Checks of user-given settings (rules, attacks, probes): one home, one error message form.
 
 Each returns the value (as ``int`` or ``float``) or raises
 :class:`~fedsim.errors.InvalidSettingError` naming the component, the setting, what is allowed
@@ -12,7 +12,7 @@ from typing import Any
 
 from fedsim.errors import InvalidSettingError
 
-__all__ = ["require_int", "require_real"]
+__all__ = ["is_integer", "is_real", "require_int", "require_real"]
 
 
 def require_int(rule: str, name: str, value: Any, *, minimum: int) -> int:
@@ -68,3 +68,25 @@ def require_real(
         wanted = " and ".join(bounds) or name
         raise InvalidSettingError(f"{rule} needs a finite {wanted}, got {value!r}")
     return float(value)
+
+
+def is_real(value: object) -> bool:
+    """Return whether ``value`` is a finite ``int`` or ``float`` (``bool`` excluded).
+
+    Examples
+    --------
+    >>> is_real(0.5), is_real(3), is_real(True), is_real(float("inf")), is_real("1")
+    (True, True, False, False, False)
+    """
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def is_integer(value: object) -> bool:
+    """Return whether ``value`` is an ``int`` (``bool`` excluded).
+
+    Examples
+    --------
+    >>> is_integer(3), is_integer(3.0), is_integer(False)
+    (True, False, False)
+    """
+    return isinstance(value, int) and not isinstance(value, bool)

@@ -32,7 +32,7 @@ from fedsim.attacks.dba import DBA
 from fedsim.attacks.gaussian import Gaussian
 from fedsim.attacks.label_flip import LabelFlip
 from fedsim.attacks.local import ClientAttack, DataPoisoning, UpdateAttack
-from fedsim.attacks.registry import ATTACKS, NO_ATTACK, STAGES, Attack, is_integer, is_real
+from fedsim.attacks.registry import ATTACKS, NO_ATTACK, STAGES, Attack
 from fedsim.attacks.scaling import Scaling
 from fedsim.attacks.sign_flip import SignFlip
 from fedsim.errors import InvalidSettingError
@@ -57,8 +57,6 @@ __all__ = [
     "backdoor_asr",
     "build_attack",
     "is_attack",
-    "is_integer",
-    "is_real",
 ]
 
 

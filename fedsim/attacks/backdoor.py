@@ -7,8 +7,9 @@ from collections.abc import Callable, Sequence
 import torch
 
 from fedsim.attacks.local import DataPoisoning, as_delta, check_data, keep_count, neurotoxin_mask
-from fedsim.attacks.registry import ATTACKS, is_integer, is_real
+from fedsim.attacks.registry import ATTACKS
 from fedsim.errors import InvalidSettingError
+from fedsim.validation import is_integer, is_real, require_int, require_real
 
 __all__ = ["BadNets", "Backdoor", "backdoor_asr"]
 
@@ -76,8 +77,7 @@ class Backdoor(DataPoisoning):
         num_pieces: int = 1,
     ) -> None:
         who = self.name
-        if not is_integer(target) or target < 0:
-            raise InvalidSettingError(f"{who} needs target to be a class index ≥ 0, got {target!r}")
+        require_int(who, "target (a class index)", target, minimum=0)
         size = _int_pair(trigger_size, who, "trigger_size", minimum=1)
         position = (
             None
@@ -88,17 +88,10 @@ class Backdoor(DataPoisoning):
             raise InvalidSettingError(
                 f"{who} needs trigger_value to be a finite number or None, got {trigger_value!r}"
             )
-        if not (is_real(poison_fraction) and 0 < poison_fraction <= 1):
-            raise InvalidSettingError(
-                f"{who} needs 0 < poison_fraction ≤ 1, got {poison_fraction!r}"
-            )
-        if not (is_real(boost) and boost > 0):
-            raise InvalidSettingError(f"{who} needs a finite boost > 0, got {boost!r}")
-        if not (is_real(neurotoxin) and 0 <= neurotoxin <= 1):
-            raise InvalidSettingError(
-                f"{who} needs 0 ≤ neurotoxin ≤ 1 (fraction of coordinates kept, 0 = off), "
-                f"got {neurotoxin!r}"
-            )
+        require_real(who, "poison_fraction", poison_fraction, low=0.0, low_open=True, high=1.0)
+        require_real(who, "boost", boost, low=0.0, low_open=True)
+        # neurotoxin: the fraction of coordinates kept, 0 = off
+        require_real(who, "neurotoxin", neurotoxin, low=0.0, high=1.0)
         if not is_integer(num_pieces) or not 1 <= num_pieces <= size[0] * size[1]:
             raise InvalidSettingError(
                 f"{who} needs 1 ≤ num_pieces ≤ the trigger's {size[0] * size[1]} pixels, "
@@ -165,8 +158,7 @@ class Backdoor(DataPoisoning):
         Returns new tensors ``(x', y')``; the inputs are not modified.
         """
         check_data(x, y, self.name)
-        if not is_integer(num_attackers) or num_attackers < 1:
-            raise InvalidSettingError(f"{self.name} needs num_attackers ≥ 1, got {num_attackers!r}")
+        require_int(self.name, "num_attackers", num_attackers, minimum=1)
         if not is_integer(attacker_index) or not 0 <= attacker_index < num_attackers:
             raise InvalidSettingError(
                 f"{self.name} needs 0 ≤ attacker_index < num_attackers={num_attackers}, "
@@ -326,8 +318,7 @@ def backdoor_asr(
     1.0
     """
     check_data(x_test, y_test, "backdoor_asr")
-    if not is_integer(batch_size) or batch_size < 1:
-        raise InvalidSettingError(f"backdoor_asr needs batch_size ≥ 1, got {batch_size!r}")
+    require_int("backdoor_asr", "batch_size", batch_size, minimum=1)
     keep = y_test != attack.target
     total = int(keep.sum())
     if total == 0:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import torch
 
 from fedsim.attacks.local import UpdateAttack, as_delta
-from fedsim.attacks.registry import ATTACKS, is_real
+from fedsim.attacks.registry import ATTACKS
 from fedsim.errors import InvalidSettingError
+from fedsim.validation import require_real
 
 __all__ = ["Gaussian"]
 
@@ -42,9 +43,7 @@ class Gaussian(UpdateAttack):
     name = "gaussian"
 
     def __init__(self, sigma: float = 1.0) -> None:
-        if not (is_real(sigma) and sigma > 0):
-            raise InvalidSettingError(f"gaussian needs a finite sigma > 0, got {sigma!r}")
-        self.sigma = float(sigma)
+        self.sigma = require_real("gaussian", "sigma", sigma, low=0.0, low_open=True)
 
     def transform_update(
         self,

@@ -5,8 +5,9 @@ from __future__ import annotations
 import torch
 
 from fedsim.attacks.local import DataPoisoning, check_data
-from fedsim.attacks.registry import ATTACKS, is_integer
+from fedsim.attacks.registry import ATTACKS
 from fedsim.errors import InvalidSettingError
+from fedsim.validation import is_integer, require_int
 
 __all__ = ["LabelFlip"]
 
@@ -58,10 +59,7 @@ class LabelFlip(DataPoisoning):
     def __init__(
         self, num_classes: int, source: int | None = None, target: int | None = None
     ) -> None:
-        if not (is_integer(num_classes) and num_classes >= 2):
-            raise InvalidSettingError(
-                f"label_flip needs num_classes to be an integer ≥ 2, got {num_classes!r}"
-            )
+        require_int("label_flip", "num_classes", num_classes, minimum=2)
         if (source is None) != (target is None):
             raise InvalidSettingError(
                 f"label_flip needs both source and target (targeted) or neither (untargeted), "

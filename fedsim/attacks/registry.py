@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import math
 from typing import ClassVar
 
 from fedsim.registry import Registry
 
-__all__ = ["ATTACKS", "NO_ATTACK", "STAGES", "Attack", "is_integer", "is_real"]
+__all__ = ["ATTACKS", "NO_ATTACK", "STAGES", "Attack"]
 
 NO_ATTACK = "none"
 """The scenario name meaning "no attack"; never registered."""
@@ -37,25 +36,3 @@ class Attack:
 
 
 ATTACKS: Registry[type[Attack]] = Registry("attack")
-
-
-def is_real(value: object) -> bool:
-    """Return whether ``value`` is a finite ``int`` or ``float`` (``bool`` excluded).
-
-    Examples
-    --------
-    >>> is_real(0.5), is_real(3), is_real(True), is_real(float("inf")), is_real("1")
-    (True, True, False, False, False)
-    """
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def is_integer(value: object) -> bool:
-    """Return whether ``value`` is an ``int`` (``bool`` excluded).
-
-    Examples
-    --------
-    >>> is_integer(3), is_integer(3.0), is_integer(False)
-    (True, False, False)
-    """
-    return isinstance(value, int) and not isinstance(value, bool)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import torch
 
 from fedsim.attacks.local import UpdateAttack, as_delta
-from fedsim.attacks.registry import ATTACKS, is_real
+from fedsim.attacks.registry import ATTACKS
 from fedsim.errors import InvalidSettingError
+from fedsim.validation import is_real
 
 __all__ = ["Scaling"]
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 
 from fedsim.attacks.local import UpdateAttack, as_delta
-from fedsim.attacks.registry import ATTACKS, is_real
-from fedsim.errors import InvalidSettingError
+from fedsim.attacks.registry import ATTACKS
+from fedsim.validation import require_real
 
 __all__ = ["SignFlip"]
 
@@ -38,9 +38,7 @@ class SignFlip(UpdateAttack):
     name = "sign_flip"
 
     def __init__(self, scale: float = 1.0) -> None:
-        if not (is_real(scale) and scale > 0):
-            raise InvalidSettingError(f"sign_flip needs a finite scale > 0, got {scale!r}")
-        self.scale = float(scale)
+        self.scale = require_real("sign_flip", "scale", scale, low=0.0, low_open=True)
 
     def transform_update(
         self,

@@ -7,8 +7,9 @@ import logging
 import torch
 
 from fedsim.attacks.colluding.base import ColludingAttack, CraftedUpdates
-from fedsim.attacks.registry import ATTACKS, is_real
+from fedsim.attacks.registry import ATTACKS
 from fedsim.errors import InvalidSettingError
+from fedsim.validation import require_real
 
 __all__ = ["ALIE"]
 
@@ -83,9 +84,7 @@ class ALIE(ColludingAttack):
             )
         if z_mode == "fixed":
             z = 1.5 if z is None else z
-            if not (is_real(z) and z >= 0):
-                raise InvalidSettingError(f"alie needs a finite z ≥ 0, got z={z!r}")
-            z = float(z)
+            z = require_real("alie", "z", z, low=0.0)
         if not isinstance(unbiased, bool):
             raise InvalidSettingError(f"alie needs unbiased to be true or false, got {unbiased!r}")
         self.z_mode = z_mode

@@ -14,9 +14,10 @@ from typing import Any
 
 import torch
 
-from fedsim.attacks.registry import Attack, is_integer
+from fedsim.attacks.registry import Attack
 from fedsim.errors import InvalidSettingError
 from fedsim.params import all_finite
+from fedsim.validation import is_integer, require_int
 
 __all__ = ["ColludingAttack", "CraftedUpdates", "check_observed"]
 
@@ -52,8 +53,7 @@ class ColludingAttack(Attack):
 
         The adversary stage may call it once at set-up with the run's ``(n, f)`` to fail early.
         """
-        if not is_integer(f) or f < 1:
-            raise InvalidSettingError(f"{self.name} needs f ≥ 1 malicious updates, got f={f!r}")
+        require_int(self.name, "f (malicious updates)", f, minimum=1)
         if not is_integer(n) or n <= f:
             raise InvalidSettingError(
                 f"{self.name} needs n > f (some benign updates), got n={n!r}, f={f}"

@@ -8,8 +8,8 @@ from collections.abc import Callable
 import torch
 
 from fedsim.attacks.colluding.base import ColludingAttack, CraftedUpdates
-from fedsim.attacks.registry import is_real
 from fedsim.errors import InvalidSettingError
+from fedsim.validation import require_real
 
 __all__ = ["DIRECTIONS", "DeviationAttack", "largest_gamma", "perturbation"]
 
@@ -98,8 +98,7 @@ class DeviationAttack(ColludingAttack):
                 f"{self.name} needs direction in {list(DIRECTIONS)}, got {direction!r}"
             )
         for key, value in (("gamma_init", gamma_init), ("tol", tol)):
-            if not (is_real(value) and value > 0):
-                raise InvalidSettingError(f"{self.name} needs a finite {key} > 0, got {value!r}")
+            require_real(self.name, key, value, low=0.0, low_open=True)
         if tol >= gamma_init:
             raise InvalidSettingError(
                 f"{self.name} needs tol < gamma_init, got tol={tol!r}, gamma_init={gamma_init!r}"

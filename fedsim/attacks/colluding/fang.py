@@ -8,9 +8,10 @@ import math
 import torch
 
 from fedsim.attacks.colluding.base import ColludingAttack, CraftedUpdates
-from fedsim.attacks.registry import ATTACKS, is_real
+from fedsim.attacks.registry import ATTACKS
 from fedsim.distances import pairwise_sq_distances
 from fedsim.errors import InvalidSettingError
+from fedsim.validation import require_real
 
 __all__ = ["Fang"]
 
@@ -92,13 +93,9 @@ class Fang(ColludingAttack):
             raise InvalidSettingError(
                 f"fang needs target_rule in {list(TARGET_RULES)}, got {target_rule!r}"
             )
-        if not (is_real(b) and b > 1):
-            raise InvalidSettingError(f"fang needs a finite b > 1, got b={b!r}")
-        if not (is_real(lambda_min) and lambda_min > 0):
-            raise InvalidSettingError(f"fang needs a finite lambda_min > 0, got {lambda_min!r}")
         self.target_rule = target_rule
-        self.b = float(b)
-        self.lambda_min = float(lambda_min)
+        self.b = require_real("fang", "b", b, low=1.0, low_open=True)
+        self.lambda_min = require_real("fang", "lambda_min", lambda_min, low=0.0, low_open=True)
 
     def check_round(self, n: int, f: int) -> None:
         """Also require Krum's ``n ≥ 2f + 3`` for ``target_rule="krum"``."""

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 
 from fedsim.attacks.colluding.base import ColludingAttack, CraftedUpdates
-from fedsim.attacks.registry import ATTACKS, is_real
-from fedsim.errors import InvalidSettingError
+from fedsim.attacks.registry import ATTACKS
+from fedsim.validation import require_real
 
 __all__ = ["IPM"]
 
@@ -41,9 +41,7 @@ class IPM(ColludingAttack):
     name = "ipm"
 
     def __init__(self, epsilon: float = 0.1) -> None:
-        if not (is_real(epsilon) and epsilon > 0):
-            raise InvalidSettingError(f"ipm needs a finite epsilon > 0, got {epsilon!r}")
-        self.epsilon = float(epsilon)
+        self.epsilon = require_real("ipm", "epsilon", epsilon, low=0.0, low_open=True)
 
     def craft(
         self, observed: torch.Tensor, *, n: int, f: int, generator: torch.Generator

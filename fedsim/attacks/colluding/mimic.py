@@ -5,8 +5,9 @@ from __future__ import annotations
 import torch
 
 from fedsim.attacks.colluding.base import ColludingAttack, CraftedUpdates
-from fedsim.attacks.registry import ATTACKS, is_integer
+from fedsim.attacks.registry import ATTACKS
 from fedsim.errors import InvalidSettingError
+from fedsim.validation import require_int
 
 __all__ = ["Mimic"]
 
@@ -42,11 +43,7 @@ class Mimic(ColludingAttack):
     name = "mimic"
 
     def __init__(self, target_index: int = 0) -> None:
-        if not (is_integer(target_index) and target_index >= 0):
-            raise InvalidSettingError(
-                f"mimic needs an integer target_index ≥ 0, got {target_index!r}"
-            )
-        self.target_index = target_index
+        self.target_index = require_int("mimic", "target_index", target_index, minimum=0)
 
     def craft(
         self, observed: torch.Tensor, *, n: int, f: int, generator: torch.Generator

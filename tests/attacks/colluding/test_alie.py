@@ -63,7 +63,7 @@ def test_single_observed_update_with_population_std():
 
 @pytest.mark.parametrize(
     "n, f, message",
-    [(10, 0, "f ≥ 1"), (4, 4, "n > f"), (10, 6, r"s = ⌊n/2\+1⌋ − f ≥ 1")],
+    [(10, 0, "f \\(malicious updates\\) >= 1"), (4, 4, "n > f"), (10, 6, r"s = ⌊n/2\+1⌋ − f ≥ 1")],
 )
 def test_round_preconditions(n, f, message):
     with pytest.raises(InvalidSettingError, match=message):
@@ -79,7 +79,7 @@ def test_fixed_mode_allows_an_attacker_majority():
     [
         ({"z_mode": "cdf"}, "z_mode"),
         ({"z": 1.0}, "z must not be set"),
-        ({"z_mode": "fixed", "z": -1.0}, "z ≥ 0"),
+        ({"z_mode": "fixed", "z": -1.0}, "z >= 0"),
         ({"unbiased": 1}, "unbiased"),
     ],
 )
