@@ -35,7 +35,7 @@ from clients.train_round import (
 from fedsim.config import Scenario, load_scenario
 from fedsim.federation import Federation, federation_for
 from fedsim.params import flat_params, load_flat_params
-from fedsim.privacy import train_dp_sgd
+from fedsim.privacy import DPSettings, train_dp_sgd
 from fedsim.protocol import (
     ARRAYS,
     IDENTIFY,
@@ -117,14 +117,9 @@ def _train_private(job: TrainJob, model: torch.nn.Module) -> TrainResult:
             model,
             job.x,
             job.y,
-            epochs=settings.epochs,
-            batch_size=settings.batch_size,
-            lr=settings.lr,
-            momentum=settings.momentum,
-            weight_decay=settings.weight_decay,
+            settings,
+            DPSettings(local.max_grad_norm, local.poisson_sampling),
             noise_multiplier=job.dp.noise_multiplier,
-            max_grad_norm=local.max_grad_norm,
-            poisson_sampling=local.poisson_sampling,
             generator=job.generator(),
             device=device,
         )

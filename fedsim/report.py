@@ -36,7 +36,7 @@ from pathlib import Path
 
 from fedsim.errors import ScenarioError
 from fedsim.plots import Curve, plot_bars, plot_curves, plot_heatmap, plot_tradeoff
-from fedsim.results import is_summary_figure
+from fedsim.results import is_summary_figure, read_metrics
 
 __all__ = [
     "Group",
@@ -474,8 +474,6 @@ def _curves_section(
 
 def _mean_curve(sweep_dir: Path, points: list[str]) -> Curve | None:
     """Mean and std of test accuracy per round over the runs ``points`` (those on disk)."""
-    from fedsim.results import read_metrics
-
     by_round: dict[int, list[float]] = {}
     for point in points:
         try:

@@ -21,7 +21,13 @@ from fedsim.privacy.central import (
     central_sample_rate,
     clip_updates,
 )
-from fedsim.privacy.dp_sgd import DPTrainResult, calibrate_noise, local_steps, train_dp_sgd
+from fedsim.privacy.dp_sgd import (
+    DPSettings,
+    DPTrainResult,
+    calibrate_noise,
+    local_steps,
+    train_dp_sgd,
+)
 from fedsim.privacy.ledger import ACCOUNTANTS, AccountantName, PrivacyLedger, epsilon_from_history
 
 __all__ = [
@@ -32,6 +38,7 @@ __all__ = [
     "CentralAccountant",
     "CentralDPResult",
     "DPFedAvg",
+    "DPSettings",
     "DPTrainResult",
     "PrivacyLedger",
     "calibrate_noise",

@@ -24,8 +24,10 @@ from torch import nn
 
 from fedsim.errors import InvalidSettingError
 from fedsim.privacy.ledger import AccountantName, _check_accountant, _check_delta
+from fedsim.training import TrainSettings
 
 __all__ = [
+    "DPSettings",
     "DPTrainResult",
     "calibrate_noise",
     "draw_batches",
@@ -81,19 +83,22 @@ def local_steps(num_examples: int, batch_size: int, epochs: int) -> int:
     return epochs * (num_examples // batch_size)
 
 
+@dataclass(frozen=True)
+class DPSettings:
+    """DP-SGD's settings besides σ: the per-sample clip C and Poisson or shuffled batches."""
+
+    max_grad_norm: float
+    poisson_sampling: bool = True
+
+
 def train_dp_sgd(
     model: nn.Module,
     x: torch.Tensor,
     y: torch.Tensor,
+    settings: TrainSettings,
+    dp: DPSettings,
     *,
-    epochs: int,
-    batch_size: int,
-    lr: float,
-    momentum: float = 0.0,
-    weight_decay: float = 0.0,
     noise_multiplier: float,
-    max_grad_norm: float,
-    poisson_sampling: bool = True,
     generator: torch.Generator,
     device: torch.device | str = "cpu",
 ) -> DPTrainResult:
@@ -107,13 +112,13 @@ def train_dp_sgd(
                      + \mathcal N(0, \sigma^2 C^2 I)\Big)
 
     where :math:`g_i` is the gradient of example *i*'s cross-entropy loss, C is
-    ``max_grad_norm``, σ is ``noise_multiplier`` and B is ``batch_size`` (the *expected*
-    batch size, also under Poisson sampling). :math:`\tilde g_t` is then fed to SGD with
-    ``lr``, ``momentum`` and ``weight_decay``. Clipping and noise are Opacus' ``DPOptimizer``;
-    per-sample gradients are Opacus' ``GradSampleModule``.
+    ``dp.max_grad_norm``, σ is ``noise_multiplier`` and B is ``settings.batch_size`` (the
+    *expected* batch size, also under Poisson sampling). :math:`\tilde g_t` is then fed to SGD
+    with ``settings``' ``lr``, ``momentum`` and ``weight_decay``. Clipping and noise are
+    Opacus' ``DPOptimizer``; per-sample gradients are Opacus' ``GradSampleModule``.
 
     There are ``epochs · ⌊N/B⌋`` steps (:func:`local_steps`) at sample rate q = B/N.
-    With ``poisson_sampling=True`` each step includes each example independently with
+    With ``dp.poisson_sampling=True`` each step includes each example independently with
     probability q (an empty batch still takes a noise-only step), which is the mechanism the
     RDP/PRV accountants analyse. With ``poisson_sampling=False`` each epoch is a fresh
     shuffle cut into ⌊N/B⌋ batches of exactly B (the remainder is dropped); the accounting
@@ -131,18 +136,14 @@ def train_dp_sgd(
         (no BatchNorm; use GroupNorm).
     x, y : torch.Tensor
         N inputs and their integer class labels.
-    epochs : int
-        Passes over the local data, ≥ 1.
-    batch_size : int
-        B, with 1 ≤ B ≤ N.
-    lr, momentum, weight_decay : float
-        SGD settings: lr > 0, 0 ≤ momentum < 1, weight_decay ≥ 0.
+    settings : TrainSettings
+        The local procedure: epochs ≥ 1, batch size B with 1 ≤ B ≤ N, SGD's lr > 0,
+        0 ≤ momentum < 1, weight_decay ≥ 0.
+    dp : DPSettings
+        The clip C = ``max_grad_norm`` > 0, and Poisson (``poisson_sampling=True``) or
+        shuffled fixed-size batches.
     noise_multiplier : float
         σ ≥ 0 (σ = 0 clips without noise, i.e. no privacy).
-    max_grad_norm : float
-        C > 0.
-    poisson_sampling : bool
-        Poisson (True) or shuffled fixed-size (False) batches.
     generator : torch.Generator
         Seeded source of every random draw.
     device : torch.device or str
@@ -166,8 +167,9 @@ def train_dp_sgd(
     >>> g = torch.Generator().manual_seed(0)
     >>> model = nn.Linear(3, 2)
     >>> x, y = torch.randn(20, 3, generator=g), torch.randint(0, 2, (20,), generator=g)
-    >>> r = train_dp_sgd(model, x, y, epochs=1, batch_size=5, lr=0.1, noise_multiplier=1.0,
-    ...                  max_grad_norm=1.0, generator=g)
+    >>> settings = TrainSettings(epochs=1, batch_size=5, lr=0.1)
+    >>> r = train_dp_sgd(model, x, y, settings, DPSettings(max_grad_norm=1.0),
+    ...                  noise_multiplier=1.0, generator=g)
     >>> r.steps, r.sample_rate, r.num_examples
     (4, 0.25, 20)
 
@@ -177,6 +179,9 @@ def train_dp_sgd(
     Privacy. ACM CCS 2016.
     Yousefpour et al. Opacus: User-Friendly Differential Privacy Library in PyTorch. 2021.
     """
+    epochs, batch_size, lr = settings.epochs, settings.batch_size, settings.lr
+    momentum, weight_decay = settings.momentum, settings.weight_decay
+    max_grad_norm, poisson_sampling = dp.max_grad_norm, dp.poisson_sampling
     n = int(x.shape[0])
     if int(y.shape[0]) != n:
         raise InvalidSettingError(f"x has {n} examples but y has {int(y.shape[0])} labels")

@@ -31,7 +31,7 @@ from fedsim.results import RunRecorder, default_run_dir
 from fedsim.run.runtimes.inline import run_inline
 from fedsim.run.runtimes.ray import run_ray
 from fedsim.run.runtimes.vectorized import run_vectorized
-from fedsim.vectorized.support import trial_step
+from fedsim.vectorized.trial import trial_step
 from server.app import make_server_app
 from server.parts import ServerParts
 

@@ -92,7 +92,9 @@ from fedsim.config import (
     set_dotted,
 )
 from fedsim.errors import ScenarioError
+from fedsim.report import write_report
 from fedsim.results import default_run_dir, is_summary_figure, write_json_atomic
+from fedsim.run.runner import preflight
 from fedsim.run.sweep_exec import SweepProgress, run_here, run_on_ray
 from fedsim.sweep_grammar import SweepAxis, format_value, point_values, sweep_axes
 
@@ -365,8 +367,6 @@ def run_sweep(
             run_here(todo, sweep_dir, progress.started, done)
     report_error = None
     if report:
-        from fedsim.report import write_report
-
         try:
             write_report(sweep_dir)
         except Exception as e:  # noqa: BLE001  (the results are on disk; say what went wrong)
@@ -397,8 +397,6 @@ class _Results:
 
 
 def _preflight_all(points: list[SweepPoint]) -> None:
-    from fedsim.run.runner import preflight
-
     for point in points:
         try:
             preflight(point.scenario)

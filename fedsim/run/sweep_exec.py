@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fedsim.config import parse_scenario, scenario_to_dict
+from fedsim.run import runner
 
 if TYPE_CHECKING:
     from fedsim.run.sweep import SweepPoint
@@ -41,8 +42,6 @@ Done = Callable[..., None]  # done(point, error or None, details="")
 
 def run_here(todo: list[SweepPoint], sweep_dir: Path, started: Started, done: Done) -> None:
     """Run the points one after another in this process, each with its own runtime."""
-    from fedsim.run import runner
-
     for point in todo:
         point_dir = sweep_dir / point.name
         fresh_dir(point_dir)

@@ -10,8 +10,9 @@
 
 from __future__ import annotations
 
+from fedsim.privacy.dp_sgd import DPSettings
 from fedsim.vectorized.memory import auto_chunk_size
-from fedsim.vectorized.plan import DPSettings, LocalTask
+from fedsim.vectorized.plan import LocalTask
 from fedsim.vectorized.support import unsupported_reason
 from fedsim.vectorized.train import ClientOutcome, train_clients_vectorized
 

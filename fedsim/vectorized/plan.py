@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import torch
 
 from fedsim.data.transforms import Augment
-from fedsim.privacy.dp_sgd import draw_batches, local_steps, noise_generator
+from fedsim.privacy.dp_sgd import DPSettings, draw_batches, local_steps, noise_generator
 from fedsim.training import TrainSettings, minibatches
 
 __all__ = ["ChunkPlan", "DPSettings", "LocalTask", "build_plan", "planned_steps"]
@@ -57,14 +57,6 @@ class LocalTask:
     y: torch.Tensor
     generator: torch.Generator
     noise_multiplier: float = 0.0
-
-
-@dataclass(frozen=True)
-class DPSettings:
-    """DP-SGD settings shared by the clients of one call: the clip C and the batch sampling."""
-
-    max_grad_norm: float
-    poisson_sampling: bool = True
 
 
 @dataclass(frozen=True)

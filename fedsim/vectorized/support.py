@@ -17,10 +17,9 @@ or no normalisation and pass.
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 
-__all__ = ["trial_step", "unsupported_reason"]
+__all__ = ["unsupported_reason"]
 
 _BATCH_NORM = (nn.modules.batchnorm._BatchNorm, nn.SyncBatchNorm)
 _RANDOM = (nn.modules.dropout._DropoutNd, nn.AlphaDropout, nn.FeatureAlphaDropout)
@@ -47,26 +46,4 @@ def unsupported_reason(model: nn.Module) -> str | None:
     for name, parameter in model.named_parameters():
         if not parameter.requires_grad:
             return f"parameter {name!r} is frozen: vectorized local SGD trains every parameter"
-    return None
-
-
-def trial_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, dp: bool) -> str | None:
-    """Run one tiny vectorized step (two clients, two samples each); why it fails, or ``None``.
-
-    Catches what :func:`unsupported_reason` cannot see, such as a forward pass that branches
-    on tensor values (not traceable by ``vmap``). ``x`` and ``y`` hold at least two samples.
-    """
-    from fedsim.training import TrainSettings
-    from fedsim.vectorized.plan import DPSettings, LocalTask
-    from fedsim.vectorized.train import train_clients_vectorized
-
-    if (reason := unsupported_reason(model)) is not None:
-        return reason
-    weights = torch.cat([p.detach().reshape(-1).cpu() for p in model.parameters()])
-    tasks = [LocalTask(weights, x[:2], y[:2], torch.Generator().manual_seed(i)) for i in (0, 1)]
-    settings = TrainSettings(epochs=1, batch_size=2, lr=1e-3)
-    try:
-        train_clients_vectorized(model, tasks, settings, dp=DPSettings(1.0) if dp else None)
-    except Exception as e:  # noqa: BLE001  (any failure is the reason to refuse)
-        return f"one batched step failed: {type(e).__name__}: {e}"
     return None

@@ -31,9 +31,10 @@ from torch import nn
 
 from fedsim.data.transforms import Augment
 from fedsim.errors import InvalidSettingError, RunError
+from fedsim.privacy.dp_sgd import DPSettings
 from fedsim.training import TrainResult, TrainSettings
 from fedsim.vectorized.memory import auto_chunk_size
-from fedsim.vectorized.plan import ChunkPlan, DPSettings, LocalTask, build_plan, planned_steps
+from fedsim.vectorized.plan import ChunkPlan, LocalTask, build_plan, planned_steps
 from fedsim.vectorized.steps import (
     Params,
     clipped_grad_sum,

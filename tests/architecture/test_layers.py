@@ -84,3 +84,20 @@ def test_imports_between_layers_counted() -> None:
     print(sorted(counts.items()))
     assert counts[("clients", "protocol")] > 0 and counts[("server", "protocol")] > 0
     assert counts[("orchestration", "clients")] > 0 and counts[("orchestration", "server")] > 0
+
+
+# Function-local imports of fedsim's own modules are allowed only where a process boundary or
+# start-up time is the reason: the CLI (so `fedsim --help` and argument errors do not load torch
+# and Flower) and code that runs inside a Ray worker (its imports happen in that process).
+LOCAL_IMPORTS_ALLOWED = {"fedsim.cli", "fedsim.run.runtimes.ray_pool", "fedsim.run.sweep_exec"}
+
+
+def test_no_function_local_import_of_our_modules_elsewhere() -> None:
+    found = []
+    for package in ("fedsim", "clients", "server"):
+        for path in sorted((ROOT / package).rglob("*.py")):
+            for imp in imports_of(path):
+                ours = imp.imported.split(".")[0] in ("fedsim", "clients", "server")
+                if imp.local and ours and imp.importer not in LOCAL_IMPORTS_ALLOWED:
+                    found.append(f"{imp.path.relative_to(ROOT)}:{imp.line} {imp.imported}")
+    assert found == []

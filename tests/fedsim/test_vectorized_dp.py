@@ -119,14 +119,9 @@ def test_dp_sgd_matches_opacus_including_its_noise(
             model,
             x,
             y,
-            epochs=2,
-            batch_size=batch_size,
-            lr=0.1,
-            momentum=0.5,
-            weight_decay=1e-3,
+            TrainSettings(2, batch_size, 0.1, 0.5, 1e-3),
+            DPSettings(0.7, poisson),
             noise_multiplier=sigma,
-            max_grad_norm=0.7,
-            poisson_sampling=poisson,
             generator=torch.Generator().manual_seed(10 + i),
         )
         out = outcomes[i]

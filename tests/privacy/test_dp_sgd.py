@@ -7,7 +7,8 @@ from torch import nn
 
 from fedsim.errors import InvalidSettingError
 from fedsim.models.basic import CNN
-from fedsim.privacy import calibrate_noise, local_steps, train_dp_sgd
+from fedsim.privacy import DPSettings, calibrate_noise, local_steps, train_dp_sgd
+from fedsim.training import TrainSettings
 
 
 def tiny_model(seed=0):
@@ -43,7 +44,16 @@ def run(model, x, y, seed=0, **overrides):
         device="cpu",
     )
     settings.update(overrides)
-    return train_dp_sgd(model, x, y, generator=torch.Generator().manual_seed(seed), **settings)
+    train = TrainSettings(
+        settings.pop("epochs"),
+        settings.pop("batch_size"),
+        settings.pop("lr"),
+        settings.pop("momentum"),
+        settings.pop("weight_decay"),
+    )
+    dp = DPSettings(settings.pop("max_grad_norm"), settings.pop("poisson_sampling"))
+    generator = torch.Generator().manual_seed(seed)
+    return train_dp_sgd(model, x, y, train, dp, generator=generator, **settings)
 
 
 def test_every_per_sample_gradient_is_clipped():

@@ -18,8 +18,9 @@ from typing import Any
 from flwr.clientapp import ClientApp
 from flwr.serverapp import ServerApp
 
-from fedsim.config import Scenario
-from fedsim.run.runtimes.ray_pool import pool_size
+from fedsim.config import Scenario, scenario_to_dict
+from fedsim.run.runtimes.inline import run_on_grid
+from fedsim.run.runtimes.ray_pool import RayPoolGrid, pool_size
 
 __all__ = ["backend_config", "run_ray"]
 
@@ -77,11 +78,7 @@ def _run_pool(
     server_app: ServerApp, client_app: ClientApp, scenario: Scenario, config: dict[str, Any]
 ) -> None:
     """Run fedsim's engine: the ServerApp in this process, clients in a pool of Ray actors."""
-    import ray
-
-    from fedsim.config import scenario_to_dict
-    from fedsim.run.runtimes.inline import run_on_grid
-    from fedsim.run.runtimes.ray_pool import RayPoolGrid
+    import ray  # imported when a run uses it: Ray takes a second to import
 
     started_here = not ray.is_initialized()
     if started_here:
