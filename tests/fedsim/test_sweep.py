@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from fedsim import runner
+from fedsim.run import runner
 from fedsim.cli import main
 from fedsim.config import parse_scenario
 from fedsim.errors import ScenarioError
