@@ -14,6 +14,7 @@ from typing import Any
 from fedsim.errors import InvalidSettingError
 from fedsim.registry import Registry
 from server.aggregators import (  # noqa: F401  (each import registers its rule or stage)
+    arc,
     bucketing,
     bulyan,
     centered_clipping,
@@ -26,7 +27,9 @@ from server.aggregators import (  # noqa: F401  (each import registers its rule 
     krum,
     median,
     multikrum,
+    nnm,
     norm_bound,
+    rlr,
     signguard,
     trimmed_mean,
 )

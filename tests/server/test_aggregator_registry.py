@@ -20,6 +20,7 @@ MINIMAL = {
     "median": {},
     "multikrum": {"f": 1},
     "norm_bound": {"max_norm": 1.0, "sigma": 0.01},
+    "rlr": {"threshold": 2},
     "signguard": {},
     "trimmed_mean": {"k": 1},
 }
@@ -39,7 +40,7 @@ def call(rule, name, x, ids, seed=0):
 
 def test_every_rule_has_minimal_settings():
     assert sorted(MINIMAL) == names()
-    assert pre_names() == ["bucketing", "norm_bound"]
+    assert pre_names() == ["arc", "bucketing", "nnm", "norm_bound"]
 
 
 @pytest.mark.parametrize("name", sorted(MINIMAL))
