@@ -21,6 +21,7 @@ from server.aggregators import (  # noqa: F401  (each import registers its rule 
     dnc,
     fedavg,
     flame,
+    fldetector,
     fltrust,
     foolsgold,
     geometric_median,

@@ -12,6 +12,7 @@ MINIMAL = {
     "centered_clipping": {},
     "dnc": {"f": 1, "subsample_dim": 5},
     "fedavg": {},
+    "fldetector": {"window": 2},
     "flame": {},
     "fltrust": {},
     "foolsgold": {},
@@ -24,7 +25,17 @@ MINIMAL = {
     "signguard": {},
     "trimmed_mean": {"k": 1},
 }
-SELECTING = {"krum", "multikrum", "bulyan", "flame", "dnc", "fltrust", "foolsgold", "signguard"}
+SELECTING = {
+    "krum",
+    "multikrum",
+    "bulyan",
+    "flame",
+    "dnc",
+    "fltrust",
+    "fldetector",
+    "foolsgold",
+    "signguard",
+}
 
 
 def rand(n, d, seed):
