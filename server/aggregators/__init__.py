@@ -18,6 +18,7 @@ from server.aggregators import (  # noqa: F401  (each import registers its rule 
     bucketing,
     bulyan,
     centered_clipping,
+    deepsight,
     dnc,
     fedavg,
     flame,

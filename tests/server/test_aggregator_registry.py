@@ -10,6 +10,7 @@ from server.aggregators import accepts, build, names, pre_names
 MINIMAL = {
     "bulyan": {"f": 1},
     "centered_clipping": {},
+    "deepsight": {"output_size": 2, "penultimate_size": 2},
     "dnc": {"f": 1, "subsample_dim": 5},
     "fedavg": {},
     "fldetector": {"window": 2},
@@ -29,6 +30,7 @@ SELECTING = {
     "krum",
     "multikrum",
     "bulyan",
+    "deepsight",
     "flame",
     "dnc",
     "fltrust",
