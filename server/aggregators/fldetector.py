@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from fedsim.errors import InvalidSettingError
+from fedsim.params import all_finite
 from server.aggregators.base import Aggregate, Aggregator
 from server.aggregators.common import (
     load_generator_state,
@@ -230,6 +231,9 @@ class FLDetector(Aggregator):
         if self._last is None or not self._s:
             return {}
         hvp = lbfgs_hvp(torch.stack(self._s), torch.stack(self._y), self._last)
+        if not all_finite(hvp):
+            log.warning("%s: non-finite L-BFGS product; no prediction this round", self.name)
+            return {}
         raw = {}
         for row, cid in enumerate(client_ids):
             past = self._updates.get(cid)
@@ -276,7 +280,7 @@ class FLDetector(Aggregator):
             accepted = kept_ids if result.accepted is None else list(result.accepted)
         else:
             update, accepted = torch.zeros(d, dtype=torch.float64), []
-        if self._last is not None:
+        if self._last is not None and bool(self._last.any()):  # a zero step has no curvature
             self._s = (self._s + [self._last])[-self.window :]
             self._y = (self._y + [update - self._last])[-self.window :]
         for row, cid in enumerate(client_ids):

@@ -167,3 +167,15 @@ def test_bad_settings_name_the_rule(params):
 def test_unknown_base_lists_the_rules():
     with pytest.raises(UnknownNameError, match="krum"):
         build("fldetector", base="nope")
+
+
+def test_zero_aggregates_add_no_curvature_pair():
+    # all-zero rounds: w does not move, so no (s, y) pair and no prediction, never NaN
+    rule = FLDetector(window=2)
+    zeros = torch.zeros(4, 3, dtype=torch.float64)
+    for _ in range(4):
+        out = rule(zeros, torch.ones(4), [0, 1, 2, 3])
+
+        assert out.update.tolist() == [0.0, 0.0, 0.0]
+        assert "scores" not in out.info
+    assert rule.state_dict()["s"] == []
