@@ -12,19 +12,24 @@ from typing import Any
 
 from fedsim.errors import InvalidSettingError
 from server.aggregators import (  # noqa: F401  (each import registers its rule or stage)
+    arc,
     bucketing,
     bulyan,
     centered_clipping,
+    deepsight,
     dnc,
     fedavg,
     flame,
+    fldetector,
     fltrust,
     foolsgold,
     geometric_median,
     krum,
     median,
     multikrum,
+    nnm,
     norm_bound,
+    rlr,
     signguard,
     trimmed_mean,
 )

@@ -15,7 +15,11 @@ from server.app import build_aggregator
 from tests.conftest import make_scenario
 from tests.fedsim.test_run import failing_app, run_scenario_in_memory
 
-RULE_PARAMS = {"norm_bound": {"max_norm": 1.0}}
+RULE_PARAMS = {
+    "deepsight": {"output_size": 10, "penultimate_size": 64},  # TINY's cnn head: Linear(64, 10)
+    "norm_bound": {"max_norm": 1.0},
+    "rlr": {"threshold": 2},
+}
 
 
 @pytest.mark.parametrize("rule", aggregators.names())
@@ -104,7 +108,8 @@ def test_pre_stages_from_the_scenario() -> None:
         preflight(eight)
     bad = make_scenario(defense={"aggregator": "median", "pre": ["bucketting"]})
     with pytest.raises(
-        ScenarioError, match="defense.pre.0: got 'bucketting'; one of: bucketing, norm_bound"
+        ScenarioError,
+        match="defense.pre.0: got 'bucketting'; one of: arc, bucketing, nnm, norm_bound",
     ):
         preflight(bad)
 

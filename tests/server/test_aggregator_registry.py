@@ -10,8 +10,10 @@ from server.aggregators import accepts, build, names, pre_names
 MINIMAL = {
     "bulyan": {"f": 1},
     "centered_clipping": {},
+    "deepsight": {"output_size": 2, "penultimate_size": 2},
     "dnc": {"f": 1, "subsample_dim": 5},
     "fedavg": {},
+    "fldetector": {"window": 2},
     "flame": {},
     "fltrust": {},
     "foolsgold": {},
@@ -20,10 +22,22 @@ MINIMAL = {
     "median": {},
     "multikrum": {"f": 1},
     "norm_bound": {"max_norm": 1.0, "sigma": 0.01},
+    "rlr": {"threshold": 2},
     "signguard": {},
     "trimmed_mean": {"k": 1},
 }
-SELECTING = {"krum", "multikrum", "bulyan", "flame", "dnc", "fltrust", "foolsgold", "signguard"}
+SELECTING = {
+    "krum",
+    "multikrum",
+    "bulyan",
+    "deepsight",
+    "flame",
+    "dnc",
+    "fltrust",
+    "fldetector",
+    "foolsgold",
+    "signguard",
+}
 
 
 def rand(n, d, seed):
@@ -39,7 +53,7 @@ def call(rule, name, x, ids, seed=0):
 
 def test_every_rule_has_minimal_settings():
     assert sorted(MINIMAL) == names()
-    assert pre_names() == ["bucketing", "norm_bound"]
+    assert pre_names() == ["arc", "bucketing", "nnm", "norm_bound"]
 
 
 @pytest.mark.parametrize("name", sorted(MINIMAL))

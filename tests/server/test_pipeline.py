@@ -85,7 +85,7 @@ def test_build_pipeline_accepts_names_and_mappings():
 @pytest.mark.parametrize(
     ("pre", "error", "match"),
     [
-        (["nope"], UnknownNameError, "unknown pre-aggregation stage 'nope'; known: bucketing"),
+        (["nope"], UnknownNameError, "unknown pre-aggregation stage 'nope'; known: arc, bucketing"),
         ([{"params": {}}], InvalidSettingError, r"defense.pre\[0\] must be a stage name"),
         ([{"name": "bucketing", "size": 2}], InvalidSettingError, r"defense.pre\[0\]"),
         ([{"name": "bucketing", "params": {"s": 2}}], InvalidSettingError, "has no parameter 's'"),
