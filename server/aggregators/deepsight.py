@@ -6,6 +6,7 @@ import numpy as np
 import torch
 from sklearn.cluster import HDBSCAN
 
+from fedsim.distances import cosine_distances
 from fedsim.errors import InvalidSettingError
 from server.aggregators.base import Aggregate, Aggregator
 from server.aggregators.common import (
@@ -15,7 +16,6 @@ from server.aggregators.common import (
     scalar_median,
     subset_mean,
 )
-from server.aggregators.distances import cosine_distances
 from server.aggregators.registry import AGGREGATORS
 
 __all__ = ["DeepSight", "neups", "suspicious_labels", "threshold_exceedings"]

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
+from fedsim.distances import pairwise_sq_distances
 from fedsim.errors import InvalidSettingError
 from server.aggregators.common import require_int
-from server.aggregators.distances import pairwise_sq_distances
 from server.aggregators.pipeline import PreStage, StageOutput
 from server.aggregators.registry import PRE_STAGES
 
@@ -17,7 +17,7 @@ def nnm_matrix(updates: torch.Tensor, f: int) -> torch.Tensor:
     """Return the ``(n, n)`` mixing matrix A with the NNM rows: Aᵢⱼ = 1/(n−f) for j ∈ Nᵢ.
 
     Nᵢ holds row i itself and its n − f − 1 nearest other rows by exact float64 Euclidean
-    distance (:func:`~server.aggregators.distances.pairwise_sq_distances`); ties go to the
+    distance (:func:`~fedsim.distances.pairwise_sq_distances`); ties go to the
     lower row index. ``A @ updates`` gives the mixed rows.
 
     Examples

@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 import yaml
 
-from fedsim.run import runner
 from fedsim.cli import main
 from fedsim.config import parse_scenario
 from fedsim.errors import ScenarioError
+from fedsim.run import runner
 from fedsim.run.sweep import expand_sweep
 
 BASE: dict[str, Any] = {

@@ -11,7 +11,7 @@ from fedsim.cli import main
 from fedsim.errors import ScenarioError
 from fedsim.run.runner import preflight
 from server import aggregators
-from server.app import build_aggregator
+from server.parts import build_aggregator
 from tests.conftest import make_scenario
 from tests.fedsim.test_run import failing_app, run_scenario_in_memory
 
