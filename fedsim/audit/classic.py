@@ -43,8 +43,8 @@ def clopper_pearson_epsilon(
 
     with :math:`\overline{\mathrm{FPR}}, \overline{\mathrm{FNR}}` the upper ends of two-sided
     Clopper–Pearson intervals at level ``confidence`` (each a one-sided bound at
-    1 − β/2, β = 1 − confidence, so both hold together with probability ≥ confidence; this is
-    also what Jagielski et al.'s code computes). A term whose numerator is ≤ 0 contributes 0.
+    1 − β/2, β = 1 − confidence, so both hold together with probability ≥ confidence by a
+    union bound). A term whose numerator is ≤ 0 contributes 0.
 
     Parameters
     ----------

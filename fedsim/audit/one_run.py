@@ -3,13 +3,15 @@
 m canaries are each inserted independently with probability ½ (the inclusion bits, drawn
 before training: :func:`fedsim.membership.sampling.canary_inclusion`). After training the
 auditor scores every canary, guesses "in" for the k₊ highest scores and "out" for the k₋
-lowest, and abstains on the rest: r = k₊ + k₋ guesses, v of them correct. Under ε-DP the number
-of correct guesses is stochastically dominated by Binomial(r, e^ε/(1 + e^ε)) (Theorem 3.1), so
+lowest, and abstains on the rest: r = k₊ + k₋ guesses, v of them correct. Under ε-DP the
+number of correct guesses is stochastically dominated by Binomial(r, e^ε/(1 + e^ε)) (the
+paper's main theorem), so
 
     ε_lb = sup{ε ≥ 0 : P[Binomial(r, e^ε/(1+e^ε)) ≥ v] ≤ β},   β = 1 − confidence,
 
 is a lower bound on ε that holds with probability ≥ confidence. With δ > 0 the tail gets the
-paper's additive term (Theorem 5.2 / its Algorithm 2, as in the authors' published code):
+paper's additive term (its approximate-DP analysis, as computed by the authors' published
+code):
 
     p(ε, δ) = P[B ≥ v] + 2·m·δ·max_{1 ≤ i ≤ v} P[v − i ≤ B < v] / i,   B ~ Binomial(r, e^ε/(1+e^ε)).
 
@@ -65,7 +67,7 @@ def one_run_p_value(
               \frac{\Pr[v - i \le B < v]}{i}, \qquad
               B \sim \mathrm{Binomial}\big(r, \tfrac{e^\varepsilon}{1 + e^\varepsilon}\big)
 
-    (the second term only for δ > 0; Steinke, Nasr, Jagielski, NeurIPS 2023, Theorem 5.2),
+    (the second term only for δ > 0; Steinke, Nasr, Jagielski, NeurIPS 2023, approximate DP),
     capped at 1.
 
     Parameters

@@ -104,7 +104,7 @@ def gaussian_delta(epsilon: float, mu0: float, sigma0: float, mu1: float, sigma1
     σ₀ = σ₁), so the set {L > ε} is a half-line, an interval or the complement of one and its
     masses are normal CDFs. For σ₀ = σ₁ = σ and m = |μ₁ − μ₀|/σ it is the analytic Gaussian
     mechanism's :math:`\Phi(-\varepsilon/m + m/2) - e^\varepsilon\Phi(-\varepsilon/m - m/2)`
-    (Balle & Wang, ICML 2018, Theorem 8).
+    (Balle & Wang, ICML 2018).
 
     Examples
     --------

@@ -85,8 +85,8 @@ def lira_offline(
 
     :math:`\bar\Phi` the standard normal survival function (``scipy.stats.norm.logsf``, stable
     far in the upper tail where members lie). It ranks like the paper's
-    :math:`\Lambda = 1 - \Pr[Z > \phi(x)]` (Carlini et al., IEEE S&P 2022, Sec. VI-C). Only the
-    references with ``in_mask`` False are used (R may be all out-models).
+    :math:`\Lambda = 1 - \Pr[Z > \phi(x)]` (Carlini et al., IEEE S&P 2022, offline variant).
+    Only the references with ``in_mask`` False are used (R may be all out-models).
 
     Parameters
     ----------

@@ -52,7 +52,7 @@ def logit_confidence(logits: Any, labels: Any) -> np.ndarray:
     With :math:`p = \mathrm{softmax}(z)`,
     :math:`\phi = z_y - \log\sum_{j \ne y} e^{z_j}`, which stays finite when :math:`p_y`
     rounds to 1 (Carlini et al., "Membership Inference Attacks From First Principles",
-    IEEE S&P 2022, Sec. IV-B).
+    IEEE S&P 2022).
 
     Parameters
     ----------

@@ -113,7 +113,7 @@ def client_level_scores(
     candidate k's data moves along :math:`-\bar g_{t,k}` (the first-order FedAvg step), so the
     true owner scores highest. This is :func:`update_cosine_score` lifted from examples to data
     sets, in the spirit of user-level inference against FL (Suri, Kanani, Marathe, Lu,
-    "Subject Membership Inference Attacks in Federated Learning", arXiv 2206.03317, 2022).
+    "Subject Membership Inference Attacks in Federated Learning", arXiv 2022).
 
     Parameters
     ----------
