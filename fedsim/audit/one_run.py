@@ -10,8 +10,7 @@ paper's main theorem), so
     ε_lb = sup{ε ≥ 0 : P[Binomial(r, e^ε/(1+e^ε)) ≥ v] ≤ β},   β = 1 − confidence,
 
 is a lower bound on ε that holds with probability ≥ confidence. With δ > 0 the tail gets the
-paper's additive term (its approximate-DP analysis, as computed by the authors' published
-code):
+paper's additive term (its Corollary 5.4, the p-value its Appendix D code computes):
 
     p(ε, δ) = P[B ≥ v] + 2·m·δ·max_{1 ≤ i ≤ v} P[v − i ≤ B < v] / i,   B ~ Binomial(r, e^ε/(1+e^ε)).
 
@@ -67,7 +66,7 @@ def one_run_p_value(
               \frac{\Pr[v - i \le B < v]}{i}, \qquad
               B \sim \mathrm{Binomial}\big(r, \tfrac{e^\varepsilon}{1 + e^\varepsilon}\big)
 
-    (the second term only for δ > 0; Steinke, Nasr, Jagielski, NeurIPS 2023, approximate DP),
+    (the second term only for δ > 0; Steinke, Nasr, Jagielski, NeurIPS 2023, Corollary 5.4),
     capped at 1.
 
     Parameters
