@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -157,7 +157,9 @@ class OneRunAudit:
     canaries : int
         m.
     confidence, delta : float
-        The level and δ the bound holds for (per test level β/G after a scan of G).
+        The confidence and δ the bound holds at (after a scan, for the maximum over the grid).
+    tests : int
+        G, the (k₊, k₋) pairs scanned (1 for a fixed pair); each was run at 1 − β/G.
     """
 
     epsilon_lower_bound: float
@@ -168,6 +170,7 @@ class OneRunAudit:
     canaries: int
     confidence: float
     delta: float
+    tests: int = 1
 
 
 def one_run_audit(
@@ -251,15 +254,15 @@ def one_run_audit_scan(
     Returns
     -------
     OneRunAudit
-        The grid point with the largest bound; its ``confidence`` is the per-test level
-        1 − β/G (the maximum holds at ``confidence``).
+        The grid point with the largest bound, with ``confidence`` the requested level (at
+        which the maximum holds) and ``tests`` = G.
 
     Examples
     --------
     >>> scores = np.arange(20.0)
     >>> audit = one_run_audit_scan(scores, scores >= 10, [(5, 5), (10, 10)])
-    >>> audit.k_pos, round(audit.confidence, 3), round(audit.epsilon_lower_bound, 4)
-    (10, 0.975, 1.5968)
+    >>> audit.k_pos, audit.tests, round(audit.epsilon_lower_bound, 4)  # q = 0.025**(1/20)
+    (10, 2, 1.5968)
     """
     if len(grid) == 0:
         raise InvalidSettingError(f"{RULE} scan needs at least one (k_pos, k_neg), got none")
@@ -269,7 +272,8 @@ def one_run_audit_scan(
         one_run_audit(scores, included, k_pos, k_neg, confidence=each, delta=delta)
         for k_pos, k_neg in grid
     ]
-    return max(audits, key=lambda a: a.epsilon_lower_bound)
+    best = max(audits, key=lambda a: a.epsilon_lower_bound)
+    return replace(best, confidence=1.0 - beta, tests=len(grid))
 
 
 def _guess(s: np.ndarray, bits: np.ndarray, k_pos: int, k_neg: int) -> tuple[int, int]:

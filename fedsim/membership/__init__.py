@@ -14,7 +14,13 @@
 
 from __future__ import annotations
 
-from fedsim.membership.intervals import clopper_pearson, dp_consistent, dp_region_contains
+from fedsim.membership.intervals import (
+    RocPointInterval,
+    clopper_pearson,
+    dp_consistent,
+    dp_region_contains,
+    roc_point_interval,
+)
 from fedsim.membership.lira import lira_offline, lira_online
 from fedsim.membership.rmia import rmia_scores
 from fedsim.membership.roc import (
@@ -44,6 +50,7 @@ __all__ = [
     "MembershipMetrics",
     "MembershipSplit",
     "RocCurve",
+    "RocPointInterval",
     "balanced_accuracy",
     "canary_inclusion",
     "client_level_scores",
@@ -62,6 +69,7 @@ __all__ = [
     "rmia_scores",
     "roc_auc",
     "roc_curve",
+    "roc_point_interval",
     "tpr_at_fpr",
     "true_label_probability",
     "update_cosine_score",

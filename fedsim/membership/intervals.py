@@ -10,6 +10,7 @@ means a bug in the mechanism or its accountant.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 from scipy.stats import beta
@@ -18,7 +19,13 @@ from fedsim.errors import InvalidSettingError
 from fedsim.membership._checks import check_confidence
 from fedsim.validation import require_int, require_real
 
-__all__ = ["clopper_pearson", "dp_consistent", "dp_region_contains"]
+__all__ = [
+    "RocPointInterval",
+    "clopper_pearson",
+    "dp_consistent",
+    "dp_region_contains",
+    "roc_point_interval",
+]
 
 
 def clopper_pearson(successes: int, trials: int, confidence: float) -> tuple[float, float]:
@@ -64,6 +71,65 @@ def clopper_pearson(successes: int, trials: int, confidence: float) -> tuple[flo
     return low, high
 
 
+@dataclass(frozen=True)
+class RocPointInterval:
+    """A joint confidence box for a measured (FPR, TPR) point.
+
+    Attributes
+    ----------
+    fpr_low, fpr_high, tpr_low, tpr_high : float
+        Clopper–Pearson ends; the box holds both true rates with probability ≥ ``confidence``.
+    confidence : float
+        The joint level.
+    """
+
+    fpr_low: float
+    fpr_high: float
+    tpr_low: float
+    tpr_high: float
+    confidence: float
+
+
+def roc_point_interval(
+    fpr: float, tpr: float, n_neg: int, n_pos: int, confidence: float = 0.95
+) -> RocPointInterval:
+    r"""Joint Clopper–Pearson box for a measured (FPR, TPR) point.
+
+    FPR·n_neg false positives and TPR·n_pos true positives (whole numbers) each get a
+    two-sided :func:`clopper_pearson` interval at level 1 − (1 − confidence)/2, so both hold
+    together with probability ≥ confidence (union bound).
+
+    Parameters
+    ----------
+    fpr, tpr : float
+        The measured rates, in [0, 1].
+    n_neg, n_pos : int
+        Non-members and members they were measured on (≥ 1).
+    confidence : float
+        Joint level, in (0, 1).
+
+    Returns
+    -------
+    RocPointInterval
+
+    Examples
+    --------
+    >>> box = roc_point_interval(0.0, 1.0, 100, 100, confidence=0.95)
+    >>> box.fpr_low, round(box.fpr_high, 4), round(box.tpr_low, 4), box.tpr_high  # 0.0125**0.01
+    (0.0, 0.0429, 0.9571, 1.0)
+    """
+    rule = "roc_point_interval"
+    n_neg = require_int(rule, "n_neg", n_neg, minimum=1)
+    n_pos = require_int(rule, "n_pos", n_pos, minimum=1)
+    fpr = require_real(rule, "fpr", fpr, low=0.0, high=1.0)
+    tpr = require_real(rule, "tpr", tpr, low=0.0, high=1.0)
+    confidence = check_confidence(rule, confidence)
+    each = 1.0 - (1.0 - confidence) / 2.0
+    f_lo, f_hi = clopper_pearson(_count(rule, "fpr", fpr, n_neg), n_neg, each)
+    t_lo, t_hi = clopper_pearson(_count(rule, "tpr", tpr, n_pos), n_pos, each)
+    return RocPointInterval(f_lo, f_hi, t_lo, t_hi, confidence)
+
+
 def dp_region_contains(fpr: float, tpr: float, epsilon: float, delta: float) -> bool:
     r"""Whether (FPR, TPR) lies in the (ε, δ)-DP region of hypothesis tests.
 
@@ -99,15 +165,13 @@ def dp_consistent(
 ) -> bool:
     r"""Whether a measured (FPR, TPR) point is consistent with (ε, δ)-DP at a confidence level.
 
-    The false and true positives behind the point (FPR·n_neg and TPR·n_pos, which must be
-    whole numbers) get Clopper–Pearson intervals at level 1 − (1 − confidence)/2 each, so the
-    box :math:`[f_{lo}, f_{hi}] \times [t_{lo}, t_{hi}]` holds the true rates with probability
-    ≥ confidence (union bound). The point is consistent iff some point of the box lies in the
-    DP region of :func:`dp_region_contains`. The region contains the diagonal and, above it,
-    only the constraints :math:`t \le e^\varepsilon f + \delta` and
+    The box :math:`[f_{lo}, f_{hi}] \times [t_{lo}, t_{hi}]` of :func:`roc_point_interval`
+    holds the true rates with probability ≥ confidence. The point is consistent iff some point
+    of the box lies in the DP region of :func:`dp_region_contains`. The region contains the
+    diagonal and, above it, only the constraints :math:`t \le e^\varepsilon f + \delta` and
     :math:`1-f \le e^\varepsilon(1-t) + \delta` bind, both easiest at the corner
-    :math:`(f_{hi}, t_{lo})` (symmetrically below), so three checks decide it: the box meets
-    the diagonal, or corner :math:`(f_{hi}, t_{lo})` or :math:`(f_{lo}, t_{hi})` is inside.
+    :math:`(f_{hi}, t_{lo})` (symmetrically below), so three checks decide it: the box meets the
+    diagonal, or corner :math:`(f_{hi}, t_{lo})` or :math:`(f_{lo}, t_{hi})` is inside.
     ``False`` is evidence (at that confidence) that the mechanism or its accountant is wrong.
 
     Parameters
@@ -131,18 +195,10 @@ def dp_consistent(
     True
     """
     rule = "dp_consistent"
-    n_neg = require_int(rule, "n_neg", n_neg, minimum=1)
-    n_pos = require_int(rule, "n_pos", n_pos, minimum=1)
-    fpr = require_real(rule, "fpr", fpr, low=0.0, high=1.0)
-    tpr = require_real(rule, "tpr", tpr, low=0.0, high=1.0)
     epsilon = require_real(rule, "epsilon", epsilon, low=0.0)
     delta = require_real(rule, "delta", delta, low=0.0, high=1.0)
-    confidence = check_confidence(rule, confidence)
-    false_pos = _count(rule, "fpr", fpr, n_neg)
-    true_pos = _count(rule, "tpr", tpr, n_pos)
-    each = 1.0 - (1.0 - confidence) / 2.0
-    f_lo, f_hi = clopper_pearson(false_pos, n_neg, each)
-    t_lo, t_hi = clopper_pearson(true_pos, n_pos, each)
+    box = roc_point_interval(fpr, tpr, n_neg, n_pos, confidence)
+    f_lo, f_hi, t_lo, t_hi = box.fpr_low, box.fpr_high, box.tpr_low, box.tpr_high
     meets_diagonal = max(f_lo, t_lo) <= min(f_hi, t_hi)
     return bool(
         meets_diagonal

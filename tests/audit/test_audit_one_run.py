@@ -92,7 +92,7 @@ def test_scan_is_bonferroni_corrected():
         one_run_audit(scores, included, kp, kn, confidence=1 - 0.05 / 4) for kp, kn in grid
     ]
 
-    assert best.confidence == pytest.approx(1 - 0.05 / 4)
+    assert best.confidence == pytest.approx(0.95) and best.tests == 4
     assert best.epsilon_lower_bound == max(a.epsilon_lower_bound for a in corrected)
     assert best.epsilon_lower_bound < max(a.epsilon_lower_bound for a in singles)
 

@@ -5,7 +5,12 @@ import pytest
 from scipy.stats import binom
 
 from fedsim.errors import InvalidSettingError
-from fedsim.membership import clopper_pearson, dp_consistent, dp_region_contains
+from fedsim.membership import (
+    clopper_pearson,
+    dp_consistent,
+    dp_region_contains,
+    roc_point_interval,
+)
 
 
 @pytest.mark.parametrize(("k", "n"), [(0, 10), (10, 10), (3, 10), (37, 200), (1, 1000)])
@@ -74,6 +79,14 @@ def test_dp_consistent_on_randomised_response():
     # Assert: the true eps is (almost) never flagged; half of it always is
     assert sum(flagged_true) >= 29
     assert not any(flagged_false)
+
+
+def test_roc_point_interval_is_a_bonferroni_box():
+    box = roc_point_interval(0.05, 0.4, 200, 100, confidence=0.9)
+
+    assert (box.fpr_low, box.fpr_high) == clopper_pearson(10, 200, 0.95)
+    assert (box.tpr_low, box.tpr_high) == clopper_pearson(40, 100, 0.95)
+    assert box.confidence == 0.9
 
 
 def test_dp_consistent_needs_counts():
