@@ -115,6 +115,8 @@ def _inputs(rule: str, target: Any, reference: Any, mask: Any) -> tuple[np.ndarr
     ref = as_float_array(rule, "reference_phi", reference, ndim=2)
     in_mask = as_bool_array(rule, "in_mask", mask, ndim=2)
     check_same_shape(rule, reference_phi=ref, in_mask=in_mask)
+    if phi.size == 0:
+        raise InvalidSettingError(f"{rule} needs at least one target example, got none")
     if ref.shape[1] != phi.shape[0]:
         raise InvalidSettingError(
             f"{rule} needs reference_phi of shape (R, {phi.shape[0]}) for {phi.shape[0]} "

@@ -98,5 +98,7 @@ def test_too_few_references_name_the_fix():
 def test_shape_mismatches():
     with pytest.raises(InvalidSettingError, match="equal shapes"):
         lira_online([0.0, 0.0], np.zeros((4, 2)), np.zeros((4, 3), bool))
+    with pytest.raises(InvalidSettingError, match="at least one target"):
+        lira_online(np.zeros(0), np.zeros((4, 0)), np.zeros((4, 0), bool), fix_variance=True)
     with pytest.raises(InvalidSettingError, match=r"shape \(R, 3\)"):
         lira_online([0.0, 0.0, 0.0], np.zeros((4, 2)), np.zeros((4, 2), bool))
