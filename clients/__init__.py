@@ -1,1 +1,1 @@
-"""What runs on a client node: the Flower ClientApp and malicious client behaviours."""
+"""What runs on a client node: the Flower ClientApp and one train round's steps (attacks live in the core)."""
