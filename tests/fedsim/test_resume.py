@@ -41,6 +41,13 @@ STATEFUL = {
         "attack": {"name": "backdoor", "count": 2, "params": {"neurotoxin": 0.5}},
         "defense": {"aggregator": "flame"},
     },
+    # A probe's scores of the rounds before the checkpoint (the inversion probe's history)
+    # enter summary.json; its last figures become final_* keys even if it did not run after.
+    "inversion-probe": {
+        "privacy": {
+            "inversion": {"attack": "dlg", "rounds": [1, 3], "iterations": 5, "max_clients": 1}
+        },
+    },
 }
 
 
