@@ -138,9 +138,19 @@ class InversionProbe(Probe):
                 "privacy.inversion.clients", config.clients, f"client ids 0..{n - 1}"
             )
         try:
-            return cls(fed, out_dir)
+            probe = cls(fed, out_dir)
         except InvalidSettingError as e:
             raise ScenarioError("privacy.inversion.params", config.params, str(e)) from None
+        images = config.num_images or scenario.clients.batch_size
+        classes = fed.data.dataset.num_classes
+        if config.attack == "idlg" and images > classes:
+            raise ScenarioError(
+                "privacy.inversion.num_images",
+                images,
+                f"at most the {classes} classes for idlg (it recovers one label per class); "
+                "set num_images or use dlg for larger batches",
+            )
+        return probe
 
     @property
     def threat_model(self) -> str:

@@ -110,6 +110,7 @@ def test_probe_skips_rounds_it_was_not_asked_for() -> None:
         ({"rounds": [5]}, "privacy.inversion.rounds"),
         ({"clients": [99]}, "privacy.inversion.clients"),
         ({"params": {"momentum": 1}}, "privacy.inversion.params"),
+        ({"attack": "idlg", "num_images": 11}, "privacy.inversion.num_images"),
     ],
 )
 def test_bad_probe_settings_fail_preflight(probe: dict, path: str) -> None:
