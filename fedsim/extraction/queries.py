@@ -140,6 +140,11 @@ def translate(x: torch.Tensor, shift: int, generator: torch.Generator) -> torch.
     True
     """
     require_int("translate", "shift", shift, minimum=0)
+    if x.dim() != 4:
+        raise InvalidSettingError(
+            f"translate needs images (n, C, H, W), got shape {tuple(x.shape)}; "
+            "give non-image queries a budget <= len(pool)"
+        )
     if shift == 0 or len(x) == 0:
         return x.clone()
     n, _, h, w = x.shape
