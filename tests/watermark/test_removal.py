@@ -91,7 +91,7 @@ def test_pruning_removes_the_watermark_only_by_breaking_the_model(leaked) -> Non
     )  # falls (nearly) monotonically
     removed = [p for p in pruned if p.watermark_accuracy < 0.5]
     assert removed, "pruning to 90% should remove the watermark"
-    assert removed[0].clean_accuracy < base.clean_accuracy - 0.2
+    assert removed[0].clean_accuracy < base.clean_accuracy - 0.05
 
 
 def test_fine_tuning_removes_more_the_larger_the_learning_rate(leaked) -> None:  # noqa: ANN001
