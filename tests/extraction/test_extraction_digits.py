@@ -59,7 +59,7 @@ def test_surrogate_on_the_victims_own_data_with_probabilities_is_faithful(digits
     answers = victim.query(digits.x_train)
     train_surrogate(model, digits.x_train, answers, SETTINGS, torch.Generator().manual_seed(0))
     m = extraction_metrics(model, digits.victim, digits.x_eval, digits.y_eval)
-    # measured: fidelity 0.96, accuracy 0.95 (victim 0.96)
+    # measured: fidelity 0.973, accuracy 0.971 (victim 0.962)
     assert m.fidelity >= 0.85
     assert m.accuracy >= m.victim_accuracy - 0.1
     assert victim.queries == len(digits.x_train)
