@@ -43,8 +43,10 @@ def _seeded_global_rngs(generator: torch.Generator) -> Iterator[None]:
 
 @EVASION_ATTACKS.register("autoattack")
 class AutoAttack(EvasionAttack):
-    r"""AutoAttack (Croce & Hein, "Reliable evaluation of adversarial robustness with an ensemble
-    of diverse parameter-free attacks", ICML 2020), run by ART's ``AutoAttack``.
+    r"""AutoAttack (Croce & Hein, ICML 2020), run by ART's ``AutoAttack``.
+
+    "Reliable evaluation of adversarial robustness with an ensemble of diverse parameter-free
+    attacks".
 
     Attacks, in order, each on the samples still classified correctly (a sample counts as fooled
     only if its example is misclassified and within ε):
@@ -142,7 +144,11 @@ class AutoAttack(EvasionAttack):
             )
         )
         runner = ArtAutoAttack(
-            classifier, norm=norm, eps=self.eps, eps_step=2 * self.eps, attacks=attacks,
+            classifier,
+            norm=norm,
+            eps=self.eps,
+            eps_step=2 * self.eps,
+            attacks=attacks,
             batch_size=self.batch_size,
         )
         x_np = x.detach().cpu().numpy().astype(np.float32)

@@ -88,7 +88,11 @@ def attack_mode(*models: nn.Module) -> Iterator[None]:
     (True, True)
     """
     saved = [
-        (m, {mod: mod.training for mod in m.modules()}, [(p, p.requires_grad) for p in m.parameters()])
+        (
+            m,
+            {mod: mod.training for mod in m.modules()},
+            [(p, p.requires_grad) for p in m.parameters()],
+        )
         for m in models
     ]
     try:

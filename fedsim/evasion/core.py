@@ -92,7 +92,8 @@ def ascent_direction(grad: torch.Tensor, norm: str) -> torch.Tensor:
 def project(x_adv: torch.Tensor, x: torch.Tensor, eps: float, norm: str) -> torch.Tensor:
     r"""Clip to [0, 1], then project the perturbation onto the ε-ball around ``x``.
 
-    .. math:: x' \leftarrow x + \Pi_{\lVert\delta\rVert \le \varepsilon}(\operatorname{clip}_{[0,1]}(x') - x)
+    .. math:: x' \leftarrow x + \Pi_{\lVert\delta\rVert \le \varepsilon}
+        (\operatorname{clip}_{[0,1]}(x') - x)
 
     ℓ∞: :math:`\Pi(\delta) = \operatorname{clip}(\delta, -\varepsilon, \varepsilon)`, and the
     result is the exact projection onto ball ∩ [0, 1]. ℓ2: :math:`\Pi(\delta) = \delta

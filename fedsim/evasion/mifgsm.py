@@ -1,4 +1,4 @@
-"""MI-FGSM: momentum iterative FGSM on an ensemble of surrogates, for transfer (Dong et al., 2018)."""
+"""MI-FGSM: momentum iterative FGSM on a surrogate ensemble, for transfer (Dong et al., 2018)."""
 
 from __future__ import annotations
 
@@ -50,7 +50,9 @@ class Ensemble(nn.Module):
 
 @EVASION_ATTACKS.register("mifgsm")
 class MIFGSM(EvasionAttack):
-    r"""Momentum iterative FGSM (Dong et al., "Boosting Adversarial Attacks with Momentum", CVPR 2018).
+    r"""Momentum iterative FGSM (Dong et al., CVPR 2018).
+
+    "Boosting Adversarial Attacks with Momentum".
 
     From :math:`x^0 = x`, :math:`g^0 = 0`, for :math:`t = 0, \dots, T-1`:
 

@@ -1,9 +1,9 @@
-"""Models as functions of [0, 1] pixels: attacks perturb images before the dataset's normalisation.
+r"""Models as functions of [0, 1] pixels: attacks perturb images before normalisation.
 
 ``digits`` and ``synthetic`` are stored in [0, 1] (``Dataset.mean is None``); the real image
-datasets are standardised per channel when loaded (:mod:`fedsim.data.vision`), so a model trained
-on them expects :math:`(x - \\mu_c)/\\sigma_c`. An ε-ball is meaningful in pixel space only, so every
-attack here takes a model of pixels: wrap a model of normalised inputs with
+datasets are standardised per channel when loaded (:mod:`fedsim.data.vision`), so a model
+trained on them expects :math:`(x - \mu_c)/\sigma_c`. An ε-ball is meaningful in pixel space
+only, so every attack here takes a model of pixels: wrap a model of normalised inputs with
 :func:`model_in_pixel_space`, and map a normalised test set back with :func:`to_pixel_space`.
 """
 

@@ -21,10 +21,10 @@ def build_attack(name: str, **params: Any) -> EvasionAttack:
     >>> import fedsim.evasion
     >>> build_attack("pgd", eps=0.1, steps=20).label
     'pgd-linf-0.1'
-    >>> build_attack("cw", eps=0.1)
+    >>> build_attack("cw", eps=0.1)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    fedsim.errors.UnknownNameError: unknown evasion attack 'cw'; known: autoattack, fgsm, mifgsm, pgd
+    fedsim.errors.UnknownNameError: unknown evasion attack 'cw'; known: autoattack, fgsm, ...
     """
     cls = EVASION_ATTACKS.get(name)
     try:
