@@ -110,6 +110,13 @@ class AutoAttack(EvasionAttack):
         """Run ART's AutoAttack on ``(x, y)``; the result is on ``x``'s device and dtype."""
         if self.eps == 0.0 or len(x) == 0:
             return x.clone()
+        # ART's attack constructors and runs draw from the global RNGs
+        with _seeded_global_rngs(generator):
+            x_adv = self._run_art(model, x, y)
+        return project(torch.from_numpy(x_adv).to(x.device, x.dtype), x, self.eps, self.norm)
+
+    def _run_art(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> np.ndarray:
+        # imported here: ART takes seconds to import and only this attack needs it
         from art.attacks.evasion import AutoAttack as ArtAutoAttack
         from art.attacks.evasion import AutoProjectedGradientDescent, SquareAttack
         from art.estimators.classification import PyTorchClassifier
@@ -152,8 +159,4 @@ class AutoAttack(EvasionAttack):
             batch_size=self.batch_size,
         )
         x_np = x.detach().cpu().numpy().astype(np.float32)
-        y_np = y.detach().cpu().numpy()
-        with _seeded_global_rngs(generator):
-            x_adv = runner.generate(x_np, y=y_np)
-        x_adv = torch.from_numpy(x_adv).to(x.device, x.dtype)
-        return project(x_adv, x, self.eps, self.norm)
+        return runner.generate(x_np, y=y.detach().cpu().numpy())
