@@ -68,7 +68,9 @@ def test_stronger_attacks_do_not_give_higher_accuracy(trained):
     aa = AutoAttack(0.1, iterations=25, square_queries=200)
     result = robust_accuracy(model, x, y, [fgsm, pgd, aa], torch.Generator().manual_seed(0))
     acc = result.per_attack
-    assert result.clean >= acc["fgsm-0.1"] >= acc["pgd-linf-0.1"] >= acc["autoattack-linf-0.1"] - 0.02
+    assert (
+        result.clean >= acc["fgsm-0.1"] >= acc["pgd-linf-0.1"] >= acc["autoattack-linf-0.1"] - 0.02
+    )
     # the worst case over the nested sets of attacks never rises as attacks are added
     fgsm_only = robust_accuracy(model, x, y, [fgsm], torch.Generator().manual_seed(0))
     assert result.worst_case <= min(acc.values())

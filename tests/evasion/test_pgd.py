@@ -20,7 +20,9 @@ def art_classifier(model, x):
     )
 
 
-@pytest.mark.parametrize(("norm", "art_norm", "eps", "alpha"), [("linf", np.inf, 0.1, 0.03), ("l2", 2, 0.5, 0.15)])
+@pytest.mark.parametrize(
+    ("norm", "art_norm", "eps", "alpha"), [("linf", np.inf, 0.1, 0.03), ("l2", 2, 0.5, 0.15)]
+)
 def test_pgd_without_random_start_equals_art(small_mlp, small_batch, norm, art_norm, eps, alpha):
     x, y = small_batch
     ours = PGD(eps, steps=7, alpha=alpha, norm=norm, random_start=False)(
@@ -109,7 +111,9 @@ def test_pgd_restarts_keep_each_samples_first_success(trained, monkeypatch):
 
     monkeypatch.setattr(pgd_module, "perturb", spy)
     model, x, y = trained.model, trained.x, trained.y
-    final = PGD(0.08, steps=1, alpha=0.01, restarts=3)(model, x, y, torch.Generator().manual_seed(0))
+    final = PGD(0.08, steps=1, alpha=0.01, restarts=3)(
+        model, x, y, torch.Generator().manual_seed(0)
+    )
     fooled = torch.stack([model(o).argmax(1) != y for o in outputs])  # (R, n)
     assert len(outputs) == 3 and fooled.any(0).sum() > fooled[0].sum()  # later restarts add
     for i in range(len(y)):
