@@ -23,15 +23,15 @@ from fedsim.evasion.plot import plot_reliability
 from fedsim.evasion.registry import EVASION_ATTACKS, build_attack
 
 __all__ = [
-    "EVASION_ATTACKS",
-    "FGSM",
-    "MIFGSM",
-    "PGD",
     "AdversarialDraw",
     "AdversarialTraining",
     "AutoAttack",
+    "EVASION_ATTACKS",
     "Ensemble",
     "EvasionAttack",
+    "FGSM",
+    "MIFGSM",
+    "PGD",
     "PixelSpaceModel",
     "ReliabilityDiagram",
     "RobustAccuracy",

@@ -29,7 +29,13 @@ from fedsim.evasion.base import attack_mode, check_alpha, check_eps, check_norm,
 from fedsim.evasion.core import Forward, cross_entropy_objective, perturb, project, uniform_ball
 from fedsim.validation import require_real
 
-__all__ = ["METHODS", "AdversarialDraw", "AdversarialTraining", "prediction_entropy", "trades_kl"]
+__all__ = [
+    "AdversarialDraw",
+    "AdversarialTraining",
+    "METHODS",
+    "prediction_entropy",
+    "trades_kl",
+]
 
 METHODS = ("fat", "pgd", "trades")
 TRADES_START_STD = 0.001
@@ -166,7 +172,8 @@ class AdversarialTraining:
         self.entropy_weight = require_real(rule, "entropy_weight", entropy_weight, low=0.0)
 
     def __repr__(self) -> str:
-        fields = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
+        unused = {"pgd": {"ratio", "beta"}, "fat": {"beta"}, "trades": {"ratio"}}[self.method]
+        fields = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if k not in unused)
         return f"AdversarialTraining({fields})"
 
     def draw(self, x: torch.Tensor, generator: torch.Generator) -> AdversarialDraw:

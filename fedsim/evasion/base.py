@@ -22,8 +22,8 @@ from fedsim.errors import InvalidSettingError
 from fedsim.validation import require_int, require_real
 
 __all__ = [
-    "NORMS",
     "EvasionAttack",
+    "NORMS",
     "attack_mode",
     "check_alpha",
     "check_eps",

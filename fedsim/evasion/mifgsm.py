@@ -20,7 +20,10 @@ from fedsim.evasion.core import cross_entropy_objective, perturb
 from fedsim.evasion.registry import EVASION_ATTACKS
 from fedsim.validation import require_real
 
-__all__ = ["MIFGSM", "Ensemble"]
+__all__ = [
+    "Ensemble",
+    "MIFGSM",
+]
 
 
 class Ensemble(nn.Module):
