@@ -13,6 +13,7 @@ from torch import nn
 from fedsim.errors import InvalidSettingError
 from fedsim.evasion.base import EvasionAttack
 from fedsim.evasion.calibration import expected_calibration_error
+from fedsim.validation import require_int
 
 __all__ = ["RobustAccuracy", "robust_accuracy"]
 
@@ -59,6 +60,7 @@ def robust_accuracy(
     y: torch.Tensor,
     attacks: Sequence[EvasionAttack],
     generator: torch.Generator,
+    batch_size: int | None = None,
 ) -> RobustAccuracy:
     r"""Per-attack and per-sample worst-case robust accuracy (Carlini et al., 2019, §4).
 
@@ -81,6 +83,9 @@ def robust_accuracy(
         Attacks with distinct labels (may be empty: then worst case = clean).
     generator : torch.Generator
         Source of every random draw.
+    batch_size : int or None
+        Attack at most this many samples at a time (all at once when ``None``); batches are
+        attacked in order, each drawing from ``generator`` in turn.
 
     Raises
     ------
@@ -102,6 +107,8 @@ def robust_accuracy(
         raise InvalidSettingError(
             f"robust_accuracy needs attacks with distinct labels, got {labels}; drop the duplicate"
         )
+    if batch_size is not None:
+        require_int("robust_accuracy", "batch_size", batch_size, minimum=1)
     n = max(len(y), 1)
     probs_clean = _probs(model, x)
     correct = probs_clean.argmax(dim=1) == y
@@ -111,7 +118,17 @@ def robust_accuracy(
     per_attack, seconds = {}, {}
     for attack in attacks:
         start = time.perf_counter()
-        x_adv = attack(model, x, y, generator)
+        step = len(y) if batch_size is None else batch_size
+        x_adv = (
+            torch.cat(
+                [
+                    attack(model, x[i : i + step], y[i : i + step], generator)
+                    for i in range(0, len(y), max(step, 1))
+                ]
+            )
+            if len(y)
+            else x
+        )
         seconds[attack.label] = time.perf_counter() - start
         probs = _probs(model, x_adv)
         ok = correct & (probs.argmax(dim=1) == y)

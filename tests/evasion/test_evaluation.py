@@ -91,3 +91,13 @@ def test_accuracy_goes_to_zero_as_eps_grows(trained, norm):
     ]
     assert accs[0] >= accs[1] >= accs[2]
     assert accs[2] <= 0.02
+
+
+def test_batched_evaluation_equals_one_batch_for_a_deterministic_attack(trained):
+    model, x, y = trained.model, trained.x[:50], trained.y[:50]
+    whole = robust_accuracy(model, x, y, [FGSM(0.1)], torch.Generator())
+    batched = robust_accuracy(model, x, y, [FGSM(0.1)], torch.Generator(), batch_size=7)
+    assert torch.equal(whole.robust, batched.robust)
+    assert whole.figures() == batched.figures()
+    with pytest.raises(InvalidSettingError, match="batch_size >= 1"):
+        robust_accuracy(model, x, y, [FGSM(0.1)], torch.Generator(), batch_size=0)
