@@ -118,17 +118,7 @@ def robust_accuracy(
     per_attack, seconds = {}, {}
     for attack in attacks:
         start = time.perf_counter()
-        step = len(y) if batch_size is None else batch_size
-        x_adv = (
-            torch.cat(
-                [
-                    attack(model, x[i : i + step], y[i : i + step], generator)
-                    for i in range(0, len(y), max(step, 1))
-                ]
-            )
-            if len(y)
-            else x
-        )
+        x_adv = _attack_in_batches(attack, model, x, y, generator, batch_size)
         seconds[attack.label] = time.perf_counter() - start
         probs = _probs(model, x_adv)
         ok = correct & (probs.argmax(dim=1) == y)
@@ -152,6 +142,24 @@ def robust_accuracy(
         ece_adversarial=expected_calibration_error(worst_probs, y),
         seconds=seconds,
     )
+
+
+def _attack_in_batches(
+    attack: EvasionAttack,
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    generator: torch.Generator,
+    batch_size: int | None,
+) -> torch.Tensor:
+    """``attack`` on consecutive batches of at most ``batch_size`` samples, concatenated."""
+    if batch_size is None or len(y) <= batch_size:
+        return attack(model, x, y, generator)
+    parts = [
+        attack(model, x[i : i + batch_size], y[i : i + batch_size], generator)
+        for i in range(0, len(y), batch_size)
+    ]
+    return torch.cat(parts)
 
 
 def _probs(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
