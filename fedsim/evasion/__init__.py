@@ -1,0 +1,46 @@
+"""Evasion at test time (data → model): attacks, robust accuracy, calibration, adversarial training.
+
+Attacks work in [0, 1] pixel space; the adversarial-training losses are what honest clients call.
+
+A pure core: torch (and ART for AutoAttack), no Flower, no ``clients``/``server`` imports. Pure
+attack steps (usable under ``torch.func.vmap``) live in :mod:`fedsim.evasion.core`.
+"""
+
+from fedsim.evasion.adversarial_training import AdversarialDraw, AdversarialTraining
+from fedsim.evasion.autoattack import AutoAttack
+from fedsim.evasion.base import EvasionAttack, attack_mode
+from fedsim.evasion.calibration import (
+    ReliabilityDiagram,
+    expected_calibration_error,
+    reliability_diagram,
+)
+from fedsim.evasion.evaluation import RobustAccuracy, robust_accuracy
+from fedsim.evasion.fgsm import FGSM
+from fedsim.evasion.mifgsm import MIFGSM, Ensemble
+from fedsim.evasion.pgd import PGD
+from fedsim.evasion.pixel_space import PixelSpaceModel, model_in_pixel_space, to_pixel_space
+from fedsim.evasion.plot import plot_reliability
+from fedsim.evasion.registry import EVASION_ATTACKS, build_attack
+
+__all__ = [
+    "AdversarialDraw",
+    "AdversarialTraining",
+    "AutoAttack",
+    "EVASION_ATTACKS",
+    "Ensemble",
+    "EvasionAttack",
+    "FGSM",
+    "MIFGSM",
+    "PGD",
+    "PixelSpaceModel",
+    "ReliabilityDiagram",
+    "RobustAccuracy",
+    "attack_mode",
+    "build_attack",
+    "expected_calibration_error",
+    "model_in_pixel_space",
+    "plot_reliability",
+    "reliability_diagram",
+    "robust_accuracy",
+    "to_pixel_space",
+]
