@@ -28,6 +28,7 @@ from fedsim.sweep_grammar import point_values, sweep_axes
 
 __all__ = [
     "AttackConfig",
+    "AuditConfig",
     "CentralDPConfig",
     "ClientsConfig",
     "DataConfig",
@@ -203,6 +204,51 @@ class InversionConfig(_Strict):
         return rounds
 
 
+class AuditConfig(_Strict):
+    """``privacy.audit:`` an empirical DP audit (a probe): ε's lower bound beside the accounted ε.
+
+    ``kind: examples`` inserts canary *examples* into honest clients' data (the record-level ε
+    of local DP-SGD, or a run without DP); ``kind: clients`` inserts canary *clients* into the
+    central-DP sum (the client-level ε of DP-FedAvg); ``auto`` takes ``clients`` when only
+    central DP is on, else ``examples``.
+    """
+
+    canaries: int = Field(1000, ge=2, le=1_000_000, description="canary examples or clients")
+    confidence: float = Field(0.95, gt=0, lt=1, description="of the lower bound")
+    kind: Literal["auto", "examples", "clients"] = "auto"
+    canary: Literal["mislabeled", "noise"] = Field(
+        "mislabeled",
+        description="example canaries: training-pool images with a wrong label drawn at random "
+        "(mislabeled) or uniform-noise images with random labels (noise)",
+    )
+    rounds: list[int] | None = Field(None, description="rounds audited (default: the last)")
+    guesses: list[tuple[float, float]] = Field(
+        default_factory=lambda: [(0.01, 0.0), (0.05, 0.0), (0.1, 0.0), (0.2, 0.0), (0.1, 0.1)],
+        min_length=1,
+        max_length=20,
+        description="one-run audit grid: (k+, k-) as fractions of the canaries, fixed before "
+        "the run; the bound is the best of them at Bonferroni-corrected confidence",
+    )
+
+    @field_validator("rounds")
+    @classmethod
+    def _positive_rounds(cls, rounds: list[int] | None) -> list[int] | None:
+        if rounds is not None and (not rounds or any(r < 1 for r in rounds)):
+            raise ValueError("rounds are numbered from 1 (a non-empty list, or null: the last)")
+        return rounds
+
+    @field_validator("guesses")
+    @classmethod
+    def _fractions(cls, grid: list[tuple[float, float]]) -> list[tuple[float, float]]:
+        for k_pos, k_neg in grid:
+            if not (0 <= k_pos <= 1 and 0 <= k_neg <= 1 and 0 < k_pos + k_neg <= 1):
+                raise ValueError(
+                    f"each (k+, k-) is a pair of fractions of the canaries with "
+                    f"0 < k+ + k- <= 1, got ({k_pos}, {k_neg})"
+                )
+        return grid
+
+
 class PrivacyConfig(_Strict):
     """``privacy:`` differential privacy on clients and/or server, a budget, inversion probes."""
 
@@ -212,6 +258,7 @@ class PrivacyConfig(_Strict):
         None, gt=0, description="stop before a round that would take ε above this"
     )
     inversion: InversionConfig | None = None
+    audit: AuditConfig | None = None
 
 
 class RayConfig(_Strict):

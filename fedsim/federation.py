@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from fedsim.attacks import Attack, accepts, build_attack, is_attack
+from fedsim.audit.canaries import ExampleCanaries, example_canaries, insert_example_canaries
 from fedsim.config import Scenario
 from fedsim.data import FederatedData, federated_data
 from fedsim.models import build_model
@@ -60,13 +61,19 @@ def build_scenario_attack(scenario: Scenario, num_classes: int) -> Attack | None
 
 @dataclass
 class Federation:
-    """A scenario's derived objects in one process."""
+    """A scenario's derived objects in one process.
+
+    ``data`` already holds a privacy audit's inserted canary examples (in their owners'
+    training data, :attr:`FederatedData.extra <fedsim.data.FederatedData>`); ``canaries`` is
+    every canary, inserted or not, for the audit probe.
+    """
 
     scenario: Scenario
     data: FederatedData
     malicious: frozenset[int]
     device: torch.device
     attack: Attack | None = None
+    canaries: ExampleCanaries | None = None
     _models: dict[str, nn.Module] = field(default_factory=dict, repr=False)
 
     def build_model(self) -> nn.Module:
@@ -105,10 +112,13 @@ def federation_for(scenario: Scenario) -> Federation:
 def _federation(scenario_json: str) -> Federation:
     scenario = Scenario.model_validate_json(scenario_json)
     data = federated_data(scenario.data, scenario.seed)
+    malicious = malicious_clients(scenario)
+    canaries = example_canaries(scenario, data.dataset, malicious)
     return Federation(
         scenario=scenario,
-        data=data,
-        malicious=malicious_clients(scenario),
+        data=insert_example_canaries(data, canaries),
+        malicious=malicious,
         device=resolve_device(scenario.device),
         attack=build_scenario_attack(scenario, data.dataset.num_classes),
+        canaries=canaries,
     )

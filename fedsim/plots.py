@@ -14,7 +14,7 @@ from pathlib import Path
 from fedsim.errors import ScenarioError
 from fedsim.results import read_metrics
 
-__all__ = ["Curve", "plot_bars", "plot_curves", "plot_heatmap", "plot_run"]
+__all__ = ["Curve", "plot_bars", "plot_curves", "plot_heatmap", "plot_panels", "plot_run"]
 
 
 def plot_run(run_dir: str | os.PathLike[str]) -> list[Path]:
@@ -220,6 +220,35 @@ def plot_tradeoff(
     ax.grid(alpha=0.3, which="both")
     if len(series) > 1 or next(iter(series), ""):
         ax.legend(fontsize=8, frameon=False)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_panels(
+    panels: dict[str, dict[str, Series]],
+    path: Path,
+    xlabel: str,
+    log_y: tuple[str, ...] = (),
+) -> Path:
+    """Side-by-side panels sharing the x axis, one line with markers per series in each.
+
+    ``panels`` maps a panel's y label to its series (label → points); panels named in
+    ``log_y`` get a log y axis (non-positive values are left out there).
+    """
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.8), squeeze=False)
+    for ax, (ylabel, series) in zip(axes[0], panels.items(), strict=True):
+        for label, points in series.items():
+            ordered = sorted(p for p in points if ylabel not in log_y or p[1] > 0)
+            ax.plot([x for x, _ in ordered], [y for _, y in ordered], marker="o", ms=4, label=label)
+        if ylabel in log_y:
+            ax.set_yscale("log")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=7, frameon=False)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fedsim.errors import ScenarioError
-from fedsim.plots import Curve, plot_bars, plot_curves, plot_heatmap, plot_tradeoff
+from fedsim.plots import Curve, plot_bars, plot_curves, plot_heatmap, plot_panels, plot_tradeoff
 from fedsim.results import is_summary_figure, read_metrics
 
 __all__ = [
@@ -62,6 +62,9 @@ LABELS = {
     "best_accuracy": "best accuracy",
     "final_asr": "final ASR",
     "final_epsilon": "final ε",
+    "final_epsilon_lower_bound": "audit ε lower bound",
+    "final_epsilon_estimate": "audit ε estimate",
+    "final_mia_tpr_at_fpr_0.001": "MIA TPR at 0.1% FPR",
     "psnr": "PSNR (dB)",
     "ssim": "SSIM",
     "best_psnr": "best PSNR (dB)",
@@ -300,6 +303,7 @@ def write_report(sweep_dir: str | os.PathLike[str]) -> Path:
         lines += _robustness_sections(groups, shown, fig_dir, expected)
     lines += _groups_section(groups, shown, figures)
     lines += _tradeoff_section(groups, shown, figures, fig_dir)
+    lines += _leakage_section(groups, shown, figures, fig_dir)
     lines += _curves_section(sweep_dir, groups, shown, fig_dir)
     failed = [r for r in rows if not _ok(r)]
     if failed:
@@ -448,6 +452,99 @@ def _tradeoff_section(
             "",
         ]
     return lines
+
+
+LEAKAGE_PANELS = (
+    ("final accuracy", ("final_accuracy",)),
+    (
+        "ε (accounted, audited)",
+        ("final_epsilon", "final_epsilon_lower_bound", "final_epsilon_estimate"),
+    ),
+    ("MIA TPR at 0.1% FPR", ("final_mia_tpr_at_fpr_0.001",)),
+)
+
+
+def noise_of(group: Group, shown: list[str]) -> tuple[str, float] | None:
+    """The DP noise multiplier σ a group ran with, and the swept key it came from.
+
+    A swept ``…noise_multiplier`` key, or a swept DP block (``privacy.local_dp``) whose value
+    holds ``noise_multiplier``; None when no swept key sets σ.
+
+    Examples
+    --------
+    >>> g = Group({"privacy.local_dp": "null", "privacy.central_dp": '{"noise_multiplier":0.5}'},
+    ...           [], {})
+    >>> noise_of(g, ["privacy.local_dp", "privacy.central_dp"])
+    ('privacy.central_dp', 0.5)
+    """
+    for key in shown:
+        value = group.values.get(key, "")
+        if key.endswith("noise_multiplier"):
+            number = _number(value)
+            if number is not None:
+                return key.removesuffix(".noise_multiplier"), number
+            continue
+        try:
+            block = json.loads(value)
+        except ValueError:
+            continue
+        if isinstance(block, dict) and _number(str(block.get("noise_multiplier"))) is not None:
+            return key, float(block["noise_multiplier"])
+    return None
+
+
+def _leakage_section(
+    groups: list[Group], shown: list[str], figures: list[str], fig_dir: Path
+) -> list[str]:
+    """Accuracy, accounted ε, the audit's ε_lb (and estimate) and MIA TPR at 0.1% FPR against σ.
+
+    One panel per kind of figure present (``final_epsilon_lower_bound`` must be); one line per
+    DP mechanism swept (the key σ comes from, see :func:`noise_of`) and per value of the other
+    swept keys. ε = ∞ (σ = 0) is left out of the log-scale ε panel.
+    """
+    if "final_epsilon_lower_bound" not in figures:
+        return []
+    panels: dict[str, dict[str, list[tuple[float, float]]]] = {}
+    for group in groups:
+        noise = noise_of(group, shown)
+        if noise is None:
+            continue
+        source, sigma = noise
+        others = [
+            k
+            for k in shown
+            if k != source and noise_of(Group({k: group.values[k]}, [], {}), [k]) is None
+        ]
+        family = ", ".join(
+            [
+                source.removeprefix("privacy."),
+                *(f"{k}={group.values[k]}" for k in others if group.values[k] != "null"),
+            ]
+        )
+        for title, keys in LEAKAGE_PANELS:
+            for key in keys:
+                y = _mean(group.stats.get(key)) if key in figures else None
+                if y is None or not math.isfinite(y):
+                    continue
+                label = family if len(keys) == 1 else f"{LABELS.get(key, key)} ({family})"
+                panels.setdefault(title, {}).setdefault(label, []).append((sigma, y))
+    if not panels:
+        return []
+    path = plot_panels(
+        panels,
+        fig_dir / "privacy_leakage.png",
+        "noise multiplier σ",
+        log_y=("ε (accounted, audited)",),
+    )
+    return [
+        "## Privacy leakage against the noise multiplier",
+        "",
+        "Accounted ε beside the audit's lower bound (it must stay below) and, where measured, "
+        "the membership attack's TPR at 0.1% FPR.",
+        "",
+        _image(path, "privacy leakage against sigma"),
+        "",
+    ]
 
 
 def _curves_section(

@@ -26,6 +26,7 @@ import torch
 
 from fedsim.config import Scenario
 from fedsim.data import FederatedData
+from fedsim.errors import InvalidSettingError
 from fedsim.privacy import AdaptiveClip, CentralAccountant, DPFedAvg, central_sample_rate
 from fedsim.privacy.local import ClientEpsilons, LocalDPRound, local_dp_round
 from fedsim.seeding import Stream, torch_generator
@@ -148,14 +149,29 @@ class ServerPrivacy:
         client_ids: list[int],
         aggregator: Aggregator,
         server_round: int,
+        inserted: torch.Tensor | None = None,
     ) -> tuple[Aggregate, dict[str, float]]:
-        """Aggregate a round's updates: plainly, or with DP-FedAvg's clip and noise."""
+        """Aggregate a round's updates: plainly, or with DP-FedAvg's clip and noise.
+
+        ``inserted`` (central DP with FedAvg only) is the ``(d,)`` sum of unit directions an
+        audit inserts as canary clients: each is sent at the clip norm S, so the sum gains
+        S·Σcⱼ before the noise. Canaries are no clients: they do not count in the clipped
+        fraction, the adaptive clip's quantile or any client figure.
+        """
         if self.mechanism is None or self.accountant is None:
             return aggregator(updates, weights, client_ids), {}
         clipped, norms = self.mechanism.client_step(updates)
         generator = torch_generator(self.scenario.seed, Stream.PRIVACY, server_round)
+        if inserted is not None and not self.mean_only:
+            raise InvalidSettingError(
+                f"canary clients go into the DP-FedAvg sum; aggregator {self._rule_name!r} has none"
+            )
         if self.mean_only:
-            result = self.mechanism.server_step(clipped, norms, generator)
+            total = None
+            if inserted is not None:
+                canaries = self.mechanism.clip * inserted.to(clipped.device, torch.float64)
+                total = (clipped.sum(dim=0) + canaries) / self.mechanism.expected_clients
+            result = self.mechanism.server_step(clipped, norms, generator, total)
             aggregate = Aggregate(update=result.update)
         else:
             robust = aggregator(clipped, weights, client_ids)

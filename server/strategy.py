@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -228,7 +228,7 @@ class FedsimStrategy(Strategy):
             )
         if not parsed.updates:
             report.skipped = "no valid update arrived"
-            self.parts.probes.observe(RoundView(server_round, current, None, parsed.updates))
+            self._observe(RoundView(server_round, current, None, parsed.updates))
             return None, None
 
         checked = parsed.updates
@@ -243,21 +243,33 @@ class FedsimStrategy(Strategy):
             ids = [u.client_id for u in checked]
             self.parts.before_aggregate(current, server_round)
             if self.privacy is not None:
+                inserted = self.parts.probes.inserted_updates(server_round, self.dim)
                 result, report.privacy_info = self.privacy.aggregate(
-                    updates, weights, ids, self.aggregator, server_round
+                    updates,
+                    weights,
+                    ids,
+                    self.aggregator,
+                    server_round,
+                    None if inserted is None else inserted.direction_sum,
                 )
             else:
                 result = self.aggregator(updates, weights, ids)
         except InvalidSettingError as e:
             report.skipped = str(e)
             log.warning("round %d skipped: %s", server_round, e)
-            self.parts.probes.observe(RoundView(server_round, current, None, parsed.updates))
+            self._observe(RoundView(server_round, current, None, parsed.updates))
             return None, None
         report.accepted = result.accepted
         new_global = current.to(torch.float64) + self.scenario.defense.server_lr * result.update
-        self.parts.probes.observe(RoundView(server_round, current, new_global, parsed.updates))
+        self._observe(RoundView(server_round, current, new_global, parsed.updates))
         metrics = MetricRecord({"train-loss": report.train_loss, "num-updates": len(ids)})
         return to_array_record(WEIGHTS_KEY, new_global.to(current.dtype)), metrics
+
+    def _observe(self, view: RoundView) -> None:
+        """Run the probes on a finished round, with the privacy accounted so far."""
+        if self.parts.probes and self.privacy is not None:
+            view = replace(view, accounted=self.privacy.metrics())
+        self.parts.probes.observe(view)
 
     def configure_evaluate(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid

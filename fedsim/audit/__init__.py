@@ -7,12 +7,21 @@ or its accountant. Free of Flower types.
   (Steinke, Nasr, Jagielski, NeurIPS 2023).
 - :mod:`fedsim.audit.one_shot`: one-shot estimate for FL from random canary client updates
   (Andrew et al., ICLR 2024).
+- :mod:`fedsim.audit.canaries`: a run's canaries (examples or clients), drawn from its scenario.
 - :mod:`fedsim.audit.classic`: Clopper–Pearson bounds on FPR/FNR over many runs (Jagielski,
   Ullman, Oprea, NeurIPS 2020).
 """
 
 from __future__ import annotations
 
+from fedsim.audit.canaries import (
+    ExampleCanaries,
+    audit_kind,
+    canary_direction,
+    canary_participates,
+    example_canaries,
+    insert_example_canaries,
+)
 from fedsim.audit.classic import clopper_pearson_epsilon
 from fedsim.audit.one_run import (
     OneRunAudit,
@@ -31,12 +40,18 @@ from fedsim.audit.one_shot import (
 )
 
 __all__ = [
+    "ExampleCanaries",
     "OneRunAudit",
     "OneShotEstimate",
+    "audit_kind",
     "canary_cosines",
+    "canary_direction",
+    "canary_participates",
     "clopper_pearson_epsilon",
+    "example_canaries",
     "gaussian_delta",
     "gaussian_epsilon",
+    "insert_example_canaries",
     "one_run_audit",
     "one_run_audit_scan",
     "one_run_epsilon",

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import functools
 import json
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -25,15 +26,34 @@ __all__ = ["FederatedData", "federated_data"]
 
 @dataclass(frozen=True)
 class FederatedData:
-    """The dataset and the index partition of its training pool among clients."""
+    """The dataset and the index partition of its training pool among clients.
+
+    Attributes
+    ----------
+    extra : Mapping[int, tuple[Tensor, Tensor]]
+        Examples added to some clients' training data beyond their partition (a privacy
+        audit's canaries), by client id: images and labels appended after the partition's.
+        They are in no partition and never in the test set.
+    """
 
     dataset: Dataset
     partitions: tuple[np.ndarray, ...]
+    extra: Mapping[int, tuple[torch.Tensor, torch.Tensor]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     def client(self, client_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Images and labels of client ``client_id``'s partition."""
+        """Images and labels of client ``client_id``'s training data (partition, then extras)."""
         idx = torch.from_numpy(self.partitions[client_id])
-        return self.dataset.x_train[idx], self.dataset.y_train[idx]
+        x, y = self.dataset.x_train[idx], self.dataset.y_train[idx]
+        if client_id in self.extra:
+            x_extra, y_extra = self.extra[client_id]
+            x, y = torch.cat([x, x_extra.to(x.dtype)]), torch.cat([y, y_extra.to(y.dtype)])
+        return x, y
+
+    def with_extra(self, extra: Mapping[int, tuple[torch.Tensor, torch.Tensor]]) -> FederatedData:
+        """A copy whose clients also train on ``extra`` (the partitions are shared, not copied)."""
+        return replace(self, extra=dict(extra))
 
 
 def federated_data(config: DataConfig, seed: int) -> FederatedData:

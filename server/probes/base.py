@@ -12,6 +12,10 @@ adds. A probe declares
 - its **threat model** (:data:`THREAT_MODELS`): what the attacker behind it may see. The view
   holds more than any one threat model allows; a probe reads only what its model grants.
 
+A probe that audits central DP may also *insert* updates into a round's aggregation
+(:meth:`Probe.inserted_updates`: canary clients); the server adds them to the DP-FedAvg sum
+before the noise and counts them as no client anywhere.
+
 Probes draw every random number from generators seeded by the scenario (never global state),
 keep what they carry across rounds in :meth:`Probe.state_dict` (checkpoints and resumes) and
 run on the run's device.
@@ -21,7 +25,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -32,7 +36,7 @@ from fedsim.registry import Registry
 from fedsim.threats import DIRECTIONS, THREAT_MODELS
 from server.replies import ClientUpdate
 
-__all__ = ["DIRECTIONS", "PROBES", "THREAT_MODELS", "Probe", "RoundView"]
+__all__ = ["DIRECTIONS", "PROBES", "THREAT_MODELS", "InsertedUpdates", "Probe", "RoundView"]
 
 
 @dataclass(frozen=True)
@@ -51,17 +55,39 @@ class RoundView:
     updates : list of ClientUpdate
         The round's checked client updates as they arrived (before any colluding attack,
         defence or central DP), ordered by client id.
+    accounted : dict
+        The privacy accounted after the round (``epsilon``, ``delta``, ``epsilon_central`` ...
+        as in the round's metrics line); empty without DP.
     """
 
     round: int
     before: torch.Tensor
     after: torch.Tensor | None
     updates: list[ClientUpdate]
+    accounted: dict[str, Any] = field(default_factory=dict)
 
     @property
     def model(self) -> torch.Tensor:
         """The global model at the end of the round (``before`` if the round was skipped)."""
         return self.before if self.after is None else self.after
+
+
+@dataclass(frozen=True)
+class InsertedUpdates:
+    """Unit-norm updates a probe inserts into one round's central-DP sum.
+
+    Attributes
+    ----------
+    direction_sum : torch.Tensor
+        ``(d,)`` float64 sum of the inserted unit directions cⱼ. DP-FedAvg sends each at its
+        clip norm S (what clipping lets through of any update of norm ≥ S along cⱼ), so the sum
+        gains S·Σcⱼ before the noise.
+    count : int
+        How many were inserted (never counted as clients).
+    """
+
+    direction_sum: torch.Tensor
+    count: int
 
 
 class Probe(ABC):
@@ -104,6 +130,10 @@ class Probe(ABC):
     def summary(self) -> dict[str, Any]:
         """Figures over the whole run for ``summary.json``, beyond the ``final_*`` ones."""
         return {}
+
+    def inserted_updates(self, server_round: int, dim: int) -> InsertedUpdates | None:
+        """Updates to add to ``server_round``'s central-DP sum (default: none)."""
+        return None
 
     def state_dict(self) -> dict[str, Any]:
         """What the probe carries across rounds (plain data and tensors), for checkpoints."""

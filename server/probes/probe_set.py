@@ -6,8 +6,10 @@ import math
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from fedsim.federation import Federation
-from server.probes.base import PROBES, Probe, RoundView
+from server.probes.base import PROBES, InsertedUpdates, Probe, RoundView
 
 __all__ = ["ProbeSet"]
 
@@ -49,6 +51,15 @@ class ProbeSet:
             if figures:
                 self.round_figures.update(figures)
                 self.last_figures[probe.name] = figures
+
+    def inserted_updates(self, server_round: int, dim: int) -> InsertedUpdates | None:
+        """Every probe's inserted updates for ``server_round`` together (None if there are none)."""
+        parts = [p.inserted_updates(server_round, dim) for p in self.probes]
+        parts = [p for p in parts if p is not None and p.count > 0]
+        if not parts:
+            return None
+        total = torch.stack([p.direction_sum.to(torch.float64) for p in parts]).sum(dim=0)
+        return InsertedUpdates(total, sum(p.count for p in parts))
 
     def round_metrics(self) -> dict[str, Any]:
         """The figures of the round observed last (for its ``metrics.jsonl`` line)."""
