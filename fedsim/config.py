@@ -45,6 +45,7 @@ __all__ = [
     "load_scenario",
     "parse_scenario",
     "read_raw",
+    "scenario_path",
     "scenario_to_dict",
     "set_dotted",
 ]
@@ -301,6 +302,24 @@ def load_scenario(path: str | os.PathLike[str], overrides: list[str] | None = No
         The file cannot be read or parsed, or a value is invalid.
     """
     return parse_scenario(apply_overrides(read_raw(path), overrides or []))
+
+
+APP_DIR = Path(__file__).resolve().parents[1]
+"""The directory holding ``fedsim/`` (a checkout, or the app ``flwr run`` installed)."""
+
+
+def scenario_path(path: str | os.PathLike[str]) -> Path:
+    """Where a run config's ``scenario`` path points.
+
+    Under ``flwr run`` the ServerApp and ClientApps run in processes started by the
+    SuperLink, from its working directory, not the user's: a relative path is taken from
+    the working directory if the file is there, else from :data:`APP_DIR` (the app's own
+    copy, which holds ``scenarios/``).
+    """
+    path = Path(path).expanduser()
+    if path.is_absolute() or path.is_file():
+        return path
+    return APP_DIR / path
 
 
 def read_raw(path: str | os.PathLike[str]) -> Any:

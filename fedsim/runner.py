@@ -22,7 +22,7 @@ from fedsim.errors import InvalidSettingError, ScenarioError
 from fedsim.federation import Federation, federation_for
 from fedsim.models import MODELS
 from fedsim.progress import ProgressObserver
-from fedsim.results import RunRecorder, default_run_dir
+from fedsim.results import RunRecorder, check_new_run_dir, default_run_dir
 
 if TYPE_CHECKING:
     from server.aggregators import Aggregator
@@ -228,6 +228,7 @@ def run_scenario(
     *,
     show_progress: bool = True,
     resume: str | os.PathLike[str] | None = None,
+    overwrite: bool = False,
 ) -> tuple[Path, dict[str, Any]]:
     """Run ``scenario``; return the run directory and the summary.
 
@@ -242,6 +243,9 @@ def run_scenario(
     resume : path-like, optional
         An interrupted run's directory: continue it from its last checkpoint (from round 1
         if it has none yet). The scenario must be the one that run was started with.
+    overwrite : bool
+        Replace the run already in ``out``; without it such a directory is refused (see
+        :func:`~fedsim.results.check_new_run_dir`).
     """
     from clients.app import make_client_app
     from server.app import make_server_app
@@ -251,6 +255,8 @@ def run_scenario(
     if resume is not None:
         if out is not None and Path(out) != Path(resume):
             raise ScenarioError("--out", str(out), "no --out with --resume (it writes RUN_DIR)")
+        if overwrite:
+            raise ScenarioError("--overwrite", True, "no --overwrite with --resume")
         check_same_scenario(resume, scenario)
         checkpoint = load_checkpoint(resume)
         if checkpoint is None:
@@ -258,6 +264,7 @@ def run_scenario(
         run_dir = Path(resume)
     else:
         run_dir = Path(out) if out is not None else default_run_dir(scenario.name)
+        check_new_run_dir(run_dir, overwrite)
     history = checkpoint.history if checkpoint is not None else None
     recorder = RunRecorder(run_dir, scenario_to_dict(scenario), history)
     observer = ProgressObserver(recorder, scenario, enabled=show_progress)

@@ -103,18 +103,17 @@ def run_on_ray(
     os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
     import ray
 
+    from fedsim.runtimes.ray import init_ray, ray_target
+
     started_here = not ray.is_initialized()
     if started_here:
         init: dict[str, Any] = {
             "include_dashboard": False,
             "logging_level": logging.ERROR,
             "log_to_driver": False,
+            "num_cpus": parallel or 1,  # dropped when attaching to a cluster
         }
-        if address:
-            init["address"] = address
-        else:
-            init["num_cpus"] = parallel or 1
-        ray.init(**init)
+        init_ray(init, ray_target(address, "--ray-address"))
     pending: dict[Any, SweepPoint] = {}
     try:
         resources = ray.cluster_resources()
@@ -155,12 +154,13 @@ def run_on_ray(
 class SweepProgress:
     """Points done / running / failed and an ETA: a live bar on a terminal, else one line each."""
 
-    def __init__(self, name: str, total: int, skipped: int) -> None:
+    def __init__(self, name: str, total: int, skipped: int, enabled: bool = True) -> None:
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
         self.console = Console(stderr=True)
-        self.live = self.console.is_terminal
+        self.enabled = enabled
+        self.live = enabled and self.console.is_terminal
         self.total, self.skipped = total, skipped
         self.running = self.done = self.failed = 0
         self.start = time.perf_counter()
@@ -198,6 +198,8 @@ class SweepProgress:
         return f"running {self.running}  failed {self.failed}  ETA {eta_text}"
 
     def _say(self, text: str) -> None:
+        if not self.enabled:
+            return
         if self.live:
             self.console.print(text, highlight=False)
         else:
