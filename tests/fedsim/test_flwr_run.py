@@ -79,9 +79,7 @@ class SuperLink:
         """The run's ``flwr ls`` record once it has finished."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            (record,) = json.loads(self.flwr("ls", "--run-id", run_id, "--format", "json"))[
-                "runs"
-            ]
+            (record,) = json.loads(self.flwr("ls", "--run-id", run_id, "--format", "json"))["runs"]
             if record["status"].startswith("finished"):
                 return record
             time.sleep(1.0)
