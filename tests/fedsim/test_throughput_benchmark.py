@@ -118,7 +118,9 @@ def test_ratios_of_the_large_workload_pair_within_a_model() -> None:
 
 
 def test_a_failed_execution_is_reported_and_the_others_still_run(
-    tmp_path: Path, monkeypatch, capsys  # noqa: ANN001
+    tmp_path: Path,
+    monkeypatch,
+    capsys,  # noqa: ANN001
 ) -> None:
     # The failing child leaves a grandchild holding its output open, as Ray's daemons do when
     # the vanilla-Flower child dies: the benchmark must neither wait for it nor leave it behind.
@@ -156,6 +158,7 @@ def test_a_failed_execution_is_reported_and_the_others_still_run(
     assert "flower-inline     3       1  failed: ValueError" in table
     grandchild = int(marker.read_text())
     time.sleep(0.5)
-    assert not Path(f"/proc/{grandchild}").exists() or "Z" in Path(
-        f"/proc/{grandchild}/stat"
-    ).read_text().split(")")[1][:3]
+    assert (
+        not Path(f"/proc/{grandchild}").exists()
+        or "Z" in Path(f"/proc/{grandchild}/stat").read_text().split(")")[1][:3]
+    )
