@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -57,13 +58,13 @@ def preflight(scenario: Scenario) -> None:
     try:
         rule = build_aggregator(scenario)
         rule.check_round(scenario.clients_per_round)
-    except InvalidSettingError as e:
+    except SETTING_ERRORS as e:
         key = "defense.pre" if scenario.defense.pre else "defense.params"
         value = scenario.defense.pre if scenario.defense.pre else scenario.defense.params
         raise ScenarioError(key, value, str(e)) from None
     try:
         data = federated_data(scenario.data, scenario.seed)
-    except InvalidSettingError as e:
+    except SETTING_ERRORS as e:
         raise ScenarioError("data", scenario.data.model_dump(), str(e)) from None
     fltrust = fltrust_rule(rule)
     if fltrust is not None and not fltrust.root_size < len(data.dataset.y_test):
@@ -76,15 +77,51 @@ def preflight(scenario: Scenario) -> None:
         fed = federation_for(scenario)
         if isinstance(fed.attack, ColludingAttack):
             fed.attack.check_round(scenario.clients_per_round, max(1, default_f(scenario)))
-    except InvalidSettingError as e:
+        _check_backdoor(fed)
+    except SETTING_ERRORS as e:
         raise ScenarioError("attack.params", scenario.attack.params, str(e)) from None
-    try:
-        model = fed.build_model()
-    except InvalidSettingError as e:
-        raise ScenarioError("model.params", scenario.model.params, str(e)) from None
+    model = _build_model(scenario, fed)
     _check_privacy(scenario, fed, rule, model)
     _check_inversion(scenario, fed)
     _check_vectorizable(scenario, fed, model)
+
+
+SETTING_ERRORS = (InvalidSettingError, TypeError, ValueError, KeyError, RuntimeError)
+"""What building a component from user settings may raise: all become scenario errors."""
+
+
+def _build_model(scenario: Scenario, fed: Federation) -> torch.nn.Module:
+    """The scenario's model, or a scenario error naming ``model.params``."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. torch's zero-element-tensor warning
+            model = fed.build_model()
+    except SETTING_ERRORS as e:
+        reason = " ".join(str(e).split())[:200]
+        if not reason.startswith("model "):
+            reason = f"model {scenario.model.name!r}: {reason}"
+        raise ScenarioError("model.params", scenario.model.params, reason) from None
+    if any(p.numel() == 0 for p in model.parameters()):
+        raise ScenarioError(
+            "model.params", scenario.model.params, "sizes that leave no layer empty"
+        )
+    return model
+
+
+def _check_backdoor(fed: Federation) -> None:
+    """A backdoor's target must be a class of the data, and its trigger must fit the images."""
+    from clients.attacks.backdoor import Backdoor
+
+    attack = fed.attack
+    if not isinstance(attack, Backdoor):
+        return
+    classes = fed.data.dataset.num_classes
+    if not attack.target < classes:
+        raise InvalidSettingError(
+            f"{attack.name} needs target to be a class in [0, {classes}), got {attack.target}"
+        )
+    height, width = fed.data.dataset.x_test.shape[-2:]
+    attack.trigger_mask(int(height), int(width))
 
 
 def _check_vectorizable(scenario: Scenario, fed: Federation, model: torch.nn.Module) -> None:

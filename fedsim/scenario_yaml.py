@@ -12,6 +12,7 @@ the data is then checked for non-finite floats and integers outside ±2**63.
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 import yaml
@@ -107,6 +108,7 @@ class _NodeCheck:
                 problem=f"nested too deeply (line {node.start_mark.line + 1})",
             )
         if isinstance(node, yaml.ScalarNode):
+            _check_number_form(node, path)
             return
         if id(node) in self.ancestors:
             raise ScenarioError(
@@ -149,6 +151,34 @@ class _NodeCheck:
                 )
             seen[name] = line
             self.walk(value, _join(path, name), depth + 1)
+
+
+_INT_TAG = "tag:yaml.org,2002:int"
+_FLOAT_TAG = "tag:yaml.org,2002:float"
+_LEGACY_OCTAL = re.compile(r"[-+]?0[0-7_]+")
+
+
+def _check_number_form(node: yaml.ScalarNode, path: str) -> None:
+    """Refuse YAML 1.1 number forms that read as a different number than they look.
+
+    ``1:30`` is 90 (base 60) and ``010`` is 8 (octal) to PyYAML; ``0o10``, ``0x10`` and
+    ``1_000`` say what they mean and stay allowed.
+    """
+    if node.tag not in (_INT_TAG, _FLOAT_TAG) or node.style is not None:
+        return
+    text = node.value
+    if ":" in text:
+        reason = "a base-60 number to YAML"
+    elif node.tag == _INT_TAG and _LEGACY_OCTAL.fullmatch(text):
+        reason = "an octal number to YAML"
+    else:
+        return
+    raise ScenarioError(
+        path,
+        text,
+        f"{reason} (write the number plainly, or quote it if it is a string)",
+        problem=f"got {text} (line {node.start_mark.line + 1})",
+    )
 
 
 def check_plain_data(data: Any, path: str = "") -> None:

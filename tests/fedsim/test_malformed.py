@@ -96,6 +96,15 @@ def test_malformed_scenario_exits_2_with_one_line(
         ("multi_document", "another document"),
         ("bom_rounds_zero", "rounds: got 0"),
         ("tab_indent_nested", "line 4, column 1"),
+        ("seed_sexagesimal", "seed: got 1:30 (line 3); a base-60 number"),
+        ("seed_legacy_octal", "seed: got 010 (line 3); an octal number"),
+        # settings only the components can check are scenario errors too
+        ("backdoor_target_out_of_range", "target to be a class in [0, 10), got 10"),
+        ("backdoor_bad", "attack.params"),
+        ("model_width_neg", "model.params"),
+        ("model_width_zero", "model.params: got {'width': 0}; sizes that leave no layer empty"),
+        ("model_width_bool", "model.params"),
+        ("pre_params_list", "defense.pre"),
     ],
 )
 def test_messages_name_the_problem(
