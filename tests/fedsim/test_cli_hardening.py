@@ -221,3 +221,32 @@ def test_stale_ray_address_file_fails_fast_with_the_fix(
     assert len(err.splitlines()) == 1
     assert f"could not connect to the Ray cluster at {address}" in err
     assert "Ray's address file" in err and "ray stop" in err and "ray.address: local" in err
+
+
+# ------------------------------------------------------------------ federation size
+
+
+class _Nodes:
+    """A Grid stand-in whose nodes appear after ``delay`` seconds, ``count`` of them."""
+
+    def __init__(self, count: int, delay: float = 0.0) -> None:
+        self.count, self.ready = count, time.monotonic() + delay
+
+    def get_node_ids(self) -> list[int]:
+        return list(range(100, 100 + self.count)) if time.monotonic() >= self.ready else []
+
+    def send_and_receive(self, messages, timeout):  # noqa: ANN001, ANN201
+        raise AssertionError("no message may be sent to a federation of the wrong size")
+
+
+@pytest.mark.parametrize("nodes", [2, 4])
+def test_a_federation_of_the_wrong_size_fails_fast_with_the_fix(nodes: int) -> None:
+    from server.app import identify_clients
+
+    started = time.monotonic()
+    with pytest.raises(RunError) as caught:
+        identify_clients(_Nodes(nodes, delay=0.3), 3, timeout=600, settle=0.5)  # type: ignore[arg-type]
+    assert time.monotonic() - started < 5
+    message = str(caught.value)
+    assert "data.num_clients = 3" in message and f"has {nodes} SuperNodes" in message
+    assert 'flwr run . --federation-config "num-supernodes=3"' in message
