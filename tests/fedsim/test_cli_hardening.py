@@ -250,3 +250,12 @@ def test_a_federation_of_the_wrong_size_fails_fast_with_the_fix(nodes: int) -> N
     message = str(caught.value)
     assert "data.num_clients = 3" in message and f"has {nodes} SuperNodes" in message
     assert 'flwr run . --federation-config "num-supernodes=3"' in message
+
+
+def test_flwr_run_directory_comes_from_the_run_config(tmp_path: Path) -> None:
+    from server.app import flwr_run_dir
+
+    assert flwr_run_dir({"out": str(tmp_path / "x")}, "demo") == tmp_path / "x"
+    default = flwr_run_dir({"out": ""}, "demo")
+    assert default.parent == Path("runs") and default.name.startswith("demo-")
+    assert flwr_run_dir({}, "demo").parent == Path("runs")  # a run config without the key
