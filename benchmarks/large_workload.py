@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from harness import measure, measure_peak, ratios
+from harness import measure, measure_peak, ok, ratios
 from training_setup import BATCH_SIZE, LOCAL_EPOCHS, SEED, clients_block
 
 LARGE_MODELS: dict[str, dict[str, Any]] = {
@@ -124,7 +124,7 @@ def print_large_table(
             f"{peak['cudnn_conv_fp32_precision']}"
         )
     print(matmul)
-    models = {r["model"]: r["params"] for r in rows}
+    models = {r["model"]: r["params"] for r in rows if ok(r)}
     print(", ".join(f"{m}: {p:,} parameters" for m, p in models.items()) + "\n")
     print(
         f"{'model':<8}{'execution':<12}{'N':>6}{'round 1 s':>11}{'later s':>9}{'updates/s':>11}"
@@ -132,6 +132,9 @@ def print_large_table(
         f"{'accuracy':>10}"
     )
     for r in rows:
+        if not ok(r):
+            print(f"{r['model']:<8}{r['execution']:<12}{r['clients']:>6}  {r['status']}")
+            continue
         rss = f"{r['peak_rss_mib']:.0f}" if r["peak_rss_mib"] is not None else "-"
         print(
             f"{r['model']:<8}{r['execution']:<12}{r['clients']:>6}{r['first_round_s']:>11.2f}"
@@ -178,10 +181,14 @@ def run_large(
     rows: list[dict[str, Any]] = []
     for model, n, e in itertools.product(models, sizes, executions):
         row = measure(e, n, rounds, device, threads, model=model, chunk_size=chunk_size)
-        add_flops(row, counted[model], peak)
         rows.append(row)
-        share = _percent(row["share"])
-        print(f"{model} N={n} {e}: {row['updates_per_s']:.1f} updates/s, share {share}", flush=True)
+        if not ok(row):  # reported in the table; the others still run
+            print(f"{model} N={n} {e}: {row['status']}", flush=True)
+        else:
+            add_flops(row, counted[model], peak)
+            share = _percent(row["share"])
+            speed = row["updates_per_s"]
+            print(f"{model} N={n} {e}: {speed:.1f} updates/s, share {share}", flush=True)
         if json_path:
             write_large_report(json_path, peak, rows)
     print_large_table(rows, ratios(rows, LARGE_RATIOS), peak)

@@ -26,6 +26,10 @@ after each round — measured on four executions, each in its own fresh Python p
 The large workload (``--workload large``, issue #11: synthetic 28×28 data, LeNet-5 and a
 1M-parameter CNN, 100 and 1,000 clients, FLOPs and share of the device) is :mod:`large_workload`'s.
 
+An execution that fails (its child process exits with an error, or runs past an hour) is
+reported as ``failed: <its error's last line>`` in the table and the JSON (``status``), and
+the others still run.
+
 Throughput is steady-state client updates per second: N·(R−1) / (seconds of rounds 2..R),
 each round timed inside its process from the start of training to the end of the central
 evaluation. Round 1, which pays one-off costs (Ray actors importing torch and the apps,
@@ -59,7 +63,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path[:0] = [str(ROOT), str(HERE)]  # fedsim, and the modules next to this file
 
-from harness import measure, ratios  # noqa: E402
+from harness import measure, ok, ratios  # noqa: E402
 from large_workload import (  # noqa: E402
     LARGE_DEFAULTS,
     LARGE_EXECUTIONS,
@@ -255,6 +259,9 @@ def print_table(rows: list[dict[str, Any]], found: list[dict[str, Any]], device:
         f"{'updates/s':>11}{'peak MiB':>10}{'accuracy':>10}"
     )
     for r in rows:
+        if not ok(r):
+            print(f"{r['execution']:<14}{r['clients']:>5}{r['rounds']:>8}  {r['status']}")
+            continue
         rss = f"{r['peak_rss_mib']:.0f}" if r["peak_rss_mib"] is not None else "-"
         print(
             f"{r['execution']:<14}{r['clients']:>5}{r['rounds']:>8}{r['first_round_s']:>11.2f}"
@@ -354,9 +361,12 @@ def _run_digits(parser: argparse.ArgumentParser, args: argparse.Namespace) -> li
         parser, args.executions or ",".join(EXECUTIONS), EXECUTIONS + EXTRA_EXECUTIONS, "executions"
     )
     sizes = list(clients) + ([200] if args.large and 200 not in clients else [])
-    rows = [
-        measure(e, n, args.rounds, args.device, args.threads) for n in sizes for e in executions
-    ]
+    rows = []
+    for n in sizes:
+        for e in executions:
+            rows.append(measure(e, n, args.rounds, args.device, args.threads))
+            if not ok(rows[-1]):  # reported in the table; the other executions still run
+                print(f"{e} with N={n}: {rows[-1]['status']}", file=sys.stderr, flush=True)
     found = ratios(rows, RATIOS)
     print_table(rows, found, args.device)
     if args.json:

@@ -32,7 +32,7 @@ from clients.train_round import (
     record_dp_round,
     start_train,
 )
-from fedsim.config import Scenario, load_scenario
+from fedsim.config import Scenario, load_scenario, scenario_path
 from fedsim.federation import Federation, federation_for
 from fedsim.params import flat_params, load_flat_params
 from fedsim.privacy import DPSettings, train_dp_sgd
@@ -57,7 +57,7 @@ def make_client_app(scenario: Scenario | None = None) -> ClientApp:
 
     def federation(context: Context) -> Federation:
         if scenario is None:
-            return federation_for(load_scenario(str(context.run_config["scenario"])))
+            return federation_for(load_scenario(scenario_path(str(context.run_config["scenario"]))))
         if not built:
             built.append(federation_for(scenario))
         return built[0]

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import signal
 import sys
+import threading
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -46,6 +49,11 @@ def _parser() -> argparse.ArgumentParser:
         metavar="RUN_DIR",
         help="continue an interrupted run of FILE from its last checkpoint (checkpoint_every)",
     )
+    run.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the run already in --out (without it such a directory is refused)",
+    )
 
     sweep = sub.add_parser("sweep", help="run every point of a scenario's sweep: grid")
     sweep.add_argument("file", help="scenario YAML file with a sweep: block")
@@ -68,6 +76,9 @@ def _parser() -> argparse.ArgumentParser:
     sweep.add_argument(
         "--ray-address", metavar="ADDR", help="run the points on this Ray cluster (e.g. auto)"
     )
+    sweep.add_argument(
+        "--no-progress", action="store_true", help="no progress bar or per-point lines"
+    )
 
     report = sub.add_parser(
         "report",
@@ -84,7 +95,21 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``fedsim`` console script."""
+    """Entry point of the ``fedsim`` console script.
+
+    Without ``argv`` (the console script, ``python -m fedsim.cli``) an interrupted command
+    also ends the process cleanly: see :func:`_end_after_interrupt`.
+    """
+    code = _main(argv)
+    if code == INTERRUPTED and argv is None:
+        _end_after_interrupt()
+    return code
+
+
+INTERRUPTED = 130
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = _parser().parse_args(argv)
     _quiet(args.verbose)
     try:
@@ -102,7 +127,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         print("fedsim: interrupted; finished rounds are in the run directory", file=sys.stderr)
-        return 130
+        return INTERRUPTED
     except FedsimError as e:
         print(f"fedsim: run failed: {e}", file=sys.stderr)
         return 1
@@ -121,7 +146,13 @@ def _run(args: argparse.Namespace) -> int:
     from fedsim.run.runner import run_scenario
 
     scenario = load_scenario(args.file, args.overrides)
-    run_scenario(scenario, args.out, show_progress=not args.no_progress, resume=args.resume)
+    run_scenario(
+        scenario,
+        args.out,
+        show_progress=not args.no_progress,
+        resume=args.resume,
+        overwrite=args.overwrite,
+    )
     return 0
 
 
@@ -135,13 +166,14 @@ def _sweep(args: argparse.Namespace) -> int:
             args.overrides,
             parallel=args.parallel,
             ray_address=args.ray_address,
+            show_progress=not args.no_progress,
         )
     except KeyboardInterrupt:
         print(
             "fedsim: interrupted; finished points are kept (run the same command to resume)",
             file=sys.stderr,
         )
-        return 130
+        return INTERRUPTED
     print(outcome.sweep_dir / "results.csv")
     if outcome.report_error is not None:
         print(
@@ -195,6 +227,27 @@ def _plot(args: argparse.Namespace) -> int:
     for path in plot_run(args.run_dir):
         print(path)
     return 0
+
+
+def _end_after_interrupt() -> None:
+    """After an interrupt's one clean message: exit without a traceback, and without hanging.
+
+    Another Ctrl-C while the interpreter shuts down would print a ``KeyboardInterrupt``
+    traceback from ``threading._shutdown``, so SIGINT is ignored from here on. A thread that
+    is not a daemon and still runs (a Flower or Ray helper blocked on a reply that will never
+    come) would keep the interpreter waiting for it, so then the process ends at once, its
+    output flushed (every finished round and point is already on disk).
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    lingering = [
+        t
+        for t in threading.enumerate()
+        if t.is_alive() and not t.daemon and t is not threading.main_thread()
+    ]
+    if lingering:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(INTERRUPTED)
 
 
 def _quiet(verbose: bool) -> None:

@@ -1,6 +1,7 @@
 """Scenario files: the typed schema, loading, ``--set`` overrides and validation.
 
-A scenario is a YAML mapping (read with ``yaml.safe_load`` only) validated into
+A scenario is a YAML mapping (read by :func:`fedsim.scenario_yaml.parse_yaml`: safe loading
+only, no duplicate keys, no non-finite numbers, no alias bombs) validated strictly into
 :class:`Scenario`. Every problem becomes a :class:`~fedsim.errors.ScenarioError` naming the key
 path, the bad value and what is allowed; the CLI turns it into exit code 2.
 """
@@ -13,7 +14,6 @@ import typing
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -24,6 +24,7 @@ from pydantic import (
 )
 
 from fedsim.errors import ScenarioError
+from fedsim.scenario_yaml import parse_yaml
 from fedsim.sweep_grammar import point_values, sweep_axes
 
 __all__ = [
@@ -45,6 +46,7 @@ __all__ = [
     "load_scenario",
     "parse_scenario",
     "read_raw",
+    "scenario_path",
     "scenario_to_dict",
     "set_dotted",
 ]
@@ -53,9 +55,16 @@ MAX_SCENARIO_BYTES = 1_000_000
 
 
 class _Strict(BaseModel):
-    """Base of every block: unknown keys are errors, values are not coerced from strings."""
+    """Base of every block: unknown keys are errors, and values are never coerced.
 
-    model_config = ConfigDict(extra="forbid", strict=False, validate_default=True)
+    Strict mode: ``"3"``, ``3.0`` and ``true`` are not the integer 3, ``"0.1"`` is not a
+    number, ``1`` is not a boolean (an integer is still accepted where a float is expected);
+    non-finite numbers are refused.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid", strict=True, allow_inf_nan=False, validate_default=True
+    )
 
 
 class DataConfig(_Strict):
@@ -342,8 +351,26 @@ def load_scenario(path: str | os.PathLike[str], overrides: list[str] | None = No
     return parse_scenario(apply_overrides(read_raw(path), overrides or []))
 
 
+APP_DIR = Path(__file__).resolve().parents[1]
+"""The directory holding ``fedsim/`` (a checkout, or the app ``flwr run`` installed)."""
+
+
+def scenario_path(path: str | os.PathLike[str]) -> Path:
+    """Where a run config's ``scenario`` path points.
+
+    Under ``flwr run`` the ServerApp and ClientApps run in processes started by the
+    SuperLink, from its working directory, not the user's: a relative path is taken from
+    the working directory if the file is there, else from :data:`APP_DIR` (the app's own
+    copy, which holds ``scenarios/``).
+    """
+    path = Path(path).expanduser()
+    if path.is_absolute() or path.is_file():
+        return path
+    return APP_DIR / path
+
+
 def read_raw(path: str | os.PathLike[str]) -> Any:
-    """Read a scenario file into plain data (size-checked, ``yaml.safe_load``), unvalidated."""
+    """Read a scenario file into plain data (size-checked, :func:`parse_yaml`), unvalidated."""
     path = Path(path)
     if not path.is_file():
         raise ScenarioError("", str(path), "no such scenario file")
@@ -355,36 +382,48 @@ def read_raw(path: str | os.PathLike[str]) -> Any:
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
-        raise ScenarioError("", str(path), f"a readable UTF-8 text file ({e})") from e
-    return _parse_yaml(text)
-
-
-def _parse_yaml(text: str) -> Any:
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise ScenarioError("", "<file>", f"invalid YAML{where}: {problem}") from e
+        raise ScenarioError("", str(path), f"a readable UTF-8 text file ({e})") from None
+    return parse_yaml(text)
 
 
 def apply_overrides(raw: Any, overrides: list[str]) -> Any:
     """Return a copy of ``raw`` with each ``key.path=value`` override set.
 
     Values are parsed as YAML (``rounds=5`` is an int, ``attack.params.z=1.5`` a float,
-    ``sweep.seed=[0,1]`` a list). Missing intermediate mappings are created.
+    ``sweep.seed=[0,1]`` a list), with the file's rules (no duplicate keys, no non-finite
+    numbers). Missing intermediate mappings are created.
+
+    Raises
+    ------
+    ScenarioError
+        An item is not ``key=value``, its value is not valid YAML, or two items set the
+        same key (the message names both).
     """
     if not overrides:
         return raw
     if not isinstance(raw, dict):
         return raw  # parse_scenario reports the real problem
     result = copy.deepcopy(raw)
+    given: dict[str, str] = {}
     for item in overrides:
         key, sep, text = item.partition("=")
-        if not sep or not key.strip():
+        key = key.strip()
+        if not sep or not key or any(not part.strip() for part in key.split(".")):
             raise ScenarioError("--set", item, "a key.path=value pair")
-        set_dotted(result, key.strip(), _parse_yaml(text) if text.strip() else None)
+        if key in given:
+            raise ScenarioError(
+                key,
+                None,
+                "give each key once",
+                problem=f"set twice (--set {given[key]} and --set {item})",
+            )
+        given[key] = item
+        try:
+            value = parse_yaml(text, f"--set {item}") if text.strip() else None
+        except ScenarioError as e:
+            path = f"{key}.{e.path}" if e.path else key
+            raise ScenarioError(path, e.value, e.allowed, problem=e.problem) from None
+        set_dotted(result, key, value)
     return result
 
 

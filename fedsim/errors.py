@@ -6,9 +6,17 @@ one-line message and exits with code 2. ``RunError`` is a run that failed: exit 
 
 from __future__ import annotations
 
+import reprlib
 from typing import Any
 
-__all__ = ["FedsimError", "InvalidSettingError", "RunError", "ScenarioError", "UnknownNameError"]
+__all__ = [
+    "SETTING_ERRORS",
+    "FedsimError",
+    "InvalidSettingError",
+    "RunError",
+    "ScenarioError",
+    "UnknownNameError",
+]
 
 
 class FedsimError(Exception):
@@ -27,17 +35,35 @@ class ScenarioError(FedsimError):
         The offending value, shown with ``repr``.
     allowed : str
         What would have been accepted, phrased for the user.
+    problem : str, optional
+        Said instead of ``got <value>`` where the value is not the problem (a key given
+        twice).
+
+    The message is always one line: line breaks in ``allowed`` become spaces.
     """
 
-    def __init__(self, path: str, value: Any, allowed: str) -> None:
+    def __init__(self, path: str, value: Any, allowed: str, *, problem: str | None = None) -> None:
         self.path = path
         self.value = value
-        self.allowed = allowed
+        self.allowed = " ".join(str(allowed).split())
+        self.problem = problem
         where = path or "scenario"
-        shown = repr(value)
-        if len(shown) > 80:
-            shown = shown[:77] + "..."
-        super().__init__(f"{where}: got {shown}; {allowed}")
+        if problem is None:
+            shown = " ".join(_short_repr(value).split())
+            problem = f"got {shown}"
+        super().__init__(f"{where}: {problem}; {self.allowed}")
+
+
+def _short_repr(value: Any, limit: int = 80) -> str:
+    """``repr(value)`` cut to ``limit`` characters (a huge value is never rendered whole)."""
+    short = reprlib.Repr()
+    short.maxstring = short.maxother = limit
+    short.maxlevel = 3
+    try:
+        shown = short.repr(value)
+    except Exception:  # noqa: BLE001  (a hostile value must not break the error message)
+        shown = f"<{type(value).__name__}>"
+    return shown if len(shown) <= limit else shown[: limit - 3] + "..."
 
 
 class InvalidSettingError(FedsimError, ValueError):
@@ -58,3 +84,7 @@ class UnknownNameError(InvalidSettingError, KeyError):
 
 class RunError(FedsimError):
     """A run failed for a reason other than its input (exit code 1)."""
+
+
+SETTING_ERRORS = (InvalidSettingError, TypeError, ValueError, KeyError, RuntimeError)
+"""What building a component from user settings may raise: all become scenario errors."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,9 @@ from typing import Any
 import yaml
 
 __all__ = [
+    "RUN_FILES",
     "RunRecorder",
+    "check_new_run_dir",
     "default_run_dir",
     "is_summary_figure",
     "read_metrics",
@@ -45,6 +48,65 @@ def default_run_dir(name: str, root: str | os.PathLike[str] = "runs") -> Path:
     while path.exists():
         path, i = Path(f"{base}-{i}"), i + 1
     return path
+
+
+RUN_FILES = (
+    "scenario.yaml",
+    "metrics.jsonl",
+    "summary.json",
+    "checkpoint.pt",
+    "accuracy.png",
+    "loss.png",
+    "inversion",
+)
+"""What ``fedsim run`` (and ``fedsim plot``) write into a run directory; ``--overwrite`` removes
+exactly these."""
+
+
+def holds_run(run_dir: Path) -> bool:
+    """Whether ``run_dir`` holds results a new run would destroy.
+
+    A finished or interrupted run: ``summary.json``, a checkpoint, or at least one round in
+    ``metrics.jsonl`` (a run that failed before its first round has nothing to lose).
+    """
+    metrics = run_dir / "metrics.jsonl"
+    return (
+        (run_dir / "summary.json").exists()
+        or (run_dir / "checkpoint.pt").exists()
+        or (metrics.is_file() and metrics.stat().st_size > 0)
+    )
+
+
+def check_new_run_dir(run_dir: str | os.PathLike[str], overwrite: bool = False) -> None:
+    """Refuse to write a run into a directory that already holds one, unless ``overwrite``.
+
+    With ``overwrite`` the earlier run's files (:data:`RUN_FILES`) are deleted; anything
+    else in the directory is left alone.
+
+    Raises
+    ------
+    ScenarioError
+        ``run_dir`` holds a run (see :func:`holds_run`) and ``overwrite`` is false; the
+        message names ``--resume`` and ``--overwrite``.
+    """
+    from fedsim.errors import ScenarioError
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir() or not holds_run(run_dir):
+        return
+    if not overwrite:
+        raise ScenarioError(
+            "--out",
+            str(run_dir),
+            "a new directory: this one holds a run; continue it with --resume "
+            f"{run_dir}, replace it with --overwrite, or choose another --out",
+        )
+    for name in RUN_FILES:
+        path = run_dir / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
 
 
 def _clean(value: Any) -> Any:

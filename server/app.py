@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, Protocol
 
 import torch
@@ -22,8 +24,8 @@ from flwr.serverapp import Grid, ServerApp
 
 from fedsim.attacks import Backdoor, backdoor_asr
 from fedsim.checkpoint import Checkpoint, save_checkpoint
-from fedsim.config import Scenario, load_scenario, scenario_to_dict
-from fedsim.errors import RunError
+from fedsim.config import Scenario, load_scenario, scenario_path, scenario_to_dict
+from fedsim.errors import RunError, ScenarioError
 from fedsim.federation import Federation, federation_for
 from fedsim.params import load_flat_params
 from fedsim.progress import ProgressObserver
@@ -35,7 +37,7 @@ from fedsim.protocol import (
     from_array_record,
     to_array_record,
 )
-from fedsim.results import RunRecorder, default_run_dir
+from fedsim.results import RunRecorder, check_new_run_dir, default_run_dir
 from fedsim.training import evaluate
 from server.parts import ServerParts
 from server.privacy import BudgetExhausted
@@ -44,6 +46,8 @@ from server.strategy import FedsimStrategy
 __all__ = [
     "RoundObserver",
     "app",
+    "federation_size_message",
+    "flwr_run_dir",
     "identify_clients",
     "make_server_app",
     "run_server",
@@ -65,17 +69,35 @@ class RoundObserver(Protocol):
 # An observer may also have a ``run_dir`` attribute: artefacts (inversion grids) go there.
 
 
-def identify_clients(grid: Grid, num_clients: int, timeout: float = 600.0) -> dict[int, int]:
+def identify_clients(
+    grid: Grid, num_clients: int, timeout: float = 600.0, settle: float = 3.0
+) -> dict[int, int]:
     """Map client (partition) ids to Flower node ids by asking every node once.
 
-    Waits (up to ``timeout`` seconds) until all ``num_clients`` nodes are registered: Flower's
-    simulation engine starts the ServerApp before it registers the nodes.
+    Flower's simulation engine starts the ServerApp before it registers the nodes, and then
+    registers all of them at once; so this waits (up to ``timeout`` seconds) for the first
+    nodes, and once their number has not changed for ``settle`` seconds it must be
+    ``num_clients``: a federation of another size fails at once instead of waiting forever
+    for SuperNodes that will never come.
+
+    Raises
+    ------
+    RunError
+        The federation does not have exactly one node per client (the message names both
+        numbers and how to resize a ``flwr run`` federation), or a node failed to answer.
     """
     deadline = time.monotonic() + timeout
     node_ids = list(grid.get_node_ids())
-    while len(node_ids) < num_clients and time.monotonic() < deadline:
+    changed = time.monotonic()
+    while len(node_ids) != num_clients and time.monotonic() < deadline:
+        if node_ids and time.monotonic() - changed > settle:
+            break
         time.sleep(0.05)
-        node_ids = list(grid.get_node_ids())
+        now = list(grid.get_node_ids())
+        if len(now) != len(node_ids):
+            node_ids, changed = now, time.monotonic()
+    if len(node_ids) != num_clients:
+        raise RunError(federation_size_message(num_clients, len(node_ids)))
     messages = [
         Message(RecordDict(), dst_node_id=node, message_type=f"query.{IDENTIFY}")
         for node in node_ids
@@ -95,6 +117,24 @@ def identify_clients(grid: Grid, num_clients: int, timeout: float = 600.0) -> di
             f"(got {len(client_to_node)} of {num_clients})"
         )
     return client_to_node
+
+
+def federation_size_message(num_clients: int, num_nodes: int) -> str:
+    """Why a run stops when the federation's SuperNodes do not match the scenario's clients.
+
+    Examples
+    --------
+    >>> print(federation_size_message(10, 2))  # doctest: +NORMALIZE_WHITESPACE
+    the scenario has data.num_clients = 10 but the federation has 2 SuperNodes; fedsim needs
+    one SuperNode per client: run it with flwr run . --federation-config "num-supernodes=10"
+    (or make data.num_clients 2)
+    """
+    return (
+        f"the scenario has data.num_clients = {num_clients} but the federation has "
+        f"{num_nodes} SuperNodes; fedsim needs one SuperNode per client: run it with "
+        f'flwr run . --federation-config "num-supernodes={num_clients}" '
+        f"(or make data.num_clients {num_nodes})"
+    )
 
 
 def run_server(
@@ -251,14 +291,44 @@ def make_server_app(
 
     @app.main()
     def main(grid: Grid, context: Context) -> None:
-        resolved = scenario or load_scenario(str(context.run_config["scenario"]))
-        if observer is None:  # under `flwr run`: write a run directory, no live display
-            recorder = RunRecorder(default_run_dir(resolved.name), scenario_to_dict(resolved))
+        if observer is not None:
+            run_server(grid, scenario or _run_config_scenario(context), observer, resume)
+            return
+        # Under `flwr run`: write a run directory (see flwr_run_dir), no live display.
+        resolved = scenario or _run_config_scenario(context)
+        run_dir = flwr_run_dir(context.run_config, resolved.name)
+        try:
+            check_new_run_dir(run_dir, overwrite=False)
+        except ScenarioError as e:
+            raise RunError(f"run config out = {str(run_dir)!r}: {e.allowed}") from None
+        log.warning("fedsim run directory: %s", run_dir.resolve())
+        recorder = RunRecorder(run_dir, scenario_to_dict(resolved))
+        try:
             run_server(grid, resolved, ProgressObserver(recorder, resolved, enabled=False))
-        else:
-            run_server(grid, resolved, observer, resume)
+        finally:
+            recorder.close()
+        log.warning("fedsim run finished: %s", run_dir.resolve())
 
     return app
+
+
+def _run_config_scenario(context: Context) -> Scenario:
+    """The scenario a ``flwr run`` names in its run config (key ``scenario``)."""
+    return load_scenario(scenario_path(str(context.run_config["scenario"])))
+
+
+def flwr_run_dir(run_config: Mapping[str, Any], name: str) -> Path:
+    """The run directory of a ``flwr run``: run config ``out``, else ``runs/<name>-<time>``.
+
+    Relative paths (``out``, and the default ``runs/``) are taken from the working directory
+    of the process that runs the ServerApp, which the SuperLink starts in its own working
+    directory: for ``flwr run``'s local SuperLink, the directory of the ``flwr run`` that
+    started it. An absolute ``out`` is the same wherever the SuperLink runs.
+    """
+    out = str(run_config.get("out", "") or "").strip()
+    if out:
+        return Path(out).expanduser()
+    return default_run_dir(name)
 
 
 # `flwr run .` entry point: the scenario path comes from the run config.

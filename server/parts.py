@@ -19,7 +19,7 @@ import torch
 
 from fedsim.attacks.colluding import ColludingAttack
 from fedsim.config import Scenario
-from fedsim.errors import InvalidSettingError, ScenarioError
+from fedsim.errors import SETTING_ERRORS, ScenarioError
 from fedsim.federation import Federation
 from fedsim.seeding import Stream, derive_seed
 from server import aggregators
@@ -79,11 +79,12 @@ def fltrust_rule(aggregator: aggregators.Aggregator) -> FLTrust | None:
 
 @contextmanager
 def scenario_key(path: str, value: Any) -> Iterator[None]:
-    """Turn an :class:`InvalidSettingError` raised inside into a ScenarioError at ``path``."""
+    """Turn an error building a part from settings into a ScenarioError at ``path``."""
     try:
         yield
-    except InvalidSettingError as e:
-        raise ScenarioError(path, value, str(e)) from None
+    except SETTING_ERRORS as e:
+        reason = " ".join(str(e).split())[:200]
+        raise ScenarioError(path, value, reason) from None
 
 
 @dataclass

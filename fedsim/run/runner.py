@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -18,16 +19,16 @@ from opacus.validators import ModuleValidator
 from opacus.validators.errors import UnsupportedModuleError
 
 from clients.app import make_client_app
-from fedsim.attacks import NO_ATTACK, attack_names
+from fedsim.attacks import NO_ATTACK, Backdoor, attack_names
 from fedsim.checkpoint import load_checkpoint
 from fedsim.config import Scenario, scenario_to_dict
 from fedsim.data import DATASETS, federated_data
-from fedsim.errors import InvalidSettingError, ScenarioError
+from fedsim.errors import SETTING_ERRORS, InvalidSettingError, ScenarioError
 from fedsim.federation import Federation, federation_for
 from fedsim.models import MODELS
 from fedsim.privacy.local import local_dp_round
 from fedsim.progress import ProgressObserver
-from fedsim.results import RunRecorder, default_run_dir
+from fedsim.results import RunRecorder, check_new_run_dir, default_run_dir
 from fedsim.run.runtimes.inline import run_inline
 from fedsim.run.runtimes.ray import run_ray
 from fedsim.run.runtimes.vectorized import run_vectorized
@@ -58,19 +59,49 @@ def preflight(scenario: Scenario) -> None:
         raise ScenarioError("device", "cuda", "no CUDA GPU is visible here; use 'auto' or 'cpu'")
     try:
         federated_data(scenario.data, scenario.seed)
-    except InvalidSettingError as e:
+    except SETTING_ERRORS as e:
         raise ScenarioError("data", scenario.data.model_dump(), str(e)) from None
     try:
         fed = federation_for(scenario)
-    except InvalidSettingError as e:
+        _check_backdoor(fed)
+    except SETTING_ERRORS as e:
         raise ScenarioError("attack.params", scenario.attack.params, str(e)) from None
-    try:
-        model = fed.build_model()
-    except InvalidSettingError as e:
-        raise ScenarioError("model.params", scenario.model.params, str(e)) from None
+    model = _build_model(scenario, fed)
     ServerParts.build(fed)
     _check_local_dp(scenario, fed, model)
     _check_vectorizable(scenario, fed, model)
+
+
+def _build_model(scenario: Scenario, fed: Federation) -> torch.nn.Module:
+    """The scenario's model, or a scenario error naming ``model.params``."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. torch's zero-element-tensor warning
+            model = fed.build_model()
+    except SETTING_ERRORS as e:
+        reason = " ".join(str(e).split())[:200]
+        if not reason.startswith("model "):
+            reason = f"model {scenario.model.name!r}: {reason}"
+        raise ScenarioError("model.params", scenario.model.params, reason) from None
+    if any(p.numel() == 0 for p in model.parameters()):
+        raise ScenarioError(
+            "model.params", scenario.model.params, "sizes that leave no layer empty"
+        )
+    return model
+
+
+def _check_backdoor(fed: Federation) -> None:
+    """A backdoor's target must be a class of the data, and its trigger must fit the images."""
+    attack = fed.attack
+    if not isinstance(attack, Backdoor):
+        return
+    classes = fed.data.dataset.num_classes
+    if not attack.target < classes:
+        raise InvalidSettingError(
+            f"{attack.name} needs target to be a class in [0, {classes}), got {attack.target}"
+        )
+    height, width = fed.data.dataset.x_test.shape[-2:]
+    attack.trigger_mask(int(height), int(width))
 
 
 def _check_vectorizable(scenario: Scenario, fed: Federation, model: torch.nn.Module) -> None:
@@ -176,6 +207,7 @@ def run_scenario(
     *,
     show_progress: bool = True,
     resume: str | os.PathLike[str] | None = None,
+    overwrite: bool = False,
 ) -> tuple[Path, dict[str, Any]]:
     """Run ``scenario``; return the run directory and the summary.
 
@@ -190,12 +222,17 @@ def run_scenario(
     resume : path-like, optional
         An interrupted run's directory: continue it from its last checkpoint (from round 1
         if it has none yet). The scenario must be the one that run was started with.
+    overwrite : bool
+        Replace the run already in ``out``; without it such a directory is refused (see
+        :func:`~fedsim.results.check_new_run_dir`).
     """
     preflight(scenario)
     checkpoint = None
     if resume is not None:
         if out is not None and Path(out) != Path(resume):
             raise ScenarioError("--out", str(out), "no --out with --resume (it writes RUN_DIR)")
+        if overwrite:
+            raise ScenarioError("--overwrite", True, "no --overwrite with --resume")
         check_same_scenario(resume, scenario)
         checkpoint = load_checkpoint(resume)
         if checkpoint is None:
@@ -203,6 +240,7 @@ def run_scenario(
         run_dir = Path(resume)
     else:
         run_dir = Path(out) if out is not None else default_run_dir(scenario.name)
+        check_new_run_dir(run_dir, overwrite)
     history = checkpoint.history if checkpoint is not None else None
     recorder = RunRecorder(run_dir, scenario_to_dict(scenario), history)
     observer = ProgressObserver(recorder, scenario, enabled=show_progress)

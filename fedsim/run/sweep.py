@@ -297,6 +297,7 @@ def run_sweep(
     parallel: int | None = None,
     ray_address: str | None = None,
     report: bool = True,
+    show_progress: bool = True,
 ) -> SweepOutcome:
     """Validate every point of ``file``'s sweep, then run the unfinished ones.
 
@@ -315,6 +316,8 @@ def run_sweep(
         Run the points as tasks on this Ray cluster (e.g. ``auto``).
     report : bool
         Write ``report.md`` and its figures at the end.
+    show_progress : bool
+        Show the progress bar (or, off a terminal, a line per finished point).
 
     Raises
     ------
@@ -350,7 +353,7 @@ def run_sweep(
     results.write()
     todo = [p for p in points if states[p.name] != "finished"]
     ran = failed = 0
-    with SweepProgress(name, len(todo), len(points) - len(todo)) as progress:
+    with SweepProgress(name, len(todo), len(points) - len(todo), enabled=show_progress) as progress:
 
         def done(point: SweepPoint, error: BaseException | None, details: str = "") -> None:
             nonlocal ran, failed

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from fedsim.config import parse_scenario, scenario_to_dict
 from fedsim.run import runner
+from fedsim.run.runtimes.ray import init_ray, ray_target
 
 if TYPE_CHECKING:
     from fedsim.run.sweep import SweepPoint
@@ -108,12 +109,9 @@ def run_on_ray(
             "include_dashboard": False,
             "logging_level": logging.ERROR,
             "log_to_driver": False,
+            "num_cpus": parallel or 1,  # dropped when attaching to a cluster
         }
-        if address:
-            init["address"] = address
-        else:
-            init["num_cpus"] = parallel or 1
-        ray.init(**init)
+        init_ray(init, ray_target(address, "--ray-address"))
     pending: dict[Any, SweepPoint] = {}
     try:
         resources = ray.cluster_resources()
@@ -154,12 +152,13 @@ def run_on_ray(
 class SweepProgress:
     """Points done / running / failed and an ETA: a live bar on a terminal, else one line each."""
 
-    def __init__(self, name: str, total: int, skipped: int) -> None:
+    def __init__(self, name: str, total: int, skipped: int, enabled: bool = True) -> None:
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
         self.console = Console(stderr=True)
-        self.live = self.console.is_terminal
+        self.enabled = enabled
+        self.live = enabled and self.console.is_terminal
         self.total, self.skipped = total, skipped
         self.running = self.done = self.failed = 0
         self.start = time.perf_counter()
@@ -197,6 +196,8 @@ class SweepProgress:
         return f"running {self.running}  failed {self.failed}  ETA {eta_text}"
 
     def _say(self, text: str) -> None:
+        if not self.enabled:
+            return
         if self.live:
             self.console.print(text, highlight=False)
         else:

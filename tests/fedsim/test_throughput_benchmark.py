@@ -115,3 +115,50 @@ def test_ratios_of_the_large_workload_pair_within_a_model() -> None:
     ]
     found = large.ratios(rows, large.LARGE_RATIOS)
     assert found == [{"model": "lenet5", "clients": 100, "ratio": "vectorized/ray", "value": 20.0}]
+
+
+def test_a_failed_execution_is_reported_and_the_others_still_run(
+    tmp_path: Path,
+    monkeypatch,
+    capsys,  # noqa: ANN001
+) -> None:
+    # The failing child leaves a grandchild holding its output open, as Ray's daemons do when
+    # the vanilla-Flower child dies: the benchmark must neither wait for it nor leave it behind.
+    import sys
+    import time
+
+    benchmark = _load_benchmark()
+    harness = sys.modules["harness"]
+    original = harness._child_command
+    marker = tmp_path / "grandchild.pid"
+    dying = (
+        "import subprocess, sys\n"
+        "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'])\n"
+        f"open({str(marker)!r}, 'w').write(str(child.pid))\n"
+        "sys.exit('ValueError: When connecting to an existing cluster, num_cpus and num_gpus "
+        "must not be provided.')\n"
+    )
+
+    def command(execution, *args):  # noqa: ANN001, ANN202
+        if execution == "flower-inline":
+            return [sys.executable, "-c", dying]
+        return original(execution, *args)
+
+    monkeypatch.setattr(harness, "_child_command", command)
+    out = tmp_path / "throughput.json"
+    started = time.monotonic()
+    argv = ["--clients", "3", "--rounds", "1", "--executions", "flower-inline,bare"]
+    benchmark.main([*argv, "--device", "cpu", "--json", str(out)])
+    assert time.monotonic() - started < 120
+    rows = {row["execution"]: row for row in json.loads(out.read_text())["rows"]}
+    assert rows["flower-inline"]["status"].startswith("failed: ValueError: When connecting")
+    assert rows["flower-inline"]["updates_per_s"] is None
+    assert rows["bare"]["status"] == "ok" and rows["bare"]["updates_per_s"] > 0
+    table = capsys.readouterr().out
+    assert "flower-inline     3       1  failed: ValueError" in table
+    grandchild = int(marker.read_text())
+    time.sleep(0.5)
+    assert (
+        not Path(f"/proc/{grandchild}").exists()
+        or "Z" in Path(f"/proc/{grandchild}/stat").read_text().split(")")[1][:3]
+    )

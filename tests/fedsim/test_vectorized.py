@@ -12,12 +12,12 @@ from flwr.app import ConfigRecord, Message, MessageType, RecordDict
 from flwr.supercore.task_identity import TaskIdentity
 from torch import nn
 
-from clients.app import WEIGHTS_KEY, make_client_app
+from clients.app import make_client_app
 from fedsim.cli import main
 from fedsim.config import Scenario
 from fedsim.federation import federation_for
 from fedsim.models.registry import MODELS
-from fedsim.protocol import from_array_record, to_array_record
+from fedsim.protocol import WEIGHTS_KEY, from_array_record, to_array_record
 from fedsim.results import read_metrics
 from fedsim.run.runner import run_scenario
 from fedsim.run.runtimes.inline import InlineGrid
