@@ -18,6 +18,8 @@ from typing import Any
 
 import yaml
 
+from fedsim.errors import ScenarioError
+
 __all__ = [
     "RUN_FILES",
     "RunRecorder",
@@ -89,8 +91,6 @@ def check_new_run_dir(run_dir: str | os.PathLike[str], overwrite: bool = False) 
         ``run_dir`` holds a run (see :func:`holds_run`) and ``overwrite`` is false; the
         message names ``--resume`` and ``--overwrite``.
     """
-    from fedsim.errors import ScenarioError
-
     run_dir = Path(run_dir)
     if not run_dir.is_dir() or not holds_run(run_dir):
         return
