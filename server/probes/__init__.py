@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from fedsim.threats import DIRECTIONS, THREAT_MODELS
 from server.probes import inversion  # noqa: F401  (each import registers its probe)
+from server.probes import membership  # noqa: F401
 from server.probes.base import PROBES, Probe, RoundView
 from server.probes.probe_set import ProbeSet
 
