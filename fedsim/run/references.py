@@ -170,8 +170,10 @@ def prepare_references(
 
 
 def _at_rounds(recorded: dict[int, torch.Tensor], rounds: list[int], index: int) -> torch.Tensor:
-    """``(len(rounds), d)``: the model after each round, or after the last round before it
-    that the reference finished (a DP budget can stop it early)."""
+    """``(len(rounds), d)``: each round's model, or the last one finished before it.
+
+    A reference stopped by its DP budget has no models for the rounds after that.
+    """
     out = []
     for r in rounds:
         done = [t for t in recorded if t <= r]

@@ -1,4 +1,4 @@
-"""The membership-inference probe (model → data): which audited examples did the model train on?
+"""The membership-inference probe (model → data): which audited examples were trained on.
 
 Configured by ``privacy.membership``. The audited examples (``targets`` members and as many
 non-members, :mod:`server.probes.membership_targets`) are scored in the audited rounds; the

@@ -209,7 +209,9 @@ def _client_targets(
     )
 
 
-def reference_in_mask(config: MembershipConfig, targets: MembershipTargets, seed: int) -> np.ndarray:
+def reference_in_mask(
+    config: MembershipConfig, targets: MembershipTargets, seed: int
+) -> np.ndarray:
     """``(R, n)`` which audited example each reference federation trains on.
 
     Online: each example in exactly half of them (:func:`reference_masks`); offline: none.
