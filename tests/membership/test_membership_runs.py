@@ -140,3 +140,24 @@ def test_resume_keeps_the_probe_state_and_the_references(
     for key in ("mia_auc", "mia_tpr_at_fpr_0.01"):
         assert [r.get(key) for r in got] == [r.get(key) for r in expected]
     assert got[-1]["mia_auc"] is not None
+
+
+@pytest.mark.ray
+def test_ray_main_run_gives_the_numbers_of_inline(tmp_path: Path) -> None:
+    raw = {
+        "name": "mia-ray",
+        "rounds": 2,
+        "runtime": "inline",
+        "device": "cpu",
+        "data": {"dataset": "digits", "num_clients": 3},
+        "model": {"name": "mlp", "params": {"hidden": 32}},
+        "clients": {"local_epochs": 2, "batch_size": 32},
+        "privacy": {"membership": {"targets": 60, "references": 2}},
+    }
+    inline = _run(raw, tmp_path / "inline")
+    out = tmp_path / "ray"
+    (out / "membership").mkdir(parents=True)
+    shutil.copy(tmp_path / "inline" / "membership" / REFERENCE_FILE, out / "membership")
+    on_ray = _run({**raw, "runtime": "ray"}, out)
+    for key in ("final_mia_auc", "final_mia_tpr_at_fpr_0.01", "mia_reference_s"):
+        assert on_ray[key] == inline[key]
