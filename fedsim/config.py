@@ -207,10 +207,11 @@ class InversionConfig(_Strict):
 class MembershipConfig(_Strict):
     """``privacy.membership:`` a membership-inference probe (see ``server.probes.membership``)."""
 
-    attack: Literal["loss", "lira", "rmia", "update"] = Field(
+    attack: Literal["loss", "lira", "rmia", "gradient_norm", "update"] = Field(
         "lira",
-        description="loss, lira, rmia (model outputs); update: a curious server's cosine between "
-        "a candidate's gradient and its client's updates (threat_model: server)",
+        description="loss, lira, rmia (model outputs); gradient_norm (white-box: client or "
+        "server); update: a curious server's cosine between a candidate's gradient and its "
+        "client's updates (threat_model: server)",
     )
     threat_model: Literal["outsider", "client", "server"] = Field(
         "outsider",

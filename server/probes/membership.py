@@ -22,6 +22,8 @@ Threat models:
   mean gradient against the best-matching update of the round
   (:func:`~fedsim.membership.client_level_scores`).
 
+The white-box ``gradient_norm`` (client or server) scores −‖∇ℓ(w; x)‖ on the same models
+(Nasr, Shokri, Houmansadr, IEEE S&P 2019: members are fitted, their gradients are small).
 Attacks on the model's outputs: ``loss`` (Yeom et al., CSF 2018), ``lira`` (online or offline,
 Carlini et al., IEEE S&P 2022) and ``rmia`` (Zarifzadeh et al., ICML 2024). LiRA and RMIA need
 reference federations: ``fedsim run`` trains them before the run
@@ -134,11 +136,18 @@ class MembershipProbe(Probe):
         config = fed.scenario.privacy.membership
         if config is None:
             return None
-        if config.threat_model == "server" and config.attack != "update":
+        if config.threat_model == "server" and config.attack not in ("update", "gradient_norm"):
             raise ScenarioError(
                 "privacy.membership.attack",
                 config.attack,
-                "update for threat_model: server (loss, lira, rmia: outsider or client)",
+                "update or gradient_norm for threat_model: server (loss, lira, rmia: outsider "
+                "or client)",
+            )
+        if config.attack == "gradient_norm" and config.threat_model == "outsider":
+            raise ScenarioError(
+                "privacy.membership.threat_model",
+                config.threat_model,
+                "client or server for attack: gradient_norm (it needs the model's weights)",
             )
         if config.attack == "update" and config.threat_model != "server":
             raise ScenarioError(
@@ -146,12 +155,13 @@ class MembershipProbe(Probe):
                 config.threat_model,
                 "server for attack: update (only the server sees each client's update)",
             )
-        if config.level == "client" and config.threat_model != "server":
+        if config.level == "client" and config.attack != "update":
             raise ScenarioError(
                 "privacy.membership.level",
                 config.level,
-                f"example for threat_model: {config.threat_model}, which cannot see clients "
-                "(level: client needs threat_model: server, attack: update)",
+                f"example for threat_model: {config.threat_model}, attack: {config.attack}, "
+                "which cannot see clients (level: client needs threat_model: server, "
+                "attack: update)",
             )
         needed = min_references(config)
         if config.references < needed:
@@ -185,7 +195,7 @@ class MembershipProbe(Probe):
 
     def observe(self, view: RoundView) -> dict[str, Any]:
         """Score the audited examples on this round's view; figures on the audited rounds."""
-        if self.config.threat_model == "server":
+        if self.config.attack == "update":
             if view.updates:
                 self._accumulate_updates(view)
         else:
@@ -207,6 +217,8 @@ class MembershipProbe(Probe):
     def _model_scores(self, weights: torch.Tensor, server_round: int) -> np.ndarray:
         """The attack's score of every audited example on the global model ``weights``."""
         targets, config = self.targets, self.config
+        if config.attack == "gradient_norm":
+            return self._gradient_norms(weights)
         logits = self._logits([weights], targets.x)[0]
         if config.attack == "loss":
             return loss_score(logits, targets.y)
@@ -267,6 +279,20 @@ class MembershipProbe(Probe):
                 cos = F.cosine_similarity(-mean[None, :], deltas, dim=1, eps=1e-300)
                 self.sums[k] += float(cos.max())
                 self.counts[k] += 1
+
+    def _gradient_norms(self, weights: torch.Tensor) -> np.ndarray:
+        """Minus each audited example's gradient norm at ``weights`` (Nasr et al., S&P 2019)."""
+        model = self.fed.model("membership")
+        load_flat_params(model, weights)
+        model.eval()
+        device = next(model.parameters()).device
+        chunks = np.array_split(np.arange(self.targets.size), max(1, self.targets.size // 256))
+        with single_thread(device):
+            norms = [
+                torch.linalg.vector_norm(self._gradients(model, idx, device), dim=1)
+                for idx in chunks
+            ]
+        return -torch.cat(norms).numpy()
 
     def _gradients(self, model: torch.nn.Module, idx: np.ndarray, device: torch.device) -> Any:
         index = torch.from_numpy(idx)

@@ -113,7 +113,7 @@ def held_out_pool(fed: Federation) -> tuple[torch.Tensor, torch.Tensor]:
     if scenario.defense.aggregator != "fltrust":
         return x, y
     params = scenario.defense.params
-    root_size = FLTrust(root_size=params["root_size"]).root_size if "root_size" in params else 100
+    root_size = FLTrust(**{k: v for k, v in params.items() if k == "root_size"}).root_size
     (_, _), (rest, _) = split_root(torch.arange(len(y)), y, root_size, scenario.seed)
     return x[rest], y[rest]
 

@@ -25,6 +25,7 @@ BAD = {
     "client level for an outsider": ({"level": "client"}, "privacy.membership.level"),
     "update attack for an outsider": ({"attack": "update"}, "privacy.membership.threat_model"),
     "lira for the server": ({"threat_model": "server"}, "privacy.membership.attack"),
+    "gradients for an outsider": ({"attack": "gradient_norm"}, "privacy.membership.threat_model"),
     "one reference online": ({"references": 1}, "privacy.membership.references"),
     "unknown attack": ({"attack": "shadow"}, "privacy.membership.attack"),
     "unknown threat model": ({"threat_model": "god"}, "privacy.membership.threat_model"),

@@ -102,6 +102,26 @@ def test_strong_dp_noise_brings_the_auc_to_chance(tmp_path: Path) -> None:
     assert summary["final_epsilon"] < 2.0  # ε ≈ 1.5 at δ = 1e-5 after 2 rounds
 
 
+@pytest.mark.parametrize(
+    "level, data, minimum",
+    [("example", {}, 0.75), ("client", {"num_clients": 8, "test_fraction": 0.7}, 0.9)],
+)
+def test_a_curious_server_finds_members_from_the_updates(
+    tmp_path: Path, level: str, data: dict[str, Any], minimum: float
+) -> None:
+    # measured: 0.79 (300 examples a side), 1.0 (8 clients against 8 held-out clients)
+    raw = {
+        **OVERFIT,
+        "data": {**OVERFIT["data"], **data},
+        "clients": {**OVERFIT["clients"], "local_epochs": 10},
+        "privacy": {"membership": {"attack": "update", "threat_model": "server", "level": level}},
+    }
+    raw["privacy"]["membership"]["targets"] = 300
+    summary = _run(raw, tmp_path / level)
+    assert summary["final_mia_auc"] >= minimum and summary["mia_reference_s"] == 0.0
+    assert summary["probes"][0]["threat_model"] == "update"
+
+
 def test_resume_keeps_the_probe_state_and_the_references(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
