@@ -3,8 +3,7 @@
 A checkpoint holds everything the server carries from one round to the next: the round
 number, the global weights, the aggregator's state (FoolsGold's histories, the generators of
 randomised rules and stages), the DP accounting, the server's copy of the clients' node
-states (:mod:`server.client_state`), the probes' state (inversion scores, membership score
-sums) and the finished rounds'
+states (:mod:`server.client_state`), the inversion probe's scores and the finished rounds'
 metrics records. Every other random draw in fedsim is keyed by (seed, stream, round, client),
 so nothing else is needed for a resumed run to continue exactly as the uninterrupted one.
 
