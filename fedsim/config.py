@@ -37,6 +37,7 @@ __all__ = [
     "FaultsConfig",
     "InversionConfig",
     "LocalDPConfig",
+    "MembershipConfig",
     "ModelConfig",
     "PrivacyConfig",
     "RayConfig",
@@ -258,6 +259,50 @@ class AuditConfig(_Strict):
         return grid
 
 
+class MembershipConfig(_Strict):
+    """``privacy.membership:`` a membership-inference probe (see ``server.probes.membership``)."""
+
+    attack: Literal["loss", "lira", "rmia", "gradient_norm", "update"] = Field(
+        "lira",
+        description="loss, lira, rmia (model outputs); gradient_norm (white-box: client or "
+        "server); update: a curious server's cosine between a candidate's gradient and its "
+        "client's updates (threat_model: server)",
+    )
+    threat_model: Literal["outsider", "client", "server"] = Field(
+        "outsider",
+        description="outsider: queries the last global model; client: every global model it "
+        "received; server: every client's update",
+    )
+    level: Literal["example", "client"] = Field(
+        "example", description="example: was x trained on; client: did this data set take part"
+    )
+    rounds: list[int] | None = Field(
+        None, min_length=1, description="rounds to audit (default: the last)"
+    )
+    targets: int = Field(
+        200, ge=2, le=100_000, description="members audited, and as many non-members"
+    )
+    references: int = Field(
+        4, ge=1, le=256, description="reference federations trained for lira and rmia"
+    )
+    online: bool = Field(
+        True, description="references trained on random halves containing the targets"
+    )
+    fix_variance: bool = Field(True, description="LiRA: one global σ (few references)")
+    rmia_gamma: float = Field(1.0, gt=0)
+    rmia_offline_a: float = Field(
+        0.3, ge=0, le=1, description="RMIA's offline correction a (online: false)"
+    )
+    save_roc: bool = True
+
+    @field_validator("rounds")
+    @classmethod
+    def _positive_rounds(cls, rounds: list[int] | None) -> list[int] | None:
+        if rounds is not None and any(r < 1 for r in rounds):
+            raise ValueError("rounds are numbered from 1")
+        return rounds
+
+
 class PrivacyConfig(_Strict):
     """``privacy:`` differential privacy on clients and/or server, a budget, inversion probes."""
 
@@ -268,6 +313,7 @@ class PrivacyConfig(_Strict):
     )
     inversion: InversionConfig | None = None
     audit: AuditConfig | None = None
+    membership: MembershipConfig | None = None
 
 
 class RayConfig(_Strict):

@@ -7,6 +7,8 @@ partition and its model object are not rebuilt on every round.
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
@@ -24,6 +26,7 @@ __all__ = [
     "Federation",
     "build_scenario_attack",
     "federation_for",
+    "federation_override",
     "malicious_clients",
     "resolve_device",
 ]
@@ -104,8 +107,35 @@ class Federation:
 
 
 def federation_for(scenario: Scenario) -> Federation:
-    """The cached :class:`Federation` of ``scenario`` in this process."""
-    return _federation(scenario.model_dump_json())
+    """The cached :class:`Federation` of ``scenario`` in this process.
+
+    Inside :func:`federation_override` for that scenario, the overriding federation.
+    """
+    key = scenario.model_dump_json()
+    return _OVERRIDES.get(key) or _federation(key)
+
+
+_OVERRIDES: dict[str, Federation] = {}
+
+
+@contextmanager
+def federation_override(fed: Federation) -> Iterator[Federation]:
+    """Make :func:`federation_for` return ``fed`` for ``fed.scenario`` inside the block.
+
+    How a run trains on other data than its scenario's partition (membership inference's
+    reference federations: a seeded inclusion mask over the training pool, held-out targets
+    added to clients) without a new scenario key: the ClientApp and the ServerApp both look
+    their federation up with :func:`federation_for`. It only reaches this process, so the run
+    inside must use an in-process runtime (``inline`` or ``vectorized``).
+    """
+    key = fed.scenario.model_dump_json()
+    if key in _OVERRIDES:
+        raise RuntimeError("this scenario's federation is already overridden")
+    _OVERRIDES[key] = fed
+    try:
+        yield fed
+    finally:
+        del _OVERRIDES[key]
 
 
 @functools.lru_cache(maxsize=2)

@@ -27,6 +27,7 @@ class Stream(IntEnum):
     FAULTS = 8  # dropouts, crashes
     NODE_IDS = 9  # the inline runtime's node ids
     INVERSION = 10  # a gradient-inversion probe's dummy inputs
+    MEMBERSHIP = 11  # membership inference: targets, reference federations
     AUDIT = 12  # a privacy audit's canaries: which, where, inserted or not
 
 

@@ -66,7 +66,9 @@ class RoundObserver(Protocol):
         """Called once after the last round."""
 
 
-# An observer may also have a ``run_dir`` attribute: artefacts (inversion grids) go there.
+# An observer may also have a ``run_dir`` attribute: artefacts (inversion grids) go there; and
+# an ``on_model(round, weights)`` method: it gets each finished round's global weights (how
+# membership inference's reference federations record their models).
 
 
 def identify_clients(
@@ -172,6 +174,8 @@ def run_server(
             return None
         server_round += strategy.round_offset
         result = _evaluate_global(fed, arrays, parts.test_set)
+        if (on_model := getattr(observer, "on_model", None)) is not None:
+            on_model(server_round, from_array_record(arrays, WEIGHTS_KEY))
         report = strategy.report
         record = {
             "round": server_round,

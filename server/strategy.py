@@ -31,31 +31,14 @@ from fedsim.protocol import (
     from_array_record,
     to_array_record,
 )
-from fedsim.seeding import Stream, numpy_rng
 from server.parts import ServerParts
 from server.probes import RoundView
 from server.replies import parse_train_replies
+from server.sampling import sample_clients
 
 __all__ = ["FedsimStrategy", "RoundReport", "detection", "sample_clients"]
 
 log = logging.getLogger(__name__)
-
-
-def sample_clients(scenario: Scenario, server_round: int) -> list[int]:
-    """The client ids sampled in ``server_round``, sorted.
-
-    Uniform without replacement (``clients.per_round`` of them), except under central DP with
-    ``amplification: poisson``: then each client is included independently with probability
-    m/N, the sampling that the accountant's amplification assumes.
-    """
-    n, k = scenario.data.num_clients, scenario.clients_per_round
-    central = scenario.privacy.central_dp
-    rng = numpy_rng(scenario.seed, Stream.SAMPLE, server_round)
-    if central is not None and central.amplification == "poisson":
-        return [int(c) for c in (rng.random(n) < k / n).nonzero()[0]]
-    if k >= n:
-        return list(range(n))
-    return sorted(int(c) for c in rng.choice(n, size=k, replace=False))
 
 
 @dataclass

@@ -29,6 +29,7 @@ from fedsim.models import MODELS
 from fedsim.privacy.local import local_dp_round
 from fedsim.progress import ProgressObserver
 from fedsim.results import RunRecorder, check_new_run_dir, default_run_dir
+from fedsim.run.references import prepare_references
 from fedsim.run.runtimes.inline import run_inline
 from fedsim.run.runtimes.ray import run_ray
 from fedsim.run.runtimes.vectorized import run_vectorized
@@ -247,6 +248,7 @@ def run_scenario(
     server_app = make_server_app(scenario, observer, checkpoint)
     client_app = make_client_app(scenario)
     try:
+        prepare_references(scenario, run_dir)  # membership inference's, cached in run_dir
         with observer:
             if scenario.runtime == "inline":
                 run_inline(server_app, client_app, scenario.data.num_clients, scenario.seed)
