@@ -12,7 +12,6 @@ import logging
 import os
 import signal
 import sys
-import threading
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -123,19 +122,19 @@ def _main(argv: Sequence[str] | None) -> int:
             return _list()
         return _plot(args)
     except (ScenarioError, InvalidSettingError) as e:
-        print(f"fedsim: error: {e}", file=sys.stderr)
+        print(f"fedsim: error: {_one_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("fedsim: interrupted; finished rounds are in the run directory", file=sys.stderr)
         return INTERRUPTED
     except FedsimError as e:
-        print(f"fedsim: run failed: {e}", file=sys.stderr)
+        print(f"fedsim: run failed: {_one_line(e)}", file=sys.stderr)
         return 1
     except Exception as e:  # noqa: BLE001  (one line for the user; details with -v)
         if args.verbose:
             raise
         print(
-            f"fedsim: run failed: {type(e).__name__}: {e} (rerun with -v for details)",
+            f"fedsim: run failed: {type(e).__name__}: {_one_line(e)} (rerun with -v for details)",
             file=sys.stderr,
         )
         return 1
@@ -229,25 +228,26 @@ def _plot(args: argparse.Namespace) -> int:
     return 0
 
 
-def _end_after_interrupt() -> None:
-    """After an interrupt's one clean message: exit without a traceback, and without hanging.
+def _one_line(error: BaseException) -> str:
+    """An error's message on one line (the CLI's promise: one line, no traceback)."""
+    return " ".join(str(error).split())
 
-    Another Ctrl-C while the interpreter shuts down would print a ``KeyboardInterrupt``
-    traceback from ``threading._shutdown``, so SIGINT is ignored from here on. A thread that
+
+def _end_after_interrupt() -> None:
+    """After an interrupt's one clean message: end the process now, with exit code 130.
+
+    A normal interpreter exit after Ctrl-C can still go wrong in two ways: another SIGINT
+    while it shuts down prints a ``KeyboardInterrupt`` traceback from ``threading._shutdown``
+    (or, once Python has restored the default handler, kills the process), and a thread that
     is not a daemon and still runs (a Flower or Ray helper blocked on a reply that will never
-    come) would keep the interpreter waiting for it, so then the process ends at once, its
-    output flushed (every finished round and point is already on disk).
+    come) keeps it waiting forever. Every finished round and point is already on disk, and
+    Ray was shut down where it was started, so the process flushes its output and exits at
+    once, with SIGINT ignored meanwhile.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    lingering = [
-        t
-        for t in threading.enumerate()
-        if t.is_alive() and not t.daemon and t is not threading.main_thread()
-    ]
-    if lingering:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(INTERRUPTED)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(INTERRUPTED)
 
 
 def _quiet(verbose: bool) -> None:
