@@ -51,12 +51,17 @@ class RoundView:
     updates : list of ClientUpdate
         The round's checked client updates as they arrived (before any colluding attack,
         defence or central DP), ordered by client id.
+    aggregate : torch.Tensor or None
+        The rule's new global weights before the server's own retraining of them (the WAFFLE
+        watermark embedding); equal to ``after`` when the server does not retrain, ``None``
+        when the round was skipped.
     """
 
     round: int
     before: torch.Tensor
     after: torch.Tensor | None
     updates: list[ClientUpdate]
+    aggregate: torch.Tensor | None = None
 
     @property
     def model(self) -> torch.Tensor:
