@@ -54,16 +54,17 @@ def save_removal_chart(
     points: Sequence[RemovalPoint], threshold: float, path: str | os.PathLike[str], title: str
 ) -> Path:
     """Watermark and clean accuracy after each removal attempt, as paired bars."""
-    fig = Figure(figsize=(max(5.0, 0.6 * len(points) + 2.0), 3.8))
+    fig = Figure(figsize=(max(5.0, 0.8 * len(points) + 2.0), 4.2))
     ax = fig.add_subplot()
-    labels = [f"{p.method}\n{p.strength}" for p in points]
+    labels = [f"{p.method}\n" + p.strength.replace(" ", "\n") for p in points]
     xs = range(len(points))
     ax.bar([x - 0.2 for x in xs], [p.watermark_accuracy for p in points], 0.4, label="watermark")
     ax.bar([x + 0.2 for x in xs], [p.clean_accuracy for p in points], 0.4, label="clean")
     ax.axhline(threshold, color="grey", ls="--", lw=1, label="owner's threshold")
     ax.set_xticks(list(xs), labels, fontsize=7)
-    ax.set_ylim(0, 1.02)
+    ax.set_ylim(0, 1.25)
+    ax.set_yticks([0, 0.2, 0.4, 0.6, 0.8, 1.0])
     ax.set_ylabel("accuracy")
     ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=8, loc="lower left")
+    ax.legend(fontsize=8, loc="upper center", ncol=3, frameon=False)
     return _save(fig, path)
