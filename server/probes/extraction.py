@@ -129,8 +129,9 @@ class ExtractionProbe(Probe):
         Raises
         ------
         ScenarioError
-            Rounds past the run's end, an unknown surrogate model or settings it refuses, or
-            a public share leaving no evaluation images.
+            Rounds past the run's end, an unknown surrogate model or settings it refuses, a
+            public share leaving no evaluation images, or a budget beyond the pool without
+            shifted copies.
         """
         config, scenario = fed.scenario.extraction, fed.scenario
         if config is None:
@@ -148,6 +149,13 @@ class ExtractionProbe(Probe):
             probe = cls(fed, out_dir)
         except InvalidSettingError as e:
             raise ScenarioError("extraction", config.model_dump(), str(e)) from None
+        if config.shift == 0 and probe.budgets[-1] > len(probe.pool):
+            raise ScenarioError(
+                "extraction.shift",
+                0,
+                f"at least 1 to draw {probe.budgets[-1]} queries from the attacker's "
+                f"{len(probe.pool)} images without repeats (or a budget <= {len(probe.pool)})",
+            )
         try:
             probe.new_surrogate(1)
         except (InvalidSettingError, TypeError) as e:

@@ -113,6 +113,7 @@ def test_thief_split_is_seeded_and_nested() -> None:
         ({"surrogate": {"name": "mlp", "params": {"bogus": 1}}}, "extraction.surrogate.params"),
         ({"public_fraction": 0.9999}, "extraction.public_fraction"),
         ({"train": {"lr": -1}}, "extraction.train.lr"),
+        ({"shift": 0, "queries": 1000}, "extraction.shift"),
     ],
 )
 def test_bad_settings_exit_2_naming_the_key(
