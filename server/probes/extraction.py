@@ -42,6 +42,7 @@ from fedsim.config import ExtractionConfig
 from fedsim.errors import InvalidSettingError, ScenarioError
 from fedsim.extraction import (
     EXTRACTION_ATTACKS,
+    CurvePoint,
     ExtractionAttack,
     Victim,
     accuracy,
@@ -226,7 +227,9 @@ class ExtractionProbe(Probe):
         log.info("round %d extraction: %s", view.round, figures)
         return figures
 
-    def _save_curve(self, server_round: int, points: list, victim_accuracy: float) -> None:
+    def _save_curve(
+        self, server_round: int, points: list[CurvePoint], victim_accuracy: float
+    ) -> None:
         if self.out_dir is None:
             return
         folder = self.out_dir / "extraction"
