@@ -22,7 +22,8 @@ In its last round, with ``removal:``, the thief fine-tunes and prunes its copy
 attempt: the lowest watermark accuracy among attempts whose clean accuracy stays within
 ``tolerance`` of the copy's (the copy itself counts, so a removal that breaks the model does
 not). ``watermark_removed`` in ``summary.json`` says whether that attempt fell below the
-owner's ``verify_threshold``.
+owner's ``verify_threshold`` (``null`` when the leaked copy did not reach it in the first place,
+e.g. with ``embed: false``).
 """
 
 from __future__ import annotations
@@ -163,7 +164,8 @@ class WatermarkProbe(Probe):
         )
         best = best_removal(points, removal.tolerance)
         self.removal = [p._asdict() for p in points]
-        self.removed = best.watermark_accuracy < removal.verify_threshold
+        verified = points[0].watermark_accuracy >= removal.verify_threshold
+        self.removed = best.watermark_accuracy < removal.verify_threshold if verified else None
         self._save(server_round, points, removal)
         return {
             "watermark_removal": self.removal,

@@ -27,7 +27,7 @@ def test_embedded_watermark_is_read_back_and_absent_without_embedding() -> None:
         make_scenario(rounds=2, watermark={"trigger_set": 50, "removal": REMOVAL})
     )
     unmarked, plain = run_scenario_in_memory(
-        make_scenario(rounds=2, watermark={"trigger_set": 50, "embed": False})
+        make_scenario(rounds=2, watermark={"trigger_set": 50, "embed": False, "removal": REMOVAL})
     )
     baseline, _ = run_scenario_in_memory(make_scenario(rounds=2))
     for row in marked:
@@ -61,6 +61,7 @@ def test_embedded_watermark_is_read_back_and_absent_without_embedding() -> None:
     assert table[0]["watermark_accuracy"] == marked[-1]["watermark_accuracy"]
     assert summary["watermark_removal"] == table
     assert isinstance(summary["watermark_removed"], bool)
+    assert plain["watermark_removed"] is None  # nothing to remove from an unmarked copy
     assert summary["final_removal_watermark_accuracy"] <= table[0]["watermark_accuracy"]
 
 
