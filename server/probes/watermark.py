@@ -57,6 +57,16 @@ def best_removal(points: list[RemovalPoint], tolerance: float) -> RemovalPoint:
 
     ``points[0]`` is the untouched copy; an attempt qualifies when its clean accuracy is at
     least the copy's minus ``tolerance`` (the copy always does).
+
+    Examples
+    --------
+    >>> points = [
+    ...     RemovalPoint("none", "0", 1.0, 0.95),
+    ...     RemovalPoint("prune", "0.9", 0.05, 0.48),  # removes it, and the model with it
+    ...     RemovalPoint("fine_tune", "lr=0.05 epochs=20", 0.1, 0.93),
+    ... ]
+    >>> best_removal(points, tolerance=0.05).method
+    'fine_tune'
     """
     floor = points[0].clean_accuracy - tolerance
     kept = [p for p in points if p.clean_accuracy >= floor - 1e-12]
