@@ -29,6 +29,10 @@ class Stream(IntEnum):
     INVERSION = 10  # a gradient-inversion probe's dummy inputs
     MEMBERSHIP = 11  # membership inference: targets, reference federations
     AUDIT = 12  # a privacy audit's canaries: which, where, inserted or not
+    # model theft (issue #23), numbered apart from other probes' streams
+    EXTRACTION = 23  # an extraction attacker's query pool, queries, surrogate and its training
+    WATERMARK = 24  # WAFFLE's trigger set (once per run), embedding and removal draws
+    THEFT_DATA = 25  # which part of the held-out set a model thief holds
 
 
 def derive_seed(seed: int, stream: Stream, *key: int) -> int:

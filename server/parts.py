@@ -30,6 +30,7 @@ from server.client_state import ClientStateMirror
 from server.privacy import ServerPrivacy
 from server.probes import ProbeSet
 from server.root_update import RootUpdate, split_root
+from server.watermark import ServerWatermark
 
 __all__ = ["ServerParts", "build_aggregator", "default_f", "fltrust_rule"]
 
@@ -109,6 +110,8 @@ class ServerParts:
         The probes the scenario configures.
     client_states : ClientStateMirror or None
         The server's copy of the clients' node states (for checkpoints and resumes).
+    watermark : ServerWatermark or None
+        WAFFLE embedding of each round's aggregate (``watermark:`` with ``embed: true``).
     """
 
     fed: Federation
@@ -119,6 +122,7 @@ class ServerParts:
     privacy: ServerPrivacy
     probes: ProbeSet
     client_states: ClientStateMirror | None
+    watermark: ServerWatermark | None = None
 
     @classmethod
     def build(
@@ -177,6 +181,7 @@ class ServerParts:
             privacy=privacy,
             probes=ProbeSet.from_federation(fed, out_dir),
             client_states=ClientStateMirror(fed) if mirror_client_states else None,
+            watermark=ServerWatermark.from_scenario(fed),
         )
 
     def before_aggregate(self, global_weights: torch.Tensor, server_round: int) -> None:
@@ -184,6 +189,12 @@ class ServerParts:
         rule = fltrust_rule(self.aggregator)
         if rule is not None and self.root_update is not None:
             rule.server_update = self.root_update(global_weights, server_round)
+
+    def after_aggregate(self, weights: torch.Tensor, server_round: int) -> torch.Tensor:
+        """The new global weights from the rule's ``weights``: watermarked when asked for."""
+        if self.watermark is None:
+            return weights
+        return self.watermark(weights, server_round)
 
 
 def _check_name(path: str, value: Any, known: list[str]) -> None:

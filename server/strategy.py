@@ -243,8 +243,10 @@ class FedsimStrategy(Strategy):
             self._observe(RoundView(server_round, current, None, parsed.updates))
             return None, None
         report.accepted = result.accepted
-        new_global = current.to(torch.float64) + self.scenario.defense.server_lr * result.update
-        self._observe(RoundView(server_round, current, new_global, parsed.updates))
+        aggregate = current.to(torch.float64) + self.scenario.defense.server_lr * result.update
+        new_global = self.parts.after_aggregate(aggregate, server_round)  # e.g. a watermark
+        view = RoundView(server_round, current, new_global, parsed.updates, aggregate=aggregate)
+        self._observe(view)
         metrics = MetricRecord({"train-loss": report.train_loss, "num-updates": len(ids)})
         return to_array_record(WEIGHTS_KEY, new_global.to(current.dtype)), metrics
 

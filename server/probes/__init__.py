@@ -1,4 +1,4 @@
-"""Probes: what observes a run without training (inversion; membership, evasion, audits next).
+"""Probes: what observes a run without training (inversion, extraction, watermark; more next).
 
 Importing this package registers every probe in :data:`PROBES`; :class:`ProbeSet` builds the
 ones a scenario configures. See :mod:`server.probes.base` for the interface.
@@ -7,7 +7,13 @@ ones a scenario configures. See :mod:`server.probes.base` for the interface.
 from __future__ import annotations
 
 from fedsim.threats import DIRECTIONS, THREAT_MODELS
-from server.probes import audit, inversion, membership  # noqa: F401  (each import registers its probe)
+from server.probes import (  # noqa: F401  (each import registers its probe)
+    audit,
+    extraction,
+    inversion,
+    membership,
+    watermark,
+)
 from server.probes.base import PROBES, Probe, RoundView
 from server.probes.probe_set import ProbeSet
 

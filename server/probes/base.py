@@ -58,6 +58,10 @@ class RoundView:
     accounted : dict
         The privacy accounted after the round (``epsilon``, ``delta``, ``epsilon_central`` ...
         as in the round's metrics line); empty without DP.
+    aggregate : torch.Tensor or None
+        The rule's new global weights before the server's own retraining of them (the WAFFLE
+        watermark embedding); equal to ``after`` when the server does not retrain, ``None``
+        when the round was skipped.
     """
 
     round: int
@@ -65,6 +69,7 @@ class RoundView:
     after: torch.Tensor | None
     updates: list[ClientUpdate]
     accounted: dict[str, Any] = field(default_factory=dict)
+    aggregate: torch.Tensor | None = None
 
     @property
     def model(self) -> torch.Tensor:
