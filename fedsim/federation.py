@@ -13,8 +13,11 @@ import torch
 from torch import nn
 
 from fedsim.attacks import Attack, accepts, build_attack, is_attack
+from fedsim.attacks.colluding import ColludingAttack
+from fedsim.attacks.strength import StrengthSearch
 from fedsim.config import Scenario
 from fedsim.data import FederatedData, federated_data
+from fedsim.errors import InvalidSettingError
 from fedsim.models import build_model
 from fedsim.params import flat_params
 from fedsim.seeding import Stream, derive_seed, numpy_rng
@@ -25,6 +28,7 @@ __all__ = [
     "federation_for",
     "malicious_clients",
     "resolve_device",
+    "strength_search",
 ]
 
 
@@ -52,10 +56,30 @@ def build_scenario_attack(scenario: Scenario, num_classes: int) -> Attack | None
     """
     if not is_attack(scenario.attack.name):
         return None
-    params = dict(scenario.attack.params)
+    _, params = StrengthSearch.from_params(scenario.attack.params)
     if "num_classes" in accepts(scenario.attack.name):
         params.setdefault("num_classes", num_classes)
     return build_attack(scenario.attack.name, **params)
+
+
+def strength_search(scenario: Scenario, attack: Attack | None) -> StrengthSearch | None:
+    """The defence-aware strength search of ``attack.params`` (``strength: optimal``), if set.
+
+    Raises
+    ------
+    InvalidSettingError
+        The search settings are invalid, or the attack has no strength the server-side
+        adversary can choose (see :meth:`ColludingAttack.tunable`).
+    """
+    search, _ = StrengthSearch.from_params(scenario.attack.params)
+    if search is None:
+        return None
+    if not isinstance(attack, ColludingAttack) or not attack.has_strength:
+        raise InvalidSettingError(
+            f"strength: optimal needs a colluding attack with a strength (alie, ipm, min_max, "
+            f"min_sum), got {scenario.attack.name!r}"
+        )
+    return search
 
 
 @dataclass
@@ -67,6 +91,7 @@ class Federation:
     malicious: frozenset[int]
     device: torch.device
     attack: Attack | None = None
+    strength: StrengthSearch | None = None
     _models: dict[str, nn.Module] = field(default_factory=dict, repr=False)
 
     def build_model(self) -> nn.Module:
@@ -105,10 +130,12 @@ def federation_for(scenario: Scenario) -> Federation:
 def _federation(scenario_json: str) -> Federation:
     scenario = Scenario.model_validate_json(scenario_json)
     data = federated_data(scenario.data, scenario.seed)
+    attack = build_scenario_attack(scenario, data.dataset.num_classes)
     return Federation(
         scenario=scenario,
         data=data,
         malicious=malicious_clients(scenario),
         device=resolve_device(scenario.device),
-        attack=build_scenario_attack(scenario, data.dataset.num_classes),
+        attack=attack,
+        strength=strength_search(scenario, attack),
     )

@@ -151,7 +151,13 @@ class ServerParts:
             with scenario_key("attack.params", scenario.attack.params):
                 fed.attack.check_round(scenario.clients_per_round, max(1, default_f(scenario)))
             adversary = AdversaryStage(
-                fed.attack, fed.malicious, scenario.attack.knowledge, scenario.seed
+                fed.attack,
+                fed.malicious,
+                scenario.attack.knowledge,
+                scenario.seed,
+                active=scenario.attack.active,
+                aggregator=aggregator,
+                search=fed.strength,
             )
         test_set = (fed.data.dataset.x_test, fed.data.dataset.y_test)
         root_update = None

@@ -236,12 +236,13 @@ class FedsimStrategy(Strategy):
         losses = torch.tensor([u.train_loss for u in checked], dtype=torch.float64)
         report.train_loss = float((weights @ losses) / weights.sum())
         try:
+            # FLTrust's server update first: a defence-aware adversary searches the whole rule.
+            self.parts.before_aggregate(current, server_round)
             if self.parts.adversary is not None:
                 staged = self.parts.adversary(checked, server_round)
                 checked, report.attack_info = staged.updates, staged.info
             updates = torch.stack([u.update for u in checked])
             ids = [u.client_id for u in checked]
-            self.parts.before_aggregate(current, server_round)
             if self.privacy is not None:
                 result, report.privacy_info = self.privacy.aggregate(
                     updates, weights, ids, self.aggregator, server_round
