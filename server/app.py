@@ -20,7 +20,7 @@ import torch
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.serverapp import Grid, ServerApp
 
-from fedsim.attacks import Backdoor, backdoor_asr
+from fedsim.attacks import Backdoor, backdoor_asr, backdoor_lifespan
 from fedsim.checkpoint import Checkpoint, save_checkpoint
 from fedsim.config import Scenario, load_scenario, scenario_to_dict
 from fedsim.errors import RunError
@@ -232,10 +232,27 @@ def _summarise(scenario: Scenario, history: list[dict[str, Any]], wall_s: float)
     }
     if "asr" in last:
         summary["final_asr"] = last["asr"]
+        summary.update(_lifespan(scenario, history))
     for key in ("epsilon", "delta", "epsilon_central"):
         if key in last:
             summary[f"final_{key}"] = last[key]
     return summary
+
+
+def _lifespan(scenario: Scenario, history: list[dict[str, Any]]) -> dict[str, Any]:
+    """``backdoor_lifespan`` when the attack window closed before the run's last round.
+
+    The last poisoned round is the last round of the window in which a malicious client was
+    sampled; the key is absent when the attack never stops within the run (or never ran).
+    """
+    attack = scenario.attack
+    if attack.stop_round is None or not history or attack.stop_round >= history[-1]["round"]:
+        return {}
+    poisoned = [r["round"] for r in history if r.get("malicious") and attack.active(r["round"])]
+    if not poisoned:
+        return {}
+    asr = {r["round"]: r["asr"] for r in history if r.get("asr") is not None}
+    return {"backdoor_lifespan": backdoor_lifespan(asr, max(poisoned))}
 
 
 def make_server_app(
