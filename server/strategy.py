@@ -256,6 +256,10 @@ class FedsimStrategy(Strategy):
             return None, None
         report.accepted = result.accepted
         new_global = current.to(torch.float64) + self.scenario.defense.server_lr * result.update
+        # The change the clients will see (after DP noise, server lr and the float32 cast).
+        self.aggregator.applied(
+            new_global.to(current.dtype).to(torch.float64) - current.to(torch.float64)
+        )
         self.parts.probes.observe(RoundView(server_round, current, new_global, parsed.updates))
         metrics = MetricRecord({"train-loss": report.train_loss, "num-updates": len(ids)})
         return to_array_record(WEIGHTS_KEY, new_global.to(current.dtype)), metrics
