@@ -233,6 +233,13 @@ def _summarise(scenario: Scenario, history: list[dict[str, Any]], wall_s: float)
     if "asr" in last:
         summary["final_asr"] = last["asr"]
         summary.update(_lifespan(scenario, history))
+    for key in ("detection_precision", "detection_recall", "false_rejection_rate"):
+        values = [r[key] for r in history if r.get(key) is not None]
+        if values:
+            summary[key] = sum(values) / len(values)
+    strengths = [r["attack"]["strength"] for r in history if "strength" in r.get("attack", {})]
+    if strengths:
+        summary["attack_strength"] = sum(strengths) / len(strengths)
     for key in ("epsilon", "delta", "epsilon_central"):
         if key in last:
             summary[f"final_{key}"] = last[key]

@@ -107,21 +107,30 @@ class RoundReport:
 def detection(
     accepted: list[int] | None, replied: list[int], malicious: list[int], rejected: dict[int, str]
 ) -> dict[str, float | None]:
-    """Detection precision and recall of a selecting rule against the true malicious ids.
+    """Detection precision and recall of a selecting rule, and its false rejections.
 
     Among the updates the rule saw, the ones it did not accept are its *detections*:
-    precision = |detected ∩ malicious| / |detected|, recall = |detected ∩ malicious| / |malicious|.
-    ``None`` where undefined (no selection, nothing detected, no malicious update).
+    precision = |detected ∩ malicious| / |detected|, recall = |detected ∩ malicious| / |malicious|,
+    false-rejection rate = |detected ∩ honest| / |honest| (honest clients the rule left out).
+    ``None`` where undefined (no selection, nothing detected, no malicious or honest update).
+
+    Examples
+    --------
+    >>> out = detection([0, 1, 2], [0, 1, 2, 3, 4], [3, 2], {})  # detected {3, 4}
+    >>> out["detection_precision"], out["detection_recall"], round(out["false_rejection_rate"], 4)
+    (0.5, 0.5, 0.3333)
     """
     if accepted is None:
         return {}
     seen = set(replied) - set(rejected)
     detected = seen - set(accepted)
     bad = seen & set(malicious)
+    honest = seen - bad
     hits = len(detected & bad)
     return {
         "detection_precision": hits / len(detected) if detected else None,
         "detection_recall": hits / len(bad) if bad else None,
+        "false_rejection_rate": len(detected & honest) / len(honest) if honest else None,
     }
 
 
