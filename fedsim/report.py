@@ -36,7 +36,11 @@ from pathlib import Path
 
 from fedsim.errors import ScenarioError
 from fedsim.plots import Curve, plot_bars, plot_curves, plot_heatmap, plot_tradeoff
-from fedsim.report_defences import defence_section, merge_attack_variants
+from fedsim.report_defences import (
+    defence_section,
+    merge_attack_variants,
+    merge_defence_variants,
+)
 from fedsim.report_tables import (
     AGGREGATOR,
     ATTACK,
@@ -206,6 +210,7 @@ def write_report(sweep_dir: str | os.PathLike[str]) -> Path:
     columns, rows = read_results(sweep_dir / "results.csv")
     keys = key_columns(columns)
     rows, keys = merge_attack_variants(rows, keys)  # an attack with its strength: one variant
+    rows, keys = merge_defence_variants(rows, keys)  # a rule behind its pre-stages: one defence
     ok = [r for r in rows if _ok(r)]
     hidden = determined_keys(rows, keys)
     shown = [k for k in keys if k not in hidden]

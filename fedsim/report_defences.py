@@ -14,7 +14,8 @@ For each defence (``defense.aggregator``, per combination of the other swept key
 
 Attack variants come from the ``attack.params`` column when the sweep varies it
 (:func:`attack_variant`); :func:`merge_attack_variants` folds it into ``attack.name`` so the
-report's other tables show variants too.
+report's other tables show variants too. Likewise :func:`merge_defence_variants` names a rule
+behind pre-aggregation stages after them (``nnm → krum``).
 """
 
 from __future__ import annotations
@@ -30,9 +31,11 @@ __all__ = [
     "defence_rows",
     "defence_section",
     "merge_attack_variants",
+    "merge_defence_variants",
 ]
 
 PARAMS = "attack.params"
+PRE = "defense.pre"
 NO_ATTACK = "none"
 BASELINE = "fedavg"
 STRENGTH_SETTINGS = ("strength", "z_mode", "z", "epsilon", "scale", "sigma", "factor", "boost")
@@ -75,6 +78,33 @@ def merge_attack_variants(
         return rows, keys
     merged = [{**r, ATTACK: attack_variant(r.get(ATTACK, ""), r.get(PARAMS, ""))} for r in rows]
     return merged, [k for k in keys if k != PARAMS]
+
+
+def merge_defence_variants(
+    rows: list[dict[str, str]], keys: list[str]
+) -> tuple[list[dict[str, str]], list[str]]:
+    """Fold ``defense.pre`` into ``defense.aggregator`` (``nnm → krum``); drop the key.
+
+    Examples
+    --------
+    >>> rows, keys = merge_defence_variants(
+    ...     [{"defense.aggregator": "krum", "defense.pre": '["nnm"]'}],
+    ...     ["defense.aggregator", "defense.pre"])
+    >>> rows[0]["defense.aggregator"], keys
+    ('nnm → krum', ['defense.aggregator'])
+    """
+    if AGGREGATOR not in keys or PRE not in keys:
+        return rows, keys
+    merged = []
+    for row in rows:
+        try:
+            stages = json.loads(row.get(PRE) or "[]")
+        except ValueError:
+            stages = []
+        names = [s if isinstance(s, str) else str(s.get("name")) for s in stages or []]
+        label = " → ".join([*names, row.get(AGGREGATOR, "")])
+        merged.append({**row, AGGREGATOR: label})
+    return merged, [k for k in keys if k != PRE]
 
 
 def defence_rows(groups: list[Group]) -> list[dict[str, Any]]:
