@@ -28,6 +28,7 @@ from fedsim.sweep_grammar import point_values, sweep_axes
 
 __all__ = [
     "AttackConfig",
+    "CRFLConfig",
     "CentralDPConfig",
     "ClientsConfig",
     "DataConfig",
@@ -146,6 +147,13 @@ class AttackConfig(_Strict):
         return self.stop_round is None or server_round <= self.stop_round
 
 
+class CRFLConfig(_Strict):
+    """``defense.crfl:`` CRFL's server step after each round: clip the global model, add noise."""
+
+    rho: float = Field(gt=0, description="ρ: bound on the global parameter vector's L2 norm")
+    sigma: float = Field(0.01, ge=0, description="σ: std of the Gaussian noise on every weight")
+
+
 class DefenseConfig(_Strict):
     """``defense:`` the aggregation rule, its settings and pre-aggregation stages."""
 
@@ -153,6 +161,7 @@ class DefenseConfig(_Strict):
     params: dict[str, Any] = Field(default_factory=dict)
     pre: list[str | dict[str, Any]] = Field(default_factory=list)
     server_lr: float = Field(1.0, gt=0)
+    crfl: CRFLConfig | None = None
 
 
 class LocalDPConfig(_Strict):

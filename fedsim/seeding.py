@@ -27,6 +27,7 @@ class Stream(IntEnum):
     FAULTS = 8  # dropouts, crashes
     NODE_IDS = 9  # the inline runtime's node ids
     INVERSION = 10  # a gradient-inversion probe's dummy inputs
+    CRFL = 11  # CRFL's noise on the global model, per round
 
 
 def derive_seed(seed: int, stream: Stream, *key: int) -> int:

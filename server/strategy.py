@@ -4,7 +4,10 @@ The strategy is a thin adapter. It samples clients with a generator keyed by (se
 sends the global weights, checks the replies at the server boundary
 (:mod:`server.replies`), hands the accepted float64 deltas — ordered by client id — to an
 aggregator from :mod:`server.aggregators`, and applies the aggregate as a delta:
-w ← w + η_server · Δ̄. What happened in the round is kept as a :class:`RoundReport`.
+w ← w + η_server · Δ̄ (then, with ``defense.crfl``, CRFL's clip-and-perturb step on w, its
+noise drawn from a generator keyed by (seed, round), so a resumed run draws the same). The
+rule learns the change it caused (:meth:`Aggregator.applied`). What happened in the round is
+kept as a :class:`RoundReport`.
 """
 
 from __future__ import annotations
@@ -31,7 +34,8 @@ from fedsim.protocol import (
     from_array_record,
     to_array_record,
 )
-from fedsim.seeding import Stream, numpy_rng
+from fedsim.seeding import Stream, numpy_rng, torch_generator
+from server.aggregators.crfl import crfl_clip_and_perturb
 from server.parts import ServerParts
 from server.probes import RoundView
 from server.replies import parse_train_replies
@@ -265,6 +269,9 @@ class FedsimStrategy(Strategy):
             return None, None
         report.accepted = result.accepted
         new_global = current.to(torch.float64) + self.scenario.defense.server_lr * result.update
+        if (crfl := self.scenario.defense.crfl) is not None:  # CRFL: clip and perturb w
+            noise = torch_generator(self.scenario.seed, Stream.CRFL, server_round)
+            new_global = crfl_clip_and_perturb(new_global, crfl.rho, crfl.sigma, noise)
         # The change the clients will see (after DP noise, server lr and the float32 cast).
         self.aggregator.applied(
             new_global.to(current.dtype).to(torch.float64) - current.to(torch.float64)
