@@ -116,9 +116,12 @@ def local_attack(fed: Federation, client_id: int, server_round: int) -> ClientAt
 
     A client attacks when it is malicious, the attack runs on clients, and the round lies in
     the attack window (``attack.start_round`` … ``attack.stop_round``); otherwise it trains
-    and replies honestly.
+    and replies honestly. Under ``strength: optimal`` an update attack is applied by the
+    server-side adversary stage instead (``fed.strength``), so the client replies honestly.
     """
     if client_id not in fed.malicious or not isinstance(fed.attack, ClientAttack):
+        return None
+    if fed.strength is not None:
         return None
     return fed.attack if fed.scenario.attack.active(server_round) else None
 

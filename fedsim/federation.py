@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from fedsim.attacks import Attack, accepts, build_attack, is_attack
+from fedsim.attacks import Attack, UpdateAttack, accepts, build_attack, is_attack
 from fedsim.attacks.colluding import ColludingAttack
 from fedsim.attacks.strength import StrengthSearch
 from fedsim.config import Scenario
@@ -69,15 +69,20 @@ def strength_search(scenario: Scenario, attack: Attack | None) -> StrengthSearch
     ------
     InvalidSettingError
         The search settings are invalid, or the attack has no strength the server-side
-        adversary can choose (see :meth:`ColludingAttack.tunable`).
+        adversary can choose (see :meth:`ColludingAttack.tunable`). Update attacks with a
+        ``strength_key`` are then run by the adversary stage, not on the clients.
     """
     search, _ = StrengthSearch.from_params(scenario.attack.params)
     if search is None:
         return None
-    if not isinstance(attack, ColludingAttack) or not attack.has_strength:
+    tunable = (isinstance(attack, ColludingAttack) and attack.has_strength) or (
+        isinstance(attack, UpdateAttack) and attack.strength_key is not None
+    )
+    if not tunable:
         raise InvalidSettingError(
-            f"strength: optimal needs a colluding attack with a strength (alie, ipm, min_max, "
-            f"min_sum), got {scenario.attack.name!r}"
+            f"strength: optimal needs an attack with a strength the server-side adversary can "
+            f"search (alie, ipm, min_max, min_sum; sign_flip, gaussian, scaling), got "
+            f"{scenario.attack.name!r}"
         )
     return search
 

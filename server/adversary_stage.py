@@ -4,7 +4,9 @@ In a simulator the omniscient adversary sits between the round's replies and the
 The malicious clients trained honestly; the stage takes what the adversary may know —
 ``knowledge: own`` (only the malicious clients' own honest updates) or ``full`` (every
 update of the round, benign ones included) — crafts one update per malicious client with the
-colluding attack and puts it in place of that client's honest update. Outside the attack
+colluding attack and puts it in place of that client's honest update (with ``strength:
+optimal``, a client's update attack such as sign flip runs here too, on the malicious clients'
+own honest updates: :class:`~fedsim.attacks.colluding.ServerSideUpdate`). Outside the attack
 window (``attack.start_round`` … ``attack.stop_round``) it changes nothing.
 
 With ``strength: optimal`` (:mod:`fedsim.attacks.strength`) the stage also chooses the
@@ -135,12 +137,13 @@ class AdversaryStage:
         bad = [i for i, u in enumerate(updates) if u.client_id in self.malicious]
         if not bad or not self.window(server_round):
             return StageResult(updates, {})
-        seen = bad if self.knowledge == "own" else list(range(len(updates)))
+        own_only = self.knowledge == "own" or self.attack.own_rows_only
+        seen = bad if own_only else list(range(len(updates)))
         observed = torch.stack([updates[i].update for i in seen])
+        generator = torch_generator(self.seed, Stream.ATTACK, server_round)
         if self.search is not None:
-            crafted_rows, info = self._optimal(updates, bad, observed)
+            crafted_rows, info = self._optimal(updates, bad, observed, generator)
         else:
-            generator = torch_generator(self.seed, Stream.ATTACK, server_round)
             crafted = self.attack(observed, n=len(updates), f=len(bad), generator=generator)
             crafted_rows, info = crafted.updates, dict(crafted.info)
         result = list(updates)
@@ -149,13 +152,17 @@ class AdversaryStage:
         return StageResult(result, info)
 
     def _optimal(
-        self, updates: list[ClientUpdate], bad: list[int], observed: torch.Tensor
+        self,
+        updates: list[ClientUpdate],
+        bad: list[int],
+        observed: torch.Tensor,
+        generator: torch.Generator,
     ) -> tuple[torch.Tensor, dict[str, Any]]:
         """Line-search the strength against a copy of the pipeline; the crafted rows and info."""
         if self.search is None or self.aggregator is None:
             raise RuntimeError("the strength search needs a search and the aggregator")
         n, f = len(updates), len(bad)
-        tunable = self.attack.prepare(observed, n=n, f=f)
+        tunable = self.attack.prepare(observed, n=n, f=f, generator=generator)
         good = [i for i in range(n) if i not in bad]
         if self.knowledge == "full" and good:
             benign = torch.stack([updates[i].update for i in good]).to(torch.float64)

@@ -18,7 +18,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from fedsim.attacks.colluding import ColludingAttack
+from fedsim.attacks import UpdateAttack
+from fedsim.attacks.colluding import ColludingAttack, ServerSideUpdate
 from fedsim.config import Scenario
 from fedsim.errors import InvalidSettingError, ScenarioError
 from fedsim.federation import Federation
@@ -188,11 +189,14 @@ class ServerParts:
             aggregator = build_aggregator(scenario, model)
             aggregator.check_round(scenario.clients_per_round)
         adversary = None
-        if isinstance(fed.attack, ColludingAttack):
+        staged = fed.attack
+        if isinstance(staged, UpdateAttack) and fed.strength is not None:
+            staged = ServerSideUpdate(staged)  # the stage searches its strength
+        if isinstance(staged, ColludingAttack):
             with scenario_key("attack.params", scenario.attack.params):
-                fed.attack.check_round(scenario.clients_per_round, max(1, default_f(scenario)))
+                staged.check_round(scenario.clients_per_round, max(1, default_f(scenario)))
             adversary = AdversaryStage(
-                fed.attack,
+                staged,
                 fed.malicious,
                 scenario.attack.knowledge,
                 scenario.seed,

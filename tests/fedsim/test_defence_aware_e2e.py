@@ -7,6 +7,8 @@ from typing import Any
 import pytest
 
 from fedsim.config import parse_scenario
+from fedsim.errors import ScenarioError
+from fedsim.run.runner import preflight
 from tests.fedsim.test_attacks_e2e import BASE
 from tests.fedsim.test_run import run_scenario_in_memory
 
@@ -37,3 +39,31 @@ def test_optimal_alie_hurts_at_least_as_much_as_the_paper_z(rule: str) -> None:
     # across machines; per-round damage is greedy, so a lower final accuracy is the usual
     # outcome, not a theorem (against Krum, IPM at chance level is a tie: 0.017 vs 0.098).
     assert tuned[-1]["accuracy"] <= fixed[-1]["accuracy"] + 0.005
+
+
+def test_sign_flip_with_optimal_scale_runs_in_the_stage_and_clients_stay_honest() -> None:
+    scenario = parse_scenario(
+        {
+            **BASE,
+            "rounds": 2,
+            "attack": {"name": "sign_flip", "fraction": 0.3, "params": {"strength": "optimal"}},
+            "defense": {"aggregator": "median"},
+        }
+    )
+    rows, summary = run_scenario_in_memory(scenario)
+    for row in rows:
+        assert row["attack"]["strength_key"] == "scale"
+        assert row["attack"]["damage"] >= row["attack"]["damage_default"]
+    assert summary["attack_strength"] == pytest.approx(sum(r["attack"]["scale"] for r in rows) / 2)
+
+
+def test_strength_optimal_is_refused_for_an_attack_without_a_searchable_strength() -> None:
+    scenario = parse_scenario(
+        {
+            **BASE,
+            "rounds": 1,
+            "attack": {"name": "backdoor", "fraction": 0.2, "params": {"strength": "optimal"}},
+        }
+    )
+    with pytest.raises(ScenarioError, match="attack.params.*strength: optimal needs"):
+        preflight(scenario)

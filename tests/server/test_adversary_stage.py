@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from fedsim.attacks import build_attack
+from fedsim.attacks.colluding import ServerSideUpdate
 from fedsim.attacks.strength import StrengthSearch
 from fedsim.seeding import Stream, torch_generator
 from server import aggregators
@@ -125,3 +126,29 @@ def test_outside_the_window_the_stage_changes_nothing() -> None:
     assert stage(updates, 1).updates == updates and stage(updates, 1).info == {}
     assert stage(updates, 4).info == {}
     assert stage(updates, 2).updates[0].update.item() == pytest.approx(-0.3)
+
+
+@pytest.mark.parametrize("attack", ["sign_flip", "gaussian", "scaling"])
+@pytest.mark.parametrize("rule", ["median", "krum", "centered_clipping"])
+def test_update_attacks_run_by_the_stage_never_do_less_than_their_default(
+    attack: str, rule: str
+) -> None:
+    for seed in range(3):
+        g = torch.Generator().manual_seed(seed)
+        rows = torch.randn(9, 4, generator=g, dtype=torch.float64) + 1.0
+        aggregator = aggregators.build(rule, **({"f": 2} if rule == "krum" else {}))
+        stage = _stage(ServerSideUpdate(build_attack(attack)), aggregator, [2, 5])
+        out = stage(_updates(rows), seed + 1)
+        info = out.info
+        assert info["damage"] >= info["damage_default"] and info["strength_key"] in info
+        if attack == "sign_flip":  # −τ·(own honest update), the others untouched
+            assert torch.allclose(out.updates[2].update, -info["scale"] * rows[2])
+        assert torch.equal(out.updates[0].update, rows[0])
+
+
+def test_the_gaussian_noise_is_the_same_for_every_strength_in_a_round() -> None:
+    tunable = ServerSideUpdate(build_attack("gaussian")).prepare(
+        torch.zeros(2, 3, dtype=torch.float64), n=5, f=2, generator=torch.Generator()
+    )
+    assert torch.allclose(tunable.craft(2.0), 2.0 * tunable.craft(1.0))
+    assert not torch.equal(tunable.craft(1.0)[0], tunable.craft(1.0)[1])

@@ -110,7 +110,14 @@ class ALIE(ColludingAttack):
         p = torch.tensor((n - s) / n, dtype=torch.float64)
         return float(torch.special.ndtri(p))
 
-    def tunable(self, observed: torch.Tensor, *, n: int, f: int) -> Tunable:
+    def tunable(
+        self,
+        observed: torch.Tensor,
+        *,
+        n: int,
+        f: int,
+        generator: torch.Generator | None = None,
+    ) -> Tunable:
         r"""The round with *z* free: :math:`m(z) = \mu - z\sigma`, default :meth:`z_for`."""
         k = observed.shape[0]
         if self.unbiased and k < 2:

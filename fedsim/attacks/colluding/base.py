@@ -73,16 +73,34 @@ class ColludingAttack(Attack):
         """Whether the attack has a free strength (overrides :meth:`tunable`)."""
         return type(self).tunable is not ColludingAttack.tunable
 
-    def tunable(self, observed: torch.Tensor, *, n: int, f: int) -> Tunable | None:
+    own_rows_only: ClassVar[bool] = False
+    """Whether the stage must pass only the malicious clients' own rows, whatever it knows."""
+
+    def tunable(
+        self,
+        observed: torch.Tensor,
+        *,
+        n: int,
+        f: int,
+        generator: torch.Generator | None = None,
+    ) -> Tunable | None:
         """The round's crafting with the strength left free, or ``None`` (no free strength).
 
         Attacks with a strength (ALIE's z, IPM's ε, Min-Max/Min-Sum's γ) override it for
         ``strength: optimal`` (:mod:`fedsim.attacks.strength`); ``observed`` is validated
-        float64 and the round checked (:meth:`prepare`).
+        float64 and the round checked (:meth:`prepare`); ``generator`` is the round's attack
+        generator, for attacks that draw.
         """
         return None
 
-    def prepare(self, observed: torch.Tensor, *, n: int, f: int) -> Tunable:
+    def prepare(
+        self,
+        observed: torch.Tensor,
+        *,
+        n: int,
+        f: int,
+        generator: torch.Generator | None = None,
+    ) -> Tunable:
         """Check the round and ``observed``, and return :meth:`tunable`'s result.
 
         Raises
@@ -91,11 +109,11 @@ class ColludingAttack(Attack):
             The round is impossible, or the attack has no free strength.
         """
         self.check_round(n, f)
-        tunable = self.tunable(check_observed(observed, self.name), n=n, f=f)
+        tunable = self.tunable(check_observed(observed, self.name), n=n, f=f, generator=generator)
         if tunable is None:
             raise InvalidSettingError(
                 f"{self.name} has no strength to optimise; strength: optimal works with "
-                "alie, ipm, min_max and min_sum"
+                "alie, ipm, min_max, min_sum, sign_flip, gaussian and scaling"
             )
         return tunable
 

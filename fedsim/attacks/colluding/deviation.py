@@ -116,7 +116,14 @@ class DeviationAttack(ColludingAttack):
         """Return the bound the objective must respect, from the observed updates alone."""
         raise NotImplementedError
 
-    def tunable(self, observed: torch.Tensor, *, n: int, f: int) -> Tunable:
+    def tunable(
+        self,
+        observed: torch.Tensor,
+        *,
+        n: int,
+        f: int,
+        generator: torch.Generator | None = None,
+    ) -> Tunable:
         r"""The round with a free multiple *t* of the admissible γ: :math:`m(t) = \mu + t\gamma p`.
 
         The strength is the scale *t* (``gamma_scale``, default 1: the paper's attack), so

@@ -44,7 +44,14 @@ class IPM(ColludingAttack):
     def __init__(self, epsilon: float = 0.1) -> None:
         self.epsilon = require_real("ipm", "epsilon", epsilon, low=0.0, low_open=True)
 
-    def tunable(self, observed: torch.Tensor, *, n: int, f: int) -> Tunable:
+    def tunable(
+        self,
+        observed: torch.Tensor,
+        *,
+        n: int,
+        f: int,
+        generator: torch.Generator | None = None,
+    ) -> Tunable:
         r"""The round with ε free: :math:`m(\varepsilon) = -\varepsilon\mu`."""
         mean = observed.mean(dim=0)
         return Tunable(
