@@ -75,6 +75,7 @@ class RoundReport:
     failed: dict[int, str] = field(default_factory=dict)
     rejected: dict[int, str] = field(default_factory=dict)
     accepted: list[int] | None = None
+    attack_active: bool | None = None
     attack_info: dict[str, Any] = field(default_factory=dict)
     skipped: str | None = None
     train_loss: float | None = None
@@ -98,7 +99,14 @@ class RoundReport:
                 "rejected": len(self.rejected),
             },
             "accepted": self.accepted,
-            **detection(self.accepted, self.replied, self.malicious, self.rejected),
+            # Outside the attack window the malicious clients behave honestly: count them so.
+            **detection(
+                self.accepted,
+                self.replied,
+                self.malicious if self.attack_active is not False else [],
+                self.rejected,
+            ),
+            **({} if self.attack_active is None else {"attack_active": self.attack_active}),
             "failed": {str(k): v for k, v in sorted(self.failed.items())},
             "rejected": {str(k): v for k, v in sorted(self.rejected.items())},
             "skipped": self.skipped,
@@ -203,6 +211,7 @@ class FedsimStrategy(Strategy):
             sampled=sampled,
             malicious=[c for c in sampled if c in self.malicious],
             dropped=dropped,
+            attack_active=self.scenario.attack.active(server_round) if self.malicious else None,
         )
         self._global = from_array_record(arrays, WEIGHTS_KEY)
         config[SERVER_ROUND] = server_round

@@ -24,6 +24,7 @@ def test_before_the_window_malicious_clients_are_honest() -> None:
         assert [r["accuracy"] for r in rows[:2]] == [r["accuracy"] for r in clean[:2]]
         assert rows[2]["accuracy"] != clean[2]["accuracy"]
     assert "attack" not in colluding[1] and colluding[2]["attack"]["epsilon"] == 0.1
+    assert [r["attack_active"] for r in colluding] == [False, False, True]
 
 
 def test_a_backdoor_stopped_at_round_4_has_a_finite_reported_lifespan() -> None:
