@@ -111,11 +111,19 @@ class TrainJob:
         )
 
 
-def local_attack(fed: Federation, client_id: int) -> ClientAttack | None:
-    """Return the client's local attack, if it is malicious and the attack runs on clients."""
-    if client_id in fed.malicious and isinstance(fed.attack, ClientAttack):
-        return fed.attack
-    return None
+def local_attack(fed: Federation, client_id: int, server_round: int) -> ClientAttack | None:
+    """Return the client's local attack in ``server_round``, if it has one.
+
+    A client attacks when it is malicious, the attack runs on clients, and the round lies in
+    the attack window (``attack.start_round`` … ``attack.stop_round``); otherwise it trains
+    and replies honestly. Under ``strength: optimal`` an update attack is applied by the
+    server-side adversary stage instead (``fed.strength``), so the client replies honestly.
+    """
+    if client_id not in fed.malicious or not isinstance(fed.attack, ClientAttack):
+        return None
+    if fed.strength is not None:
+        return None
+    return fed.attack if fed.scenario.attack.active(server_round) else None
 
 
 def start_train(fed: Federation, msg: Message, context: Context) -> TrainJob:
@@ -138,7 +146,7 @@ def start_train(fed: Federation, msg: Message, context: Context) -> TrainJob:
         raise RuntimeError(f"injected crash of client {client_id} (faults.crash)")
     global_weights = from_shared_array_record(msg.content[ARRAYS], WEIGHTS_KEY)
     x, y = fed.data.client(client_id)
-    attack = local_attack(fed, client_id)
+    attack = local_attack(fed, client_id, server_round)
     attack_rng = None
     if attack is not None:
         attack_rng = torch_generator(scenario.seed, Stream.ATTACK, server_round, client_id)

@@ -30,6 +30,7 @@ from fedsim.sweep_grammar import point_values, sweep_axes
 __all__ = [
     "AttackConfig",
     "AuditConfig",
+    "CRFLConfig",
     "CentralDPConfig",
     "ClientsConfig",
     "DataConfig",
@@ -138,12 +139,36 @@ class AttackConfig(_Strict):
     count: int | None = Field(None, ge=0)
     knowledge: Literal["own", "full"] = "own"
     params: dict[str, Any] = Field(default_factory=dict)
+    start_round: int = Field(1, ge=1, description="first round the malicious clients attack")
+    stop_round: int | None = Field(
+        None, ge=1, description="last round they attack (null: to the end); honest outside"
+    )
 
     @model_validator(mode="after")
     def _fraction_or_count(self) -> AttackConfig:
         if self.fraction is not None and self.count is not None:
             raise ValueError("give attack.fraction or attack.count, not both")
         return self
+
+    def active(self, server_round: int) -> bool:
+        """Whether the malicious clients attack in ``server_round`` (the attack window).
+
+        Examples
+        --------
+        >>> window = AttackConfig(name="alie", fraction=0.2, start_round=2, stop_round=3)
+        >>> [window.active(r) for r in (1, 2, 3, 4)]
+        [False, True, True, False]
+        """
+        if server_round < self.start_round:
+            return False
+        return self.stop_round is None or server_round <= self.stop_round
+
+
+class CRFLConfig(_Strict):
+    """``defense.crfl:`` CRFL's server step after each round: clip the global model, add noise."""
+
+    rho: float = Field(gt=0, description="ρ: bound on the global parameter vector's L2 norm")
+    sigma: float = Field(0.01, ge=0, description="σ: std of the Gaussian noise on every weight")
 
 
 class DefenseConfig(_Strict):
@@ -153,6 +178,7 @@ class DefenseConfig(_Strict):
     params: dict[str, Any] = Field(default_factory=dict)
     pre: list[str | dict[str, Any]] = Field(default_factory=list)
     server_lr: float = Field(1.0, gt=0)
+    crfl: CRFLConfig | None = None
 
 
 class LocalDPConfig(_Strict):
@@ -482,6 +508,23 @@ class Scenario(_Strict):
     sweep: dict[str, Any] | None = Field(
         None, description="points to run: grid and zipped lists over dotted keys (fedsim.run.sweep)"
     )
+
+    @model_validator(mode="after")
+    def _attack_window_within_run(self) -> Scenario:
+        start, stop = self.attack.start_round, self.attack.stop_round
+        if stop is not None and stop < start:
+            raise ScenarioError(
+                "attack.stop_round", stop, f"≥ attack.start_round = {start}, or null (to the end)"
+            )
+        for key in ("start_round", "stop_round"):
+            value = getattr(self.attack, key)
+            if value is not None and value > self.rounds:
+                raise ScenarioError(
+                    f"attack.{key}",
+                    value,
+                    f"a round of the run: 1 ≤ {key} ≤ rounds = {self.rounds}",
+                )
+        return self
 
     @property
     def clients_per_round(self) -> int:

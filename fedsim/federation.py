@@ -14,10 +14,13 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from fedsim.attacks import Attack, accepts, build_attack, is_attack
+from fedsim.attacks import Attack, UpdateAttack, accepts, build_attack, is_attack
+from fedsim.attacks.colluding import ColludingAttack
+from fedsim.attacks.strength import StrengthSearch
 from fedsim.audit.canaries import ExampleCanaries, example_canaries, insert_example_canaries
 from fedsim.config import Scenario
 from fedsim.data import FederatedData, federated_data
+from fedsim.errors import InvalidSettingError
 from fedsim.models import build_model
 from fedsim.params import flat_params
 from fedsim.seeding import Stream, derive_seed, numpy_rng
@@ -29,6 +32,7 @@ __all__ = [
     "federation_override",
     "malicious_clients",
     "resolve_device",
+    "strength_search",
 ]
 
 
@@ -56,10 +60,35 @@ def build_scenario_attack(scenario: Scenario, num_classes: int) -> Attack | None
     """
     if not is_attack(scenario.attack.name):
         return None
-    params = dict(scenario.attack.params)
+    _, params = StrengthSearch.from_params(scenario.attack.params)
     if "num_classes" in accepts(scenario.attack.name):
         params.setdefault("num_classes", num_classes)
     return build_attack(scenario.attack.name, **params)
+
+
+def strength_search(scenario: Scenario, attack: Attack | None) -> StrengthSearch | None:
+    """The defence-aware strength search of ``attack.params`` (``strength: optimal``), if set.
+
+    Raises
+    ------
+    InvalidSettingError
+        The search settings are invalid, or the attack has no strength the server-side
+        adversary can choose (see :meth:`ColludingAttack.tunable`). Update attacks with a
+        ``strength_key`` are then run by the adversary stage, not on the clients.
+    """
+    search, _ = StrengthSearch.from_params(scenario.attack.params)
+    if search is None:
+        return None
+    tunable = (isinstance(attack, ColludingAttack) and attack.has_strength) or (
+        isinstance(attack, UpdateAttack) and attack.strength_key is not None
+    )
+    if not tunable:
+        raise InvalidSettingError(
+            f"strength: optimal needs an attack with a strength the server-side adversary can "
+            f"search (alie, ipm, min_max, min_sum; sign_flip, gaussian, scaling), got "
+            f"{scenario.attack.name!r}"
+        )
+    return search
 
 
 @dataclass
@@ -77,6 +106,7 @@ class Federation:
     device: torch.device
     attack: Attack | None = None
     canaries: ExampleCanaries | None = None
+    strength: StrengthSearch | None = None
     _models: dict[str, nn.Module] = field(default_factory=dict, repr=False)
 
     def build_model(self) -> nn.Module:
@@ -144,11 +174,13 @@ def _federation(scenario_json: str) -> Federation:
     data = federated_data(scenario.data, scenario.seed)
     malicious = malicious_clients(scenario)
     canaries = example_canaries(scenario, data.dataset, malicious)
+    attack = build_scenario_attack(scenario, data.dataset.num_classes)
     return Federation(
         scenario=scenario,
         data=insert_example_canaries(data, canaries),
         malicious=malicious,
         device=resolve_device(scenario.device),
-        attack=build_scenario_attack(scenario, data.dataset.num_classes),
+        attack=attack,
         canaries=canaries,
+        strength=strength_search(scenario, attack),
     )

@@ -9,15 +9,18 @@ Columns of ``results.csv`` are read by name, so a hand-made file works too: ``po
 every other column is a swept key. Runs are grouped by every swept key except ``seed``; each
 group gets, for each figure, the mean and the *sample* standard deviation (n − 1) over its
 runs (a run with an empty cell is left out of that figure only). A swept key whose value is
-determined by another one (a zip partner such as ``attack.params`` next to ``attack.name``, or
-a key with a single value) adds no groups and is not shown as a column; the report says so.
+determined by another one (a zip partner, or a key with a single value) adds no groups and is
+not shown as a column; the report says so. ``attack.params`` is folded into ``attack.name`` as
+an attack *variant* naming its strength settings (``alie (optimal)``, ``ipm (epsilon=0.1)``).
 
 What the report holds:
 
 - always: a table of every group (runs, final and best accuracy, final ASR, ε, PSNR/SSIM where
   present, wall time) and accuracy per round (mean over seeds, ± std band), one line per group
   (one panel per attack when ``attack.name`` varies);
-- when both ``defense.aggregator`` and ``attack.name`` vary: an aggregator × attack table and
+- when both ``defense.aggregator`` and ``attack.name`` vary: the defence table of
+  :mod:`fedsim.report_defences` (worst case over attacks and their strengths, the clean cost
+  against FedAvg, detection and false rejections), an aggregator × attack table and
   heatmap of final accuracy with each aggregator's worst case over attacks (and a bar chart
   of it), and the same table and heatmap for final ASR where backdoor runs recorded it. Other
   varying keys split these into one set per combination of their values.
@@ -29,13 +32,24 @@ import csv
 import json
 import math
 import os
-import statistics
-from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 
 from fedsim.errors import ScenarioError
 from fedsim.plots import Curve, plot_bars, plot_curves, plot_heatmap, plot_panels, plot_tradeoff
+from fedsim.report_defences import (
+    defence_section,
+    merge_attack_variants,
+    merge_defence_variants,
+)
+from fedsim.report_tables import (
+    AGGREGATOR,
+    ATTACK,
+    Group,
+    Stat,
+    format_stat,
+    markdown_table,
+    mean_std,
+)
 from fedsim.results import is_summary_figure, read_metrics
 
 __all__ = [
@@ -54,8 +68,6 @@ __all__ = [
     "write_report",
 ]
 
-AGGREGATOR = "defense.aggregator"
-ATTACK = "attack.name"
 BOOKKEEPING = ("point", "seed", "status", "wall_s")
 LABELS = {
     "final_accuracy": "final accuracy",
@@ -71,24 +83,6 @@ LABELS = {
     "wall_s": "wall s",
 }
 NOT_IN_TABLES = ("final_loss",)
-
-
-@dataclass(frozen=True)
-class Stat:
-    """Mean and sample standard deviation of ``n`` values (``std`` is None when n < 2)."""
-
-    mean: float | None
-    std: float | None
-    n: int
-
-
-@dataclass(frozen=True)
-class Group:
-    """The runs sharing one combination of swept values (all seeds)."""
-
-    values: dict[str, str]
-    points: list[str]
-    stats: dict[str, Stat]
 
 
 def read_results(path: str | os.PathLike[str]) -> tuple[list[str], list[dict[str, str]]]:
@@ -142,24 +136,6 @@ def determined_keys(rows: list[dict[str, str]], keys: list[str]) -> dict[str, st
 def _determines(rows: list[dict[str, str]], a: str, b: str) -> bool:
     seen: dict[str, str] = {}
     return all(seen.setdefault(r.get(a, ""), r.get(b, "")) == r.get(b, "") for r in rows)
-
-
-def mean_std(values: Iterable[float]) -> Stat:
-    """Mean and sample standard deviation (n − 1 in the denominator).
-
-    Examples
-    --------
-    >>> stat = mean_std([0.8, 0.9, 1.0])
-    >>> round(stat.mean, 6), round(stat.std, 6), stat.n
-    (0.9, 0.1, 3)
-    >>> mean_std([0.5])
-    Stat(mean=0.5, std=None, n=1)
-    """
-    values = list(values)
-    if not values:
-        return Stat(None, None, 0)
-    std = statistics.stdev(values) if len(values) > 1 else None
-    return Stat(statistics.fmean(values), std, len(values))
 
 
 def group_stats(rows: list[dict[str, str]], keys: list[str], figures: list[str]) -> list[Group]:
@@ -222,27 +198,6 @@ def worst_case(
     return result
 
 
-def format_stat(stat: Stat | None, digits: int = 3, expected_n: int | None = None) -> str:
-    """``mean ± std`` (``mean`` alone for one run, ``–`` for none), ``(n=k)`` when k is unusual."""
-    if stat is None or stat.n == 0 or stat.mean is None:
-        return "–"
-    text = f"{stat.mean:.{digits}f}"
-    if stat.std is not None:
-        text += f" ± {stat.std:.{digits}f}"
-    if expected_n is not None and stat.n != expected_n:
-        text += f" (n={stat.n})"
-    return text
-
-
-def markdown_table(header: list[str], body: list[list[str]]) -> str:
-    """A GitHub-flavoured Markdown table (``|`` in cells escaped)."""
-
-    def line(cells: list[str]) -> str:
-        return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
-
-    return "\n".join([line(header), line(["---"] * len(header)), *(line(r) for r in body)])
-
-
 # ---------------------------------------------------------------------------- the report
 
 
@@ -256,8 +211,10 @@ def write_report(sweep_dir: str | os.PathLike[str]) -> Path:
     """
     sweep_dir = Path(sweep_dir)
     columns, rows = read_results(sweep_dir / "results.csv")
-    ok = [r for r in rows if _ok(r)]
     keys = key_columns(columns)
+    rows, keys = merge_attack_variants(rows, keys)  # an attack with its strength: one variant
+    rows, keys = merge_defence_variants(rows, keys)  # a rule behind its pre-stages: one defence
+    ok = [r for r in rows if _ok(r)]
     hidden = determined_keys(rows, keys)
     shown = [k for k in keys if k not in hidden]
     figures = figure_columns(columns, ok)
@@ -300,6 +257,9 @@ def write_report(sweep_dir: str | os.PathLike[str]) -> Path:
         )
     lines.append("")
     if AGGREGATOR in shown and ATTACK in shown and "final_accuracy" in figures:
+        others = [k for k in shown if k not in (AGGREGATOR, ATTACK)]
+        for facet, members in _facets(groups, others):
+            lines += defence_section(members, f" ({facet})" if facet else "")
         lines += _robustness_sections(groups, shown, fig_dir, expected)
     lines += _groups_section(groups, shown, figures)
     lines += _tradeoff_section(groups, shown, figures, fig_dir)

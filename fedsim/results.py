@@ -33,13 +33,24 @@ __all__ = [
 LEAKAGE_FIGURES = ("psnr", "ssim")
 """Run-wide means of an inversion probe's scores (``summary.json``; ``results.csv`` columns)."""
 
+ROBUSTNESS_FIGURES = (
+    "detection_precision",
+    "detection_recall",
+    "false_rejection_rate",
+    "attack_strength",
+    "backdoor_lifespan",
+)
+"""Run-wide means of the per-round detection figures, the mean strength a defence-aware
+attack chose, and the backdoor lifespan (``summary.json``; ``results.csv`` columns)."""
+
 
 def is_summary_figure(key: str) -> bool:
     """Whether a ``summary.json`` key is a result a sweep tabulates.
 
-    ``final_*`` and ``best_*`` figures, and the inversion probe's mean ``psnr`` and ``ssim``.
+    ``final_*`` and ``best_*`` figures, the inversion probe's mean ``psnr`` and ``ssim``, and
+    the robustness figures (:data:`ROBUSTNESS_FIGURES`).
     """
-    return key.startswith(("final_", "best_")) or key in LEAKAGE_FIGURES
+    return key.startswith(("final_", "best_")) or key in LEAKAGE_FIGURES + ROBUSTNESS_FIGURES
 
 
 def default_run_dir(name: str, root: str | os.PathLike[str] = "runs") -> Path:

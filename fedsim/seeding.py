@@ -29,6 +29,7 @@ class Stream(IntEnum):
     INVERSION = 10  # a gradient-inversion probe's dummy inputs
     MEMBERSHIP = 11  # membership inference: targets, reference federations
     AUDIT = 12  # a privacy audit's canaries: which, where, inserted or not
+    CRFL = 13  # CRFL's noise on the global model, per round
     # model theft (issue #23), numbered apart from other probes' streams
     EXTRACTION = 23  # an extraction attacker's query pool, queries, surrogate and its training
     WATERMARK = 24  # WAFFLE's trigger set (once per run), embedding and removal draws

@@ -22,7 +22,7 @@ import torch
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.serverapp import Grid, ServerApp
 
-from fedsim.attacks import Backdoor, backdoor_asr
+from fedsim.attacks import Backdoor, backdoor_asr, backdoor_lifespan
 from fedsim.checkpoint import Checkpoint, save_checkpoint
 from fedsim.config import Scenario, load_scenario, scenario_path, scenario_to_dict
 from fedsim.errors import RunError, ScenarioError
@@ -276,10 +276,34 @@ def _summarise(scenario: Scenario, history: list[dict[str, Any]], wall_s: float)
     }
     if "asr" in last:
         summary["final_asr"] = last["asr"]
+        summary.update(_lifespan(scenario, history))
+    for key in ("detection_precision", "detection_recall", "false_rejection_rate"):
+        values = [r[key] for r in history if r.get(key) is not None]
+        if values:
+            summary[key] = sum(values) / len(values)
+    strengths = [r["attack"]["strength"] for r in history if "strength" in r.get("attack", {})]
+    if strengths:
+        summary["attack_strength"] = sum(strengths) / len(strengths)
     for key in ("epsilon", "delta", "epsilon_central"):
         if key in last:
             summary[f"final_{key}"] = last[key]
     return summary
+
+
+def _lifespan(scenario: Scenario, history: list[dict[str, Any]]) -> dict[str, Any]:
+    """``backdoor_lifespan`` when the attack window closed before the run's last round.
+
+    The last poisoned round is the last round of the window in which a malicious client was
+    sampled; the key is absent when the attack never stops within the run (or never ran).
+    """
+    attack = scenario.attack
+    if attack.stop_round is None or not history or attack.stop_round >= history[-1]["round"]:
+        return {}
+    poisoned = [r["round"] for r in history if r.get("malicious") and attack.active(r["round"])]
+    if not poisoned:
+        return {}
+    asr = {r["round"]: r["asr"] for r in history if r.get("asr") is not None}
+    return {"backdoor_lifespan": backdoor_lifespan(asr, max(poisoned))}
 
 
 def make_server_app(

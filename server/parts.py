@@ -16,10 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
-from fedsim.attacks.colluding import ColludingAttack
+from fedsim.attacks import UpdateAttack
+from fedsim.attacks.colluding import ColludingAttack, ServerSideUpdate
 from fedsim.config import Scenario
-from fedsim.errors import SETTING_ERRORS, ScenarioError
+from fedsim.errors import SETTING_ERRORS, InvalidSettingError, ScenarioError
 from fedsim.federation import Federation
 from fedsim.seeding import Stream, derive_seed
 from server import aggregators
@@ -32,7 +34,7 @@ from server.probes import ProbeSet
 from server.root_update import RootUpdate, split_root
 from server.watermark import ServerWatermark
 
-__all__ = ["ServerParts", "build_aggregator", "default_f", "fltrust_rule"]
+__all__ = ["ServerParts", "build_aggregator", "default_f", "fltrust_rule", "output_layer"]
 
 
 def default_f(scenario: Scenario) -> int:
@@ -45,11 +47,14 @@ def default_f(scenario: Scenario) -> int:
     return min(per_round, -(-scenario.num_malicious * per_round // total))
 
 
-def build_aggregator(scenario: Scenario) -> aggregators.Aggregator:
+def build_aggregator(scenario: Scenario, model: nn.Module | None = None) -> aggregators.Aggregator:
     """The scenario's rule behind its ``defense.pre`` stages, with defaults filled in.
 
-    - ``f`` defaults from the attack block (see :func:`default_f`);
+    - ``f`` defaults from the attack block (see :func:`default_f`), for rules and for
+      pre-aggregation stages that take it (``nnm``, ``arc``);
     - ``trimmed_mean`` without ``k`` or ``beta`` trims k = max(1, f) per side;
+    - ``deepsight`` without ``output_size``/``penultimate_size`` reads them from ``model``'s
+      last ``nn.Linear`` (:func:`output_layer`);
     - randomised rules and stages get ``seed`` derived from the scenario seed.
     """
     name = scenario.defense.aggregator
@@ -59,6 +64,10 @@ def build_aggregator(scenario: Scenario) -> aggregators.Aggregator:
         params.setdefault("f", default_f(scenario))
     if name == "trimmed_mean" and "k" not in params and "beta" not in params:
         params["k"] = max(1, default_f(scenario))
+    if name == "deepsight" and model is not None:
+        outputs, inputs = output_layer(model)
+        params.setdefault("output_size", outputs)
+        params.setdefault("penultimate_size", inputs)
     seed = derive_seed(scenario.seed, Stream.DEFENSE) % 2**31
     if "seed" in accepted:
         params.setdefault("seed", seed)
@@ -66,10 +75,42 @@ def build_aggregator(scenario: Scenario) -> aggregators.Aggregator:
     for index, item in enumerate(scenario.defense.pre):
         stage = {"name": item, "params": {}} if isinstance(item, str) else dict(item)
         stage_params = dict(stage.get("params") or {})
-        if isinstance(stage.get("name"), str) and "seed" in aggregators.pre_accepts(stage["name"]):
+        stage_accepts = (
+            aggregators.pre_accepts(stage["name"]) if isinstance(stage.get("name"), str) else set()
+        )
+        if "seed" in stage_accepts:
             stage_params.setdefault("seed", (seed + index + 1) % 2**31)
+        if "f" in stage_accepts:
+            stage_params.setdefault("f", default_f(scenario))
         pre.append({**stage, "params": stage_params})
     return aggregators.build_pipeline(name, params, pre)
+
+
+def output_layer(model: nn.Module) -> tuple[int, int]:
+    """``(out_features, in_features)`` of the model's last ``nn.Linear`` (its output layer).
+
+    DeepSight reads the output layer from the end of the flat update, so that layer's
+    parameters must be the model's last ones.
+
+    Raises
+    ------
+    InvalidSettingError
+        The model has no ``nn.Linear``, or its parameters do not end with the last one's.
+    """
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    params = list(model.parameters())
+    if not linears or linears[-1].bias is None:
+        raise InvalidSettingError(
+            "deepsight needs a model ending with nn.Linear (with bias); give output_size and "
+            "penultimate_size in defense.params"
+        )
+    last = linears[-1]
+    if len(params) < 2 or params[-1] is not last.bias or params[-2] is not last.weight:
+        raise InvalidSettingError(
+            "deepsight reads the output layer from the end of the update, but the model's "
+            "parameters do not end with its last nn.Linear"
+        )
+    return last.out_features, last.in_features
 
 
 def fltrust_rule(aggregator: aggregators.Aggregator) -> FLTrust | None:
@@ -149,14 +190,24 @@ class ServerParts:
             ("defense.pre", defense.pre) if defense.pre else ("defense.params", defense.params)
         )
         with scenario_key(key, value):
-            aggregator = build_aggregator(scenario)
+            model = fed.model("server") if defense.aggregator == "deepsight" else None
+            aggregator = build_aggregator(scenario, model)
             aggregator.check_round(scenario.clients_per_round)
         adversary = None
-        if isinstance(fed.attack, ColludingAttack):
+        staged = fed.attack
+        if isinstance(staged, UpdateAttack) and fed.strength is not None:
+            staged = ServerSideUpdate(staged)  # the stage searches its strength
+        if isinstance(staged, ColludingAttack):
             with scenario_key("attack.params", scenario.attack.params):
-                fed.attack.check_round(scenario.clients_per_round, max(1, default_f(scenario)))
+                staged.check_round(scenario.clients_per_round, max(1, default_f(scenario)))
             adversary = AdversaryStage(
-                fed.attack, fed.malicious, scenario.attack.knowledge, scenario.seed
+                staged,
+                fed.malicious,
+                scenario.attack.knowledge,
+                scenario.seed,
+                active=scenario.attack.active,
+                aggregator=aggregator,
+                search=fed.strength,
             )
         test_set = (fed.data.dataset.x_test, fed.data.dataset.y_test)
         root_update = None

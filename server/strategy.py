@@ -4,7 +4,10 @@ The strategy is a thin adapter. It samples clients with a generator keyed by (se
 sends the global weights, checks the replies at the server boundary
 (:mod:`server.replies`), hands the accepted float64 deltas — ordered by client id — to an
 aggregator from :mod:`server.aggregators`, and applies the aggregate as a delta:
-w ← w + η_server · Δ̄. What happened in the round is kept as a :class:`RoundReport`.
+w ← w + η_server · Δ̄ (then, with ``defense.crfl``, CRFL's clip-and-perturb step on w, its
+noise drawn from a generator keyed by (seed, round), so a resumed run draws the same). The
+rule learns the change it caused (:meth:`Aggregator.applied`). What happened in the round is
+kept as a :class:`RoundReport`.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ from fedsim.protocol import (
     from_array_record,
     to_array_record,
 )
+from fedsim.seeding import Stream, torch_generator
+from server.aggregators.crfl import crfl_clip_and_perturb
 from server.parts import ServerParts
 from server.probes import RoundView
 from server.replies import parse_train_replies
@@ -54,6 +59,7 @@ class RoundReport:
     failed: dict[int, str] = field(default_factory=dict)
     rejected: dict[int, str] = field(default_factory=dict)
     accepted: list[int] | None = None
+    attack_active: bool | None = None
     attack_info: dict[str, Any] = field(default_factory=dict)
     skipped: str | None = None
     train_loss: float | None = None
@@ -77,7 +83,14 @@ class RoundReport:
                 "rejected": len(self.rejected),
             },
             "accepted": self.accepted,
-            **detection(self.accepted, self.replied, self.malicious, self.rejected),
+            # Outside the attack window the malicious clients behave honestly: count them so.
+            **detection(
+                self.accepted,
+                self.replied,
+                self.malicious if self.attack_active is not False else [],
+                self.rejected,
+            ),
+            **({} if self.attack_active is None else {"attack_active": self.attack_active}),
             "failed": {str(k): v for k, v in sorted(self.failed.items())},
             "rejected": {str(k): v for k, v in sorted(self.rejected.items())},
             "skipped": self.skipped,
@@ -90,21 +103,30 @@ class RoundReport:
 def detection(
     accepted: list[int] | None, replied: list[int], malicious: list[int], rejected: dict[int, str]
 ) -> dict[str, float | None]:
-    """Detection precision and recall of a selecting rule against the true malicious ids.
+    """Detection precision and recall of a selecting rule, and its false rejections.
 
     Among the updates the rule saw, the ones it did not accept are its *detections*:
-    precision = |detected ∩ malicious| / |detected|, recall = |detected ∩ malicious| / |malicious|.
-    ``None`` where undefined (no selection, nothing detected, no malicious update).
+    precision = |detected ∩ malicious| / |detected|, recall = |detected ∩ malicious| / |malicious|,
+    false-rejection rate = |detected ∩ honest| / |honest| (honest clients the rule left out).
+    ``None`` where undefined (no selection, nothing detected, no malicious or honest update).
+
+    Examples
+    --------
+    >>> out = detection([0, 1, 2], [0, 1, 2, 3, 4], [3, 2], {})  # detected {3, 4}
+    >>> out["detection_precision"], out["detection_recall"], round(out["false_rejection_rate"], 4)
+    (0.5, 0.5, 0.3333)
     """
     if accepted is None:
         return {}
     seen = set(replied) - set(rejected)
     detected = seen - set(accepted)
     bad = seen & set(malicious)
+    honest = seen - bad
     hits = len(detected & bad)
     return {
         "detection_precision": hits / len(detected) if detected else None,
         "detection_recall": hits / len(bad) if bad else None,
+        "false_rejection_rate": len(detected & honest) / len(honest) if honest else None,
     }
 
 
@@ -173,6 +195,7 @@ class FedsimStrategy(Strategy):
             sampled=sampled,
             malicious=[c for c in sampled if c in self.malicious],
             dropped=dropped,
+            attack_active=self.scenario.attack.active(server_round) if self.malicious else None,
         )
         self._global = from_array_record(arrays, WEIGHTS_KEY)
         config[SERVER_ROUND] = server_round
@@ -219,12 +242,13 @@ class FedsimStrategy(Strategy):
         losses = torch.tensor([u.train_loss for u in checked], dtype=torch.float64)
         report.train_loss = float((weights @ losses) / weights.sum())
         try:
+            # FLTrust's server update first: a defence-aware adversary searches the whole rule.
+            self.parts.before_aggregate(current, server_round)
             if self.parts.adversary is not None:
                 staged = self.parts.adversary(checked, server_round)
                 checked, report.attack_info = staged.updates, staged.info
             updates = torch.stack([u.update for u in checked])
             ids = [u.client_id for u in checked]
-            self.parts.before_aggregate(current, server_round)
             if self.privacy is not None:
                 inserted = self.parts.probes.inserted_updates(server_round, self.dim)
                 result, report.privacy_info = self.privacy.aggregate(
@@ -243,8 +267,16 @@ class FedsimStrategy(Strategy):
             self._observe(RoundView(server_round, current, None, parsed.updates))
             return None, None
         report.accepted = result.accepted
-        aggregate = current.to(torch.float64) + self.scenario.defense.server_lr * result.update
+        new_global = current.to(torch.float64) + self.scenario.defense.server_lr * result.update
+        if (crfl := self.scenario.defense.crfl) is not None:  # CRFL: clip and perturb w
+            noise = torch_generator(self.scenario.seed, Stream.CRFL, server_round)
+            new_global = crfl_clip_and_perturb(new_global, crfl.rho, crfl.sigma, noise)
+        aggregate = new_global
         new_global = self.parts.after_aggregate(aggregate, server_round)  # e.g. a watermark
+        # The change the clients will see (after DP noise, server lr and the float32 cast).
+        self.aggregator.applied(
+            new_global.to(current.dtype).to(torch.float64) - current.to(torch.float64)
+        )
         view = RoundView(server_round, current, new_global, parsed.updates, aggregate=aggregate)
         self._observe(view)
         metrics = MetricRecord({"train-loss": report.train_loss, "num-updates": len(ids)})

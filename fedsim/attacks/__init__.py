@@ -27,7 +27,7 @@ from __future__ import annotations
 from typing import Any
 
 from fedsim.attacks import colluding  # noqa: F401  (registers the colluding attacks)
-from fedsim.attacks.backdoor import Backdoor, BadNets, backdoor_asr
+from fedsim.attacks.backdoor import Backdoor, BadNets, backdoor_asr, backdoor_lifespan
 from fedsim.attacks.dba import DBA
 from fedsim.attacks.gaussian import Gaussian
 from fedsim.attacks.label_flip import LabelFlip
@@ -55,6 +55,7 @@ __all__ = [
     "accepts",
     "attack_names",
     "backdoor_asr",
+    "backdoor_lifespan",
     "build_attack",
     "is_attack",
 ]

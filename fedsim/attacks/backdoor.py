@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 
@@ -11,7 +11,7 @@ from fedsim.attacks.registry import ATTACKS
 from fedsim.errors import InvalidSettingError
 from fedsim.validation import is_integer, is_real, require_int, require_real
 
-__all__ = ["BadNets", "Backdoor", "backdoor_asr"]
+__all__ = ["BadNets", "Backdoor", "backdoor_asr", "backdoor_lifespan"]
 
 
 class Backdoor(DataPoisoning):
@@ -354,3 +354,50 @@ def _int_pair(
             f"{who} needs {key} to be {shape} of integers ≥ {minimum}, got {value!r}"
         )
     return (int(pair[0]), int(pair[1]))
+
+
+def backdoor_lifespan(
+    asr: Mapping[int, float], last_poisoned: int, threshold: float = 0.5
+) -> int | None:
+    r"""Rounds a backdoor survives after the last poisoned round.
+
+    .. math:: L = \min\{\, r > r_p : \mathrm{ASR}_r < \theta \,\} - r_p
+
+    where :math:`r_p` is the last round in which a malicious client sent a poisoned update,
+    :math:`\mathrm{ASR}_r` the attack success rate of the global model after round *r* and
+    :math:`\theta` the ``threshold`` (0.5). ``None`` when the ASR stays at or above
+    :math:`\theta` in every measured round after :math:`r_p` (the backdoor outlives the run).
+    A backdoor that never reached :math:`\theta` gets 1 (it is gone the round after).
+
+    Parameters
+    ----------
+    asr : mapping of int to float
+        The ASR by round.
+    last_poisoned : int
+        :math:`r_p \ge 1`.
+    threshold : float
+        :math:`\theta \in (0, 1]`.
+
+    Raises
+    ------
+    InvalidSettingError
+        ``last_poisoned`` or ``threshold`` out of range.
+
+    Examples
+    --------
+    >>> backdoor_lifespan({3: 0.99, 4: 0.9, 5: 0.7, 6: 0.4, 7: 0.2}, last_poisoned=3)
+    3
+    >>> backdoor_lifespan({3: 0.99, 4: 0.9}, last_poisoned=3) is None
+    True
+
+    References
+    ----------
+    Zhang, Panda, Song, Yang, Mahoney, Mittal, Ramchandran, Gonzalez. Neurotoxin: Durable
+    Backdoors in Federated Learning. ICML 2022 (durability as rounds after poisoning stops).
+    """
+    require_int("backdoor lifespan", "last_poisoned", last_poisoned, minimum=1)
+    require_real("backdoor lifespan", "threshold", threshold, low=0.0, high=1.0, low_open=True)
+    for r in sorted(asr):
+        if r > last_poisoned and asr[r] < threshold:
+            return r - last_poisoned
+    return None

@@ -41,6 +41,8 @@ class Gaussian(UpdateAttack):
     """
 
     name = "gaussian"
+    strength_key = "sigma"
+    strength_bounds = (0.001, 10.0)
 
     def __init__(self, sigma: float = 1.0) -> None:
         self.sigma = require_real("gaussian", "sigma", sigma, low=0.0, low_open=True)

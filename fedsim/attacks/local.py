@@ -17,6 +17,8 @@ read by attacks whose ``uses_reference`` is true (Neurotoxin).
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 
 from fedsim.attacks.registry import Attack
@@ -90,9 +92,23 @@ class DataPoisoning(ClientAttack):
 
 
 class UpdateAttack(ClientAttack):
-    """Base class of model-poisoning attacks on a client's own update (stage ``"update"``)."""
+    """Base class of model-poisoning attacks on a client's own update (stage ``"update"``).
+
+    An attack with one scalar strength names it in ``strength_key`` (sign flip's ``scale``,
+    Gaussian's ``sigma``, scaling's ``factor``); with ``strength: optimal`` the server-side
+    adversary stage applies it and chooses that strength each round
+    (:class:`fedsim.attacks.colluding.ServerSideUpdate`).
+    """
 
     stage = "update"
+    strength_key: ClassVar[str | None] = None
+    strength_bounds: ClassVar[tuple[float, float]] = (0.01, 100.0)
+
+    def with_strength(self, value: float) -> UpdateAttack:
+        """A copy of the attack with its strength setting set to ``value``."""
+        if self.strength_key is None:
+            raise InvalidSettingError(f"{self.name} has no strength setting")
+        return type(self)(**{**vars(self), self.strength_key: value})
 
 
 def as_delta(delta: torch.Tensor, who: str) -> torch.Tensor:

@@ -36,6 +36,7 @@ class Scaling(UpdateAttack):
     """
 
     name = "scaling"
+    strength_key = "factor"
 
     def __init__(self, factor: float = 10.0) -> None:
         if not (is_real(factor) and factor != 0):

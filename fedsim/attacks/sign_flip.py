@@ -36,6 +36,7 @@ class SignFlip(UpdateAttack):
     """
 
     name = "sign_flip"
+    strength_key = "scale"
 
     def __init__(self, scale: float = 1.0) -> None:
         self.scale = require_real("sign_flip", "scale", scale, low=0.0, low_open=True)

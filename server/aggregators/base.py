@@ -72,6 +72,15 @@ class Aggregator:
             raise InvalidSettingError(f"{self.name} produced a non-finite aggregate")
         return result
 
+    def applied(self, change: torch.Tensor) -> None:
+        r"""Learn the change :math:`w^{t} - w^{t-1}` the server applied after this round.
+
+        The strategy calls it after each aggregated round with the real change of the global
+        model, which differs from the aggregate under ``defense.server_lr`` ≠ 1 or central
+        DP noise. A no-op by default; rules that model the global trajectory (FLDetector)
+        override it.
+        """
+
     def state_dict(self) -> dict[str, Any]:
         """Return the state carried across rounds (for checkpoints); empty if stateless."""
         return {}

@@ -140,8 +140,10 @@ class FLDetector(Aggregator):
 
     Choices where the paper is open or its setting differs: updates are deltas (≈ −η·
     gradients) instead of gradients — BFGS is homogeneous (pairs (s, c·y) give c·B), so
-    the prediction is the paper's, scaled; the rule reconstructs :math:`w^t - w^{t-1}` as its
-    own previous aggregate, which assumes ``defense.server_lr`` = 1 and no central DP noise;
+    the prediction is the paper's, scaled; :math:`w^t - w^{t-1}` is the change the server
+    reports through :meth:`applied` (fedsim's strategy does, after every round, so
+    ``defense.server_lr`` ≠ 1 and central DP noise are accounted for), else the rule's own
+    previous aggregate;
     with client sampling, only clients present in consecutive rounds are predicted, and a
     window holds a client's last N *predicted* rounds. Detection stops after the first
     flagged cluster (the paper's single detection event; its exclusion then lasts the
@@ -214,12 +216,18 @@ class FLDetector(Aggregator):
 
     def _reset(self) -> None:
         self._round = 0
-        self._last: torch.Tensor | None = None  # previous aggregate = w^t − w^{t−1}
+        self._last: torch.Tensor | None = None  # previous aggregate
+        self._step: torch.Tensor | None = None  # w^t − w^{t−1}: the aggregate unless applied()
         self._s: list[torch.Tensor] = []
         self._y: list[torch.Tensor] = []
         self._updates: dict[int, tuple[int, torch.Tensor]] = {}  # id → (round, update)
         self._errors: dict[int, list[float]] = {}
         self._excluded: set[int] = set()
+
+    def applied(self, change: torch.Tensor) -> None:
+        r"""Record :math:`w^{t} - w^{t-1}`, the change the server applied after this round."""
+        if self._last is not None and change.shape == self._last.shape:
+            self._step = change.to(torch.float64).clone()
 
     def check_round(self, n: int) -> None:
         """Check n and the base rule's own precondition."""
@@ -228,9 +236,9 @@ class FLDetector(Aggregator):
 
     def _predict(self, updates: torch.Tensor, client_ids: list[int]) -> dict[int, float]:
         """Return the normalised prediction errors of the clients present last round."""
-        if self._last is None or not self._s:
+        if self._step is None or not self._s:
             return {}
-        hvp = lbfgs_hvp(torch.stack(self._s), torch.stack(self._y), self._last)
+        hvp = lbfgs_hvp(torch.stack(self._s), torch.stack(self._y), self._step)
         if not all_finite(hvp):
             log.warning("%s: non-finite L-BFGS product; no prediction this round", self.name)
             return {}
@@ -280,12 +288,14 @@ class FLDetector(Aggregator):
             accepted = kept_ids if result.accepted is None else list(result.accepted)
         else:
             update, accepted = torch.zeros(d, dtype=torch.float64), []
-        if self._last is not None and bool(self._last.any()):  # a zero step has no curvature
-            self._s = (self._s + [self._last])[-self.window :]
+        if self._last is not None and self._step is not None and bool(self._step.any()):
+            # (a zero step has no curvature)
+            self._s = (self._s + [self._step])[-self.window :]
             self._y = (self._y + [update - self._last])[-self.window :]
         for row, cid in enumerate(client_ids):
             self._updates[cid] = (self._round, updates[row].clone())
         self._last = update.clone()
+        self._step = update.clone()  # until the strategy reports the applied change
         self._round += 1
         return Aggregate(
             update=update,
@@ -298,6 +308,7 @@ class FLDetector(Aggregator):
         return {
             "round": self._round,
             "last": None if self._last is None else self._last.clone(),
+            "step": None if self._step is None else self._step.clone(),
             "s": [t.clone() for t in self._s],
             "y": [t.clone() for t in self._y],
             "updates": {c: (r, u.clone()) for c, (r, u) in self._updates.items()},
@@ -312,6 +323,8 @@ class FLDetector(Aggregator):
         try:
             self._round = int(state["round"])
             self._last = None if state["last"] is None else state["last"].to(torch.float64)
+            step = state.get("step", state["last"])
+            self._step = None if step is None else step.to(torch.float64)
             self._s = [t.to(torch.float64) for t in state["s"]]
             self._y = [t.to(torch.float64) for t in state["y"]]
             self._updates = {

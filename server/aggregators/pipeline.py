@@ -150,6 +150,10 @@ class Pipeline(Aggregator):
         info = {**(result.info or {}), "rows": int(rows.shape[0])}
         return Aggregate(update=result.update, accepted=accepted, info=info)
 
+    def applied(self, change: torch.Tensor) -> None:
+        """Pass the applied change of the global model on to the rule."""
+        self.rule.applied(change)
+
     def state_dict(self) -> dict[str, Any]:
         """Return the stages' and the rule's state."""
         return {"pre": [s.state_dict() for s in self.pre], "rule": self.rule.state_dict()}

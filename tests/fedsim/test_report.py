@@ -131,7 +131,12 @@ def test_report_for_an_aggregator_attack_sweep(sweep_dir: Path) -> None:
 
     report = (sweep_dir / "report.md").read_text()
     assert "9 of 10 runs finished ok, 1 failed" in report
-    assert "`attack.params` (by `attack.name`)" in report
+    assert "## Defences: worst case over attacks and strengths" in report
+    assert (
+        "| fedavg | 0.900 ± 0.100 | +0.000 | 0.650 ± 0.071 — backdoor | 0.800 ± 0.141 — backdoor "
+        "| – | – | – | – |" in report
+    )
+    assert "| krum | 0.600 ± 0.141 | -0.300 | 0.500 ± 0.141 — backdoor |" in report
     assert "| aggregator | none | backdoor | worst case |" in report
     assert "| fedavg | 0.900 ± 0.100 | 0.650 ± 0.071 (n=2) | 0.650 ± 0.071 (backdoor) |" in report
     assert "| krum | 0.600 ± 0.141 (n=2) | 0.500 ± 0.141 (n=2) | 0.500 ± 0.141 (backdoor) |" in (
@@ -220,3 +225,30 @@ def test_privacy_sweep_report_plots_accuracy_and_leakage_against_epsilon(tmp_pat
     for name in ("privacy_utility", "leakage_vs_epsilon", "leakage_vs_accuracy"):
         assert (tmp_path / "figures" / f"{name}.png").stat().st_size > 0
     assert "PSNR (dB)" in text  # the mean PSNR column of the settings table
+
+
+# Strength variants of one attack: the worst case names the variant and the chosen strength.
+VARIANTS = """\
+point,defense.aggregator,attack.name,attack.params,seed,final_accuracy,detection_precision,detection_recall,false_rejection_rate,attack_strength,status
+a,fedavg,none,{},0,0.90,,,,,ok
+b,krum,none,{},0,0.85,0.0,,0.1,,ok
+c,krum,alie,"{""z_mode"":""paper""}",0,0.70,0.5,0.5,0.2,,ok
+d,krum,alie,"{""strength"":""optimal""}",0,0.40,0.25,0.5,0.3,1.234,ok
+e,krum,ipm,"{""epsilon"":0.1}",0,0.60,0.75,1.0,0.0,,ok
+"""
+
+
+def test_the_worst_case_ranges_over_attack_strengths(tmp_path: Path) -> None:
+    (tmp_path / "results.csv").write_text(VARIANTS)
+    report = write_report(tmp_path).read_text()
+
+    # krum: clean 0.85 (cost −0.05 against fedavg's 0.90); worst alie (optimal) at 0.40 with
+    # mean z 1.23; detection means over the three attacked runs: precision 0.5, recall 2/3,
+    # false rejections 0.1 without attack and (0.2 + 0.3 + 0) / 3 under attack.
+    assert (
+        "| krum | 0.850 | -0.050 | 0.400 — alie (optimal, z ≈ 1.23) | – | 0.500 | 0.667 | 0.100 "
+        "| 0.167 |" in report
+    )
+    assert "| aggregator | none | alie (z_mode=paper) | alie (optimal) | ipm (epsilon=0.1) |" in (
+        report
+    )

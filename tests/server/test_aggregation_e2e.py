@@ -52,6 +52,7 @@ def test_krum_records_accepted_and_detection_against_sign_flippers() -> None:
         # 4 of 8 left out, both malicious among them: precision 2/4, recall 2/2
         assert row["detection_precision"] == pytest.approx(0.5)
         assert row["detection_recall"] == pytest.approx(1.0)
+        assert row["false_rejection_rate"] == pytest.approx(2 / 6)  # 2 of 6 honest left out
 
 
 def test_f_defaults_from_the_attack_block() -> None:

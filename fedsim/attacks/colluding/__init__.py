@@ -14,5 +14,16 @@ from fedsim.attacks.colluding.ipm import IPM
 from fedsim.attacks.colluding.mimic import Mimic
 from fedsim.attacks.colluding.min_max import MinMax
 from fedsim.attacks.colluding.min_sum import MinSum
+from fedsim.attacks.colluding.server_side import ServerSideUpdate
 
-__all__ = ["ALIE", "IPM", "ColludingAttack", "CraftedUpdates", "Fang", "Mimic", "MinMax", "MinSum"]
+__all__ = [
+    "ALIE",
+    "IPM",
+    "ColludingAttack",
+    "CraftedUpdates",
+    "Fang",
+    "Mimic",
+    "MinMax",
+    "MinSum",
+    "ServerSideUpdate",
+]

@@ -8,6 +8,7 @@ import torch
 
 from fedsim.attacks.colluding.base import ColludingAttack, CraftedUpdates
 from fedsim.attacks.registry import ATTACKS
+from fedsim.attacks.strength import Tunable
 from fedsim.errors import InvalidSettingError
 from fedsim.validation import require_real
 
@@ -108,6 +109,29 @@ class ALIE(ColludingAttack):
         s = n // 2 + 1 - f
         p = torch.tensor((n - s) / n, dtype=torch.float64)
         return float(torch.special.ndtri(p))
+
+    def tunable(
+        self,
+        observed: torch.Tensor,
+        *,
+        n: int,
+        f: int,
+        generator: torch.Generator | None = None,
+    ) -> Tunable:
+        r"""The round with *z* free: :math:`m(z) = \mu - z\sigma`, default :meth:`z_for`."""
+        k = observed.shape[0]
+        if self.unbiased and k < 2:
+            raise InvalidSettingError(
+                f"alie with unbiased=True needs at least 2 observed updates, got {k}"
+            )
+        mean = observed.mean(dim=0)
+        std = observed.std(dim=0, correction=1 if self.unbiased else 0)
+        return Tunable(
+            key="z",
+            default=self.z_for(n, f),
+            craft=lambda z: (mean - z * std).expand(f, -1).clone(),
+            info=lambda z: {"z": z, "observed": k},
+        )
 
     def craft(
         self, observed: torch.Tensor, *, n: int, f: int, generator: torch.Generator

@@ -10,11 +10,12 @@ malicious client of the round, which the stage substitutes for their replies.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
 from fedsim.attacks.registry import Attack
+from fedsim.attacks.strength import Tunable
 from fedsim.errors import InvalidSettingError
 from fedsim.params import all_finite
 from fedsim.validation import is_integer, require_int
@@ -47,6 +48,8 @@ class ColludingAttack(Attack):
     """
 
     stage = "colluding"
+    strength_bounds: ClassVar[tuple[float, float]] = (0.01, 100.0)
+    """Default range of the strength search (``strength: optimal``), log-spaced."""
 
     def check_round(self, n: int, f: int) -> None:
         """Raise ``InvalidSettingError`` unless the attack can run with ``n`` updates, ``f`` bad.
@@ -64,6 +67,55 @@ class ColludingAttack(Attack):
     ) -> CraftedUpdates:
         """Craft the ``(f, d)`` malicious updates from validated float64 ``observed``."""
         raise NotImplementedError
+
+    @property
+    def has_strength(self) -> bool:
+        """Whether the attack has a free strength (overrides :meth:`tunable`)."""
+        return type(self).tunable is not ColludingAttack.tunable
+
+    own_rows_only: ClassVar[bool] = False
+    """Whether the stage must pass only the malicious clients' own rows, whatever it knows."""
+
+    def tunable(
+        self,
+        observed: torch.Tensor,
+        *,
+        n: int,
+        f: int,
+        generator: torch.Generator | None = None,
+    ) -> Tunable | None:
+        """The round's crafting with the strength left free, or ``None`` (no free strength).
+
+        Attacks with a strength (ALIE's z, IPM's ε, Min-Max/Min-Sum's γ) override it for
+        ``strength: optimal`` (:mod:`fedsim.attacks.strength`); ``observed`` is validated
+        float64 and the round checked (:meth:`prepare`); ``generator`` is the round's attack
+        generator, for attacks that draw.
+        """
+        return None
+
+    def prepare(
+        self,
+        observed: torch.Tensor,
+        *,
+        n: int,
+        f: int,
+        generator: torch.Generator | None = None,
+    ) -> Tunable:
+        """Check the round and ``observed``, and return :meth:`tunable`'s result.
+
+        Raises
+        ------
+        InvalidSettingError
+            The round is impossible, or the attack has no free strength.
+        """
+        self.check_round(n, f)
+        tunable = self.tunable(check_observed(observed, self.name), n=n, f=f, generator=generator)
+        if tunable is None:
+            raise InvalidSettingError(
+                f"{self.name} has no strength to optimise; strength: optimal works with "
+                "alie, ipm, min_max, min_sum, sign_flip, gaussian and scaling"
+            )
+        return tunable
 
     def __call__(
         self, observed: torch.Tensor, *, n: int, f: int, generator: torch.Generator

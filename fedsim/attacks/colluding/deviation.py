@@ -8,6 +8,7 @@ from collections.abc import Callable
 import torch
 
 from fedsim.attacks.colluding.base import ColludingAttack, CraftedUpdates
+from fedsim.attacks.strength import Tunable
 from fedsim.errors import InvalidSettingError
 from fedsim.validation import require_real
 
@@ -114,6 +115,38 @@ class DeviationAttack(ColludingAttack):
     def threshold(self, observed: torch.Tensor) -> float:
         """Return the bound the objective must respect, from the observed updates alone."""
         raise NotImplementedError
+
+    def tunable(
+        self,
+        observed: torch.Tensor,
+        *,
+        n: int,
+        f: int,
+        generator: torch.Generator | None = None,
+    ) -> Tunable:
+        r"""The round with a free multiple *t* of the admissible γ: :math:`m(t) = \mu + t\gamma p`.
+
+        The strength is the scale *t* (``gamma_scale``, default 1: the paper's attack), so
+        one search range fits every direction and update scale; ``gamma`` logs tγ.
+        """
+        mean = observed.mean(dim=0)
+        p = perturbation(mean, observed, self.direction)
+        bound = self.threshold(observed)
+        gamma, capped = largest_gamma(
+            lambda g: self.objective(mean + g * p, observed) <= bound, self.gamma_init, self.tol
+        )
+        return Tunable(
+            key="gamma_scale",
+            default=1.0,
+            craft=lambda t: (mean + t * gamma * p).expand(f, -1).clone(),
+            info=lambda t: {
+                "gamma": t * gamma,
+                "gamma_admissible": gamma,
+                "gamma_capped": capped,
+                "direction": self.direction,
+                "threshold": bound,
+            },
+        )
 
     def craft(
         self, observed: torch.Tensor, *, n: int, f: int, generator: torch.Generator

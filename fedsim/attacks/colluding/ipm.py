@@ -6,6 +6,7 @@ import torch
 
 from fedsim.attacks.colluding.base import ColludingAttack, CraftedUpdates
 from fedsim.attacks.registry import ATTACKS
+from fedsim.attacks.strength import Tunable
 from fedsim.validation import require_real
 
 __all__ = ["IPM"]
@@ -42,6 +43,23 @@ class IPM(ColludingAttack):
 
     def __init__(self, epsilon: float = 0.1) -> None:
         self.epsilon = require_real("ipm", "epsilon", epsilon, low=0.0, low_open=True)
+
+    def tunable(
+        self,
+        observed: torch.Tensor,
+        *,
+        n: int,
+        f: int,
+        generator: torch.Generator | None = None,
+    ) -> Tunable:
+        r"""The round with ε free: :math:`m(\varepsilon) = -\varepsilon\mu`."""
+        mean = observed.mean(dim=0)
+        return Tunable(
+            key="epsilon",
+            default=self.epsilon,
+            craft=lambda eps: (-eps * mean).expand(f, -1).clone(),
+            info=lambda eps: {"epsilon": eps},
+        )
 
     def craft(
         self, observed: torch.Tensor, *, n: int, f: int, generator: torch.Generator
