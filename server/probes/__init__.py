@@ -7,7 +7,7 @@ ones a scenario configures. See :mod:`server.probes.base` for the interface.
 from __future__ import annotations
 
 from fedsim.threats import DIRECTIONS, THREAT_MODELS
-from server.probes import inversion  # noqa: F401  (each import registers its probe)
+from server.probes import inversion, robustness  # noqa: F401  (each import registers its probe)
 from server.probes.base import PROBES, Probe, RoundView
 from server.probes.probe_set import ProbeSet
 
