@@ -82,7 +82,9 @@ def make_client_app(scenario: Scenario | None = None) -> ClientApp:
         else:
             generator = job.generator()
             augment = fed.data.dataset.augment
-            result = train_local(model, job.x, job.y, job.settings, generator, augment)
+            result = train_local(
+                model, job.x, job.y, job.settings, generator, augment, job.adversarial
+            )
         return finish_train(msg, context, job, flat_params(model), result, privacy_metrics)
 
     @app.evaluate()
