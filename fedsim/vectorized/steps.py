@@ -21,7 +21,13 @@ the samples, clips each to norm C over all parameters and sums the real ones:
 the clip factor of Opacus' ``DPOptimizer.clip_and_accumulate``; the caller adds the noise and
 divides by the expected batch size B.
 
-Both feed :func:`sgd_step`, ``torch.optim.SGD``'s update (weight decay λ, momentum μ, no
+Adversarial training (:func:`adversarial_grads`) replaces :math:`\ell` by the loss of
+:meth:`fedsim.evasion.AdversarialTraining.loss` on the batch in pixel space, with the batch's
+planned draws: the inner attack's input gradients are :func:`torch.func.grad` calls inside the
+same ``vmap`` over clients, the adversarial examples are constants for the outer gradient, and
+padding slots get weight 0 in every mean.
+
+All of them feed :func:`sgd_step`, ``torch.optim.SGD``'s update (weight decay λ, momentum μ, no
 dampening or Nesterov): :math:`g \leftarrow g + \lambda\theta`; :math:`b \leftarrow g` at the
 first step, else :math:`b \leftarrow \mu b + g`, and :math:`g \leftarrow b` when μ > 0;
 :math:`\theta \leftarrow \theta - \eta g`.
@@ -36,10 +42,12 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad_and_value, vmap
 
-from fedsim.training import TrainSettings
+from fedsim.evasion import AdversarialDraw
+from fedsim.training import AdversarialSettings, TrainSettings
 
 __all__ = [
     "Params",
+    "adversarial_grads",
     "clipped_grad_sum",
     "flatten_params",
     "masked_mean_grads",
@@ -85,6 +93,43 @@ def masked_mean_grads(model: nn.Module) -> Callable[..., tuple[Params, torch.Ten
     def loss(params: Params, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         ce = F.cross_entropy(functional_call(model, params, (x,)), y, reduction="none")
         return (ce * w).sum() / w.sum()
+
+    return vmap(grad_and_value(loss))
+
+
+def adversarial_grads(
+    model: nn.Module, adversarial: AdversarialSettings
+) -> Callable[..., tuple[Params, torch.Tensor]]:
+    r"""``f(params, x, y, w, start, replace) -> (grads, losses)``: adversarial training's step.
+
+    ``x`` ``(a, W, *sample)`` are the batch's inputs as stored (normalised or not), mapped to
+    pixel space here; ``start`` ``(a, W, *sample)`` and ``replace`` ``(a, W)`` the planned
+    draws (:meth:`~fedsim.vectorized.plan.ChunkPlan.adversarial_batch`). The model sees
+    :math:`(x_{pix} - \mu)/\sigma`, as :func:`~fedsim.evasion.model_in_pixel_space` computes it.
+    """
+    training = adversarial.training
+    device = next(model.parameters()).device
+    shape = (1, -1, 1, 1)
+    mean = std = None
+    if adversarial.mean is not None and adversarial.std is not None:
+        mean = torch.tensor(adversarial.mean, dtype=torch.float32, device=device).view(shape)
+        std = torch.tensor(adversarial.std, dtype=torch.float32, device=device).view(shape)
+
+    def loss(
+        params: Params,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        w: torch.Tensor,
+        start: torch.Tensor,
+        replace: torch.Tensor,
+    ) -> torch.Tensor:
+        def forward(z: torch.Tensor) -> torch.Tensor:
+            if mean is not None and std is not None:
+                z = (z - mean) / std
+            return functional_call(model, params, (z,))
+
+        draw = AdversarialDraw(start, replace)
+        return training.loss(forward, adversarial.pixels(x), y, draw, weight=w)
 
     return vmap(grad_and_value(loss))
 

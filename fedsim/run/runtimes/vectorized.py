@@ -110,8 +110,9 @@ class VectorizedGrid(InlineGrid):
         model = fed.model("vectorized")
         settings = TrainSettings.from_clients(fed.scenario.clients)
         chunk_size = fed.scenario.vectorized.chunk_size
-        plain = {m: job for m, job in jobs.items() if job.dp is None}
+        plain = {m: job for m, job in jobs.items() if job.dp is None and job.adversarial is None}
         private = {m: job for m, job in jobs.items() if job.dp is not None}
+        robust = {m: job for m, job in jobs.items() if job.dp is None and m not in plain}
         trained = _batch(
             plain,
             lambda tasks: train_clients_vectorized(
@@ -122,6 +123,19 @@ class VectorizedGrid(InlineGrid):
                 chunk_size=chunk_size,
             ),
         )
+        adversarial = next((job.adversarial for job in robust.values()), None)
+        if robust and adversarial is not None:  # honest clients under adversarial training
+            trained |= _batch(
+                robust,
+                lambda tasks: train_clients_vectorized(
+                    model,
+                    tasks,
+                    settings,
+                    augment=fed.data.dataset.augment,
+                    chunk_size=chunk_size,
+                    adversarial=adversarial,
+                ),
+            )
         local = fed.scenario.privacy.local_dp
         if private and local is not None:
             dp = DPSettings(local.max_grad_norm, local.poisson_sampling)
@@ -131,7 +145,12 @@ class VectorizedGrid(InlineGrid):
                     model, tasks, settings, dp=dp, chunk_size=chunk_size
                 ),
             )
-        log.debug("vectorized round: %d plain, %d DP-SGD clients", len(plain), len(private))
+        log.debug(
+            "vectorized round: %d plain, %d adversarial-training, %d DP-SGD clients",
+            len(plain),
+            len(robust),
+            len(private),
+        )
         return trained
 
 
