@@ -124,6 +124,7 @@ def _train_private(job: TrainJob, model: torch.nn.Module) -> TrainResult:
             noise_multiplier=job.dp.noise_multiplier,
             generator=job.generator(),
             device=device,
+            adversarial=job.adversarial,
         )
     return TrainResult(loss=dp.loss, steps=dp.steps, num_examples=dp.num_examples)
 

@@ -562,13 +562,20 @@ def _check_consistency(s: Scenario) -> None:
 
 
 def _check_adversarial_training(s: Scenario) -> None:
-    """Adversarial training does not compose with local DP-SGD (yet): refuse the pair."""
-    if s.clients.adversarial_training is not None and s.privacy.local_dp is not None:
+    """Under local DP-SGD the adversarial loss must be a mean of per-sample terms.
+
+    FAT's entropy term with ``ratio`` < 1 is averaged over the replaced samples only, which
+    per-sample clipping cannot reproduce: that one combination is refused.
+    """
+    at = s.clients.adversarial_training
+    if at is None or s.privacy.local_dp is None:
+        return
+    if at.method == "fat" and at.entropy_weight and (at.ratio or 1.0) < 1.0:
         raise ScenarioError(
-            "clients.adversarial_training",
-            s.clients.adversarial_training.method,
-            "no privacy.local_dp with it: DP-SGD on adversarial batches is not implemented "
-            "(drop one of the two blocks)",
+            "clients.adversarial_training.entropy_weight",
+            at.entropy_weight,
+            "0 with privacy.local_dp and fat's ratio < 1 (the entropy term averages over the "
+            "replaced samples only, not a mean of per-sample terms DP-SGD can clip)",
         )
 
 

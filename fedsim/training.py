@@ -76,14 +76,27 @@ class AdversarialSettings:
         """``x`` (as stored) in [0, 1] pixel space."""
         return to_pixel_space(x, self.mean, self.std)
 
+    def normalise(self, z: torch.Tensor) -> torch.Tensor:
+        r"""Pixels back to the model's inputs, :math:`(z - \mu)/\sigma` (as ``PixelSpaceModel``)."""
+        if self.mean is None or self.std is None:
+            return z
+        shape = (1, len(self.mean), 1, 1)
+        mean = torch.tensor(self.mean, dtype=torch.float32, device=z.device).view(shape)
+        std = torch.tensor(self.std, dtype=torch.float32, device=z.device).view(shape)
+        return (z - mean) / std
+
+    def pixel_model(self, model: nn.Module) -> nn.Module:
+        """``model`` as a function of [0, 1] pixels (itself for data in [0, 1])."""
+        pixel_model = model_in_pixel_space(model, self.mean, self.std)
+        if pixel_model is not model:
+            pixel_model = pixel_model.to(next(model.parameters()).device)
+        return pixel_model
+
     def loss(
         self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator
     ) -> torch.Tensor:
         """The batch's adversarial-training loss; its draws come from ``generator``."""
-        pixel_model = model_in_pixel_space(model, self.mean, self.std)
-        if pixel_model is not model:
-            pixel_model = pixel_model.to(x.device)
-        return self.training(pixel_model, self.pixels(x), y, generator)
+        return self.training(self.pixel_model(model), self.pixels(x), y, generator)
 
 
 @dataclass(frozen=True)

@@ -156,13 +156,13 @@ def build_plan(
     ``tasks`` must be ordered by :func:`planned_steps`, longest first. Each task's generator
     is advanced exactly as its one-client loop would advance it. ``param_shapes`` and
     ``param_dtype`` (the model's parameter shapes, in order, and their dtype) are needed for
-    the DP noise. ``adversarial`` (plain SGD only) adds each batch's adversarial draws.
+    the DP noise. ``adversarial`` adds each batch's adversarial draws.
     """
     device = torch.device(device)
     parts = [
         _sgd_part(task, settings, augment, adversarial)
         if dp is None
-        else _dp_part(task, settings, dp, param_shapes, param_dtype, device)
+        else _dp_part(task, settings, dp, param_shapes, param_dtype, device, adversarial)
         for task in tasks
     ]
     steps = [len(batches) for _, _, batches, _, _ in parts]
@@ -259,24 +259,37 @@ def _dp_part(
     param_shapes: Sequence[torch.Size],
     param_dtype: torch.dtype,
     device: torch.device,
+    adversarial: AdversarialSettings | None = None,
 ) -> _Part:
-    """One client's batches and noise, drawn as :func:`fedsim.privacy.train_dp_sgd` draws them."""
+    """One client's batches and noise, drawn as :func:`fedsim.privacy.train_dp_sgd` draws them.
+
+    With ``adversarial``, each non-empty batch's adversarial draws come just before the step's
+    noise (empty Poisson batches draw none).
+    """
     n, generator = len(task.y), task.generator
     steps_per_epoch = local_steps(n, settings.batch_size, settings.epochs) // settings.epochs
     std = task.noise_multiplier * dp.max_grad_norm
     noise_source = noise_generator(generator, device)
     batches: list[torch.Tensor] = []
     noise: list[torch.Tensor] = []
+    draws: list[AdversarialDraw] | None = None if adversarial is None else []
     for _ in range(settings.epochs):
         epoch = draw_batches(
             n, settings.batch_size, steps_per_epoch, dp.poisson_sampling, generator
         )
         for batch in epoch:
             batches.append(batch.cpu())
+            if adversarial is not None and draws is not None:
+                if len(batch):
+                    pixels = adversarial.pixels(task.x[batch.cpu()])
+                    draws.append(adversarial.training.draw(pixels, generator))
+                else:
+                    empty = task.x[:0]
+                    draws.append(AdversarialDraw(empty, torch.zeros(0, dtype=torch.bool)))
             if std > 0:  # Opacus draws nothing when the std is 0
                 noise.append(_opacus_noise(std, param_shapes, param_dtype, noise_source, device))
     drawn = torch.stack(noise) if noise else None
-    return task.x, task.y, batches, drawn, None
+    return task.x, task.y, batches, drawn, draws
 
 
 def _opacus_noise(

@@ -37,6 +37,7 @@ from fedsim.vectorized.memory import auto_chunk_size
 from fedsim.vectorized.plan import ChunkPlan, LocalTask, build_plan, planned_steps
 from fedsim.vectorized.steps import (
     Params,
+    adversarial_clipped_grad_sum,
     adversarial_grads,
     clipped_grad_sum,
     flatten_params,
@@ -84,9 +85,9 @@ def train_clients_vectorized(
     dp : DPSettings, optional
         Train with DP-SGD: clip C, Poisson or shuffled batches, and each task's σ.
     adversarial : AdversarialSettings, optional
-        Adversarial training (plain SGD only): each batch's loss is
-        :meth:`fedsim.evasion.AdversarialTraining.loss`, as
-        :func:`fedsim.training.train_local` computes it with ``adversarial``.
+        Adversarial training: each batch's loss is :meth:`fedsim.evasion.AdversarialTraining.loss`,
+        as :func:`fedsim.training.train_local` (or, with ``dp``,
+        :func:`fedsim.privacy.train_dp_sgd`) computes it with ``adversarial``.
     chunk_size : int, optional
         Clients per batched chunk; automatic when omitted, and then halved (with a warning)
         after running out of GPU memory, the chunk redone from the same generator states.
@@ -126,8 +127,6 @@ def train_clients_vectorized(
         raise InvalidSettingError(f"the vectorized runtime cannot train this model: {reason}")
     if dp is not None and augment is not None:
         raise InvalidSettingError("DP-SGD trains without augmentation on every runtime")
-    if dp is not None and adversarial is not None:
-        raise InvalidSettingError("adversarial training does not compose with DP-SGD here")
     if not tasks:
         return []
     device = next(model.parameters()).device
@@ -223,7 +222,7 @@ def _train_chunk(
         a = plan.active(t)
         x, y, w = plan.batch(t)
         live = {name: p[:a] for name, p in params.items()}
-        if adversarial is not None:
+        if adversarial is not None and dp is None:
             start, replace = plan.adversarial_batch(t)
             grads, loss = plain(live, x, y, w, start, replace)
             loss_sum[:a] += loss
@@ -231,7 +230,13 @@ def _train_chunk(
             grads, loss = plain(live, x, y, w)
             loss_sum[:a] += loss
         else:
-            grads, losses = clipped_grad_sum(model, live, x, y, w, dp.max_grad_norm)
+            if adversarial is None:
+                grads, losses = clipped_grad_sum(model, live, x, y, w, dp.max_grad_norm)
+            else:
+                start, replace = plan.adversarial_batch(t)
+                grads, losses = adversarial_clipped_grad_sum(
+                    model, adversarial, live, x, y, w, start, replace, dp.max_grad_norm
+                )
             count = w.sum(dim=1).to(torch.float64)
             mean = (losses * w).sum(dim=1) / w.sum(dim=1).clamp(min=1.0)
             example_loss[:a] += mean.to(torch.float64) * count

@@ -18,9 +18,9 @@ out) and reports
 - with ``client_spread``: ``robust_accuracy_clients`` (min / median / max over clients of the
   worst-case robust accuracy on each client's own data).
 
-``summary.json`` gets ``final_robust_accuracy`` (the last evaluated round's worst case) and
-``final_ece``. A reliability diagram of the clean subset is drawn per evaluated round in
-``<run dir>/robustness/``.
+``summary.json`` gets ``final_robust_accuracy`` (the last evaluated round's worst case),
+``final_robust_accuracy_<label>`` per attack and ``final_ece``. A reliability diagram of the
+clean subset is drawn per evaluated round in ``<run dir>/robustness/``.
 
 Threat model ``global_model`` (white-box). The *insider* — a malicious client crafting
 adversarial inputs on the global model it received — is white-box by construction, so it is
@@ -292,14 +292,18 @@ class RobustnessProbe(Probe):
         plot_reliability(diagram, folder / f"round{round_:03d}_reliability.png", f"round {round_}")
 
     def summary(self) -> dict[str, Any]:
-        """``final_robust_accuracy`` (worst case) and the per-attack figures of the last round."""
+        """``final_robust_accuracy`` (worst case) and ``final_robust_accuracy_<label>`` per attack.
+
+        Flat numbers, so a sweep's ``results.csv`` and report tabulate each attack's figure.
+        """
         if not self.last:
             return {}
         robust = self.last["robust_accuracy"]
-        return {
-            "final_robust_accuracy": robust["worst_case"],
-            "final_robust_accuracy_per_attack": dict(robust),
-        }
+        out = {"final_robust_accuracy": robust["worst_case"]}
+        out.update(
+            {f"final_robust_accuracy_{k}": v for k, v in robust.items() if k != "worst_case"}
+        )
+        return out
 
     def state_dict(self) -> dict[str, Any]:
         """The last evaluated round's figures (the summary reads them after a resume)."""

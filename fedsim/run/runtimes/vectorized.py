@@ -139,10 +139,16 @@ class VectorizedGrid(InlineGrid):
         local = fed.scenario.privacy.local_dp
         if private and local is not None:
             dp = DPSettings(local.max_grad_norm, local.poisson_sampling)
+            private_adversarial = next(iter(private.values())).adversarial
             trained |= _batch(
                 private,
                 lambda tasks: train_clients_vectorized(
-                    model, tasks, settings, dp=dp, chunk_size=chunk_size
+                    model,
+                    tasks,
+                    settings,
+                    dp=dp,
+                    chunk_size=chunk_size,
+                    adversarial=private_adversarial,
                 ),
             )
         log.debug(
