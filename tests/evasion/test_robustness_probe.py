@@ -6,11 +6,15 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from fedsim.cli import main
 from fedsim.errors import ScenarioError
+from fedsim.federation import federation_for
 from fedsim.run.runner import preflight
+from server.parts import ServerParts
+from server.probes.robustness import held_out_set
 from tests.conftest import make_scenario
 from tests.fedsim.test_run import run_scenario_in_memory
 
@@ -63,16 +67,24 @@ def test_same_seed_same_figures_and_rounds_default_to_the_last() -> None:
         "samples": 32,
         "attacks": ATTACKS,
         "transfer": {"epochs": 1, "public_samples": 64},
+        "client_spread": 8,
     }
     scenario = make_scenario(rounds=2, robustness=block)
     first, summary = run_scenario_in_memory(scenario)
     second, _ = run_scenario_in_memory(scenario)
     assert "robust_accuracy" not in first[0]
     keys = ("robust_accuracy", "ece", "ece_adversarial", "transfer_success_rate")
+    assert (
+        summary["final_robust_accuracy_mifgsm-linf-0.1-transfer"]
+        == (first[1]["robust_accuracy"]["mifgsm-linf-0.1-transfer"])
+    )
     assert [first[1][k] for k in keys] == [second[1][k] for k in keys]
     assert "mifgsm-linf-0.1-transfer" in first[1]["robust_accuracy"]
     assert 0.0 <= first[1]["transfer_success_rate"] <= 1.0
     assert summary["final_robust_accuracy"] == first[1]["robust_accuracy"]["worst_case"]
+    spread = first[1]["robust_accuracy_clients"]
+    assert spread == second[1]["robust_accuracy_clients"]
+    assert 0.0 <= spread["min"] <= spread["median"] <= spread["max"] <= 1.0
 
 
 @pytest.mark.parametrize(
@@ -100,3 +112,16 @@ def test_bad_settings_exit_2_naming_the_key(tmp_path: Path, capsys) -> None:  # 
     path.write_text(yaml.safe_dump(raw))
     assert main(["run", str(path), "--out", str(tmp_path / "run"), "--no-progress"]) == 2
     assert "robustness.attacks.0" in capsys.readouterr().err
+
+
+def test_the_probe_draws_from_the_servers_held_out_set_without_fltrusts_root() -> None:
+    scenario = make_scenario(
+        rounds=1, robustness={"samples": 1000}, defense={"aggregator": "fltrust"}
+    )
+    fed = federation_for(scenario)
+    parts = ServerParts.build(fed)
+    x, y = held_out_set(fed)
+    assert torch.equal(x, parts.test_set[0]) and torch.equal(y, parts.test_set[1])
+    assert len(y) < len(fed.data.dataset.y_test)
+    (probe,) = parts.probes.probes
+    assert len(probe.y) == len(y)  # at most the held-out set

@@ -10,6 +10,8 @@ a round's ``train`` messages. Instead of calling the ClientApp once per message 
    stacked parameters, ``torch.func`` ``functional_call`` + ``vmap`` + ``grad``, clients
    grouped by step count, padded and masked, chunked to fit memory) — honest clients under
    local DP with DP-SGD (per-sample clipping by a nested ``vmap``), the others with plain SGD;
+   honest clients under ``clients.adversarial_training`` on the adversarial-training loss
+   (the inner attack's input gradients inside the same ``vmap``);
 3. finishes each client like the ClientApp (:func:`clients.train_round.record_dp_round`,
    :func:`clients.train_round.finish_train`: its DP ledger, the update-side attack, the
    reply), one reply message per client.
