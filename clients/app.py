@@ -82,7 +82,9 @@ def make_client_app(scenario: Scenario | None = None) -> ClientApp:
         else:
             generator = job.generator()
             augment = fed.data.dataset.augment
-            result = train_local(model, job.x, job.y, job.settings, generator, augment)
+            result = train_local(
+                model, job.x, job.y, job.settings, generator, augment, job.adversarial
+            )
         return finish_train(msg, context, job, flat_params(model), result, privacy_metrics)
 
     @app.evaluate()
@@ -122,6 +124,7 @@ def _train_private(job: TrainJob, model: torch.nn.Module) -> TrainResult:
             noise_multiplier=job.dp.noise_multiplier,
             generator=job.generator(),
             device=device,
+            adversarial=job.adversarial,
         )
     return TrainResult(loss=dp.loss, steps=dp.steps, num_examples=dp.num_examples)
 

@@ -49,7 +49,7 @@ from fedsim.protocol import (
     to_array_record,
 )
 from fedsim.seeding import Stream, torch_generator
-from fedsim.training import TrainResult, TrainSettings
+from fedsim.training import AdversarialSettings, TrainResult, TrainSettings
 
 __all__ = [
     "TrainJob",
@@ -103,6 +103,18 @@ class TrainJob:
     def settings(self) -> TrainSettings:
         """The local procedure of the scenario's ``clients`` block."""
         return TrainSettings.from_clients(self.fed.scenario.clients)
+
+    @property
+    def adversarial(self) -> AdversarialSettings | None:
+        """Adversarial training (``clients.adversarial_training``) for an honest client.
+
+        Malicious clients keep their attack's behaviour and train plainly.
+        """
+        block = self.fed.scenario.clients.adversarial_training
+        if block is None or self.client_id in self.fed.malicious:
+            return None
+        dataset = self.fed.data.dataset
+        return AdversarialSettings(block.build(), dataset.mean, dataset.std)
 
     def generator(self) -> torch.Generator:
         """A fresh copy of the client's ``TRAIN`` generator for this round (shuffles, DP noise)."""

@@ -19,15 +19,18 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
 from fedsim.errors import ScenarioError
+from fedsim.evasion import AdversarialTraining, build_attack
 from fedsim.scenario_yaml import parse_yaml
 from fedsim.sweep_grammar import point_values, sweep_axes
 
 __all__ = [
+    "AdversarialTrainingConfig",
     "AttackConfig",
     "AuditConfig",
     "CRFLConfig",
@@ -36,6 +39,7 @@ __all__ = [
     "DataConfig",
     "DefenseConfig",
     "ExtractionConfig",
+    "EvasionAttackConfig",
     "FaultsConfig",
     "FineTuneConfig",
     "InversionConfig",
@@ -48,6 +52,9 @@ __all__ = [
     "Scenario",
     "SurrogateConfig",
     "TheftTrainConfig",
+    "RobustnessConfig",
+    "Scenario",
+    "TransferConfig",
     "VectorizedConfig",
     "WatermarkConfig",
     "apply_overrides",
@@ -106,6 +113,34 @@ class ModelConfig(_Strict):
     params: dict[str, Any] = Field(default_factory=dict)
 
 
+class AdversarialTrainingConfig(_Strict):
+    """``clients.adversarial_training:`` PGD-AT, TRADES or FAT on every honest client.
+
+    Each key is checked by :class:`fedsim.evasion.AdversarialTraining` itself (in the context of
+    ``method``), so an error names ``clients.adversarial_training.<key>``.
+    """
+
+    method: Literal["pgd", "trades", "fat"] = "pgd"
+    eps: float = Field(0.1, description="radius ε of the ball, in [0, 1] pixel space")
+    steps: int = Field(10, description="attack iterations T")
+    alpha: float | None = Field(None, description="step size (default 2.5 ε/T)")
+    norm: str = "linf"
+    ratio: float | None = Field(None, description="fat: share of each batch replaced")
+    beta: float | None = Field(None, description="trades: the KL term's weight (default 6)")
+    entropy_weight: float = Field(0.0, description="λ of the entropy (calibration) term")
+
+    @field_validator("eps", "steps", "alpha", "norm", "ratio", "beta", "entropy_weight")
+    @classmethod
+    def _checked_by_core(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is not None:
+            AdversarialTraining(method=info.data.get("method", "pgd"), **{info.field_name: value})
+        return value
+
+    def build(self) -> AdversarialTraining:
+        """The adversarial-training loss these settings define."""
+        return AdversarialTraining.from_config(self.model_dump())
+
+
 class ClientsConfig(_Strict):
     """``clients:`` per-round sampling and the local training procedure."""
 
@@ -119,6 +154,9 @@ class ClientsConfig(_Strict):
     weight_decay: float = Field(0.0, ge=0)
     timeout_s: float | None = Field(
         None, gt=0, description="round timeout: aggregate the replies that arrived by then"
+    )
+    adversarial_training: AdversarialTrainingConfig | None = Field(
+        None, description="honest clients train on adversarial examples (pgd | trades | fat)"
     )
 
 
@@ -289,6 +327,92 @@ class AuditConfig(_Strict):
                     f"0 < k+ + k- <= 1, got ({k_pos}, {k_neg})"
                 )
         return grid
+
+
+class EvasionAttackConfig(_Strict):
+    """One entry of ``robustness.attacks``: a registered evasion attack and its settings."""
+
+    model_config = ConfigDict(extra="allow", strict=False, validate_default=True)
+
+    name: str
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """The attack's settings (every key but ``name``)."""
+        return dict(self.model_extra or {})
+
+    @model_validator(mode="after")
+    def _buildable(self) -> EvasionAttackConfig:
+        if "surrogates" in self.params:
+            raise ValueError("surrogate models come from robustness.transfer, not an attack entry")
+        build_attack(self.name, **self.params)  # InvalidSettingError is a ValueError
+        return self
+
+    @property
+    def label(self) -> str:
+        """The attack's figure label (``pgd-linf-0.1``)."""
+        return build_attack(self.name, **self.params).label
+
+
+def _default_evasion_attacks() -> list[EvasionAttackConfig]:
+    return [
+        EvasionAttackConfig(name="fgsm", eps=0.1),
+        EvasionAttackConfig(name="pgd", norm="linf", eps=0.1, steps=20),
+    ]
+
+
+class TransferConfig(_Strict):
+    """``robustness.transfer:`` a black-box attacker crafting MI-FGSM examples on surrogates.
+
+    The attacker trains ``surrogates`` (model registry names; several make an ensemble) on
+    ``data`` — ``public`` (``public_samples`` held-out examples outside the evaluated subset)
+    or ``client`` (the partition of client ``client``) — and crafts on them.
+    """
+
+    surrogates: list[str] = Field(default_factory=lambda: ["mlp"], min_length=1)
+    data: Literal["public", "client"] = "public"
+    client: int = Field(0, ge=0, description="data: client — whose partition the attacker has")
+    public_samples: int = Field(500, ge=1, description="data: public — held-out examples used")
+    epochs: int = Field(10, ge=1, le=1000)
+    batch_size: int = Field(32, ge=1)
+    lr: float = Field(0.05, gt=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    eps: float = Field(0.1, ge=0, le=1)
+    steps: int = Field(10, ge=1, le=10_000)
+    decay: float = Field(1.0, ge=0)
+    norm: Literal["linf", "l2"] = "linf"
+
+
+class RobustnessConfig(_Strict):
+    """``robustness:`` evasion evaluation of the global model (the robustness probe)."""
+
+    rounds: list[int] | None = Field(None, description="rounds evaluated (default: the last)")
+    samples: int = Field(500, ge=1, description="seeded subset of the held-out set")
+    attacks: list[EvasionAttackConfig] = Field(default_factory=_default_evasion_attacks)
+    batch_size: int | None = Field(None, ge=1, description="samples attacked at a time")
+    transfer: TransferConfig | None = None
+    client_spread: int | None = Field(
+        None,
+        ge=1,
+        description="also evaluate on each client's own data (this many samples per client) "
+        "and report min / median / max robust accuracy over clients",
+    )
+    save_plots: bool = True
+
+    @field_validator("rounds")
+    @classmethod
+    def _positive_rounds(cls, rounds: list[int] | None) -> list[int] | None:
+        if rounds is not None and (not rounds or any(r < 1 for r in rounds)):
+            raise ValueError("rounds are numbered from 1 (null: the last round)")
+        return rounds
+
+    @field_validator("attacks")
+    @classmethod
+    def _distinct_labels(cls, attacks: list[EvasionAttackConfig]) -> list[EvasionAttackConfig]:
+        labels = [a.label for a in attacks]
+        if len(set(labels)) != len(labels):
+            raise ValueError(f"attacks need distinct labels, got {labels}; drop the duplicate")
+        return attacks
 
 
 class MembershipConfig(_Strict):
@@ -502,6 +626,7 @@ class Scenario(_Strict):
     faults: FaultsConfig = Field(default_factory=FaultsConfig)
     extraction: ExtractionConfig | None = None
     watermark: WatermarkConfig | None = None
+    robustness: RobustnessConfig | None = None
     checkpoint_every: int | None = Field(
         None, ge=1, description="save a checkpoint every this many rounds (for --resume)"
     )
@@ -726,8 +851,27 @@ def _check_consistency(s: Scenario) -> None:
             raise ScenarioError(
                 key, s.num_malicious, f"at most data.num_clients = {n} malicious clients"
             )
+    _check_adversarial_training(s)
     if s.sweep is not None:
         _check_sweep_points(s)
+
+
+def _check_adversarial_training(s: Scenario) -> None:
+    """Under local DP-SGD the adversarial loss must be a mean of per-sample terms.
+
+    FAT's entropy term with ``ratio`` < 1 is averaged over the replaced samples only, which
+    per-sample clipping cannot reproduce: that one combination is refused.
+    """
+    at = s.clients.adversarial_training
+    if at is None or s.privacy.local_dp is None:
+        return
+    if at.method == "fat" and at.entropy_weight and (at.ratio or 1.0) < 1.0:
+        raise ScenarioError(
+            "clients.adversarial_training.entropy_weight",
+            at.entropy_weight,
+            "0 with privacy.local_dp and fat's ratio < 1 (the entropy term averages over the "
+            "replaced samples only, not a mean of per-sample terms DP-SGD can clip)",
+        )
 
 
 def _check_sweep_points(s: Scenario) -> None:

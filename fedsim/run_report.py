@@ -127,9 +127,12 @@ def _probe_section(run_dir: Path, probe: dict, rows: list[dict]) -> list[str]:
         f"Threat model: {probe.get('threat_model')}; rounds: {rounds or 'none'}.",
         "",
     ]
+    rows = [_flatten(r, probe.get("figures") or []) for r in rows]
+    named = {k for r in rows for k in r}
     figures = [
         f
-        for f in probe.get("figures") or []
+        for name in probe.get("figures") or []
+        for f in sorted(k for k in named if k == name or k.startswith(f"{name}."))
         if any(isinstance(r.get(f), int | float) and not isinstance(r.get(f), bool) for r in rows)
     ]
     probed = [r for r in rows if any(f in r for f in figures)]
@@ -140,6 +143,16 @@ def _probe_section(run_dir: Path, probe: dict, rows: list[dict]) -> list[str]:
     pictures = sorted((run_dir / str(probe.get("name"))).glob("*.png"))
     lines += [f"![{p.stem}]({p.relative_to(run_dir).as_posix()})" for p in pictures]
     return lines + ([""] if pictures else [])
+
+
+def _flatten(row: dict, figures: list[str]) -> dict:
+    """``row`` with each mapping figure's entries as ``<figure>.<key>`` (robust accuracy)."""
+    out = dict(row)
+    for name in figures:
+        value = row.get(name)
+        if isinstance(value, dict):
+            out.update({f"{name}.{key}": v for key, v in value.items()})
+    return out
 
 
 def _per_round_table(rows: list[dict], keys: list[str]) -> str:

@@ -1,7 +1,9 @@
 """Local training and evaluation on in-memory tensors (no DataLoader).
 
 A client's local procedure is plain minibatch SGD (optionally with momentum and weight decay)
-over ``epochs`` passes of a seeded shuffle of its data.
+over ``epochs`` passes of a seeded shuffle of its data; with :class:`AdversarialSettings`
+(``clients.adversarial_training``) each batch's loss is the adversarial-training loss of
+:class:`fedsim.evasion.AdversarialTraining`, attacked in [0, 1] pixel space.
 """
 
 from __future__ import annotations
@@ -16,8 +18,10 @@ from torch import nn
 
 from fedsim.config import ClientsConfig
 from fedsim.data.transforms import Augment
+from fedsim.evasion import AdversarialTraining, model_in_pixel_space, to_pixel_space
 
 __all__ = [
+    "AdversarialSettings",
     "EvalResult",
     "TrainResult",
     "TrainSettings",
@@ -48,6 +52,51 @@ class TrainSettings:
             clients.momentum,
             clients.weight_decay,
         )
+
+
+@dataclass(frozen=True)
+class AdversarialSettings:
+    r"""Adversarial training of an honest client: the loss and the dataset's normalisation.
+
+    Attributes
+    ----------
+    training : AdversarialTraining
+        PGD-AT, TRADES or FAT with their settings.
+    mean, std : tuple of float or None
+        ``Dataset.mean``/``Dataset.std``: the examples are crafted on
+        :math:`x_{pix} = x\sigma + \mu` (clipped to [0, 1]) against the model composed with the
+        normalisation; ``None`` when the data already is in [0, 1].
+    """
+
+    training: AdversarialTraining
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+
+    def pixels(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` (as stored) in [0, 1] pixel space."""
+        return to_pixel_space(x, self.mean, self.std)
+
+    def normalise(self, z: torch.Tensor) -> torch.Tensor:
+        r"""Pixels back to the model's inputs, :math:`(z - \mu)/\sigma` (as ``PixelSpaceModel``)."""
+        if self.mean is None or self.std is None:
+            return z
+        shape = (1, len(self.mean), 1, 1)
+        mean = torch.tensor(self.mean, dtype=torch.float32, device=z.device).view(shape)
+        std = torch.tensor(self.std, dtype=torch.float32, device=z.device).view(shape)
+        return (z - mean) / std
+
+    def pixel_model(self, model: nn.Module) -> nn.Module:
+        """``model`` as a function of [0, 1] pixels (itself for data in [0, 1])."""
+        pixel_model = model_in_pixel_space(model, self.mean, self.std)
+        if pixel_model is not model:
+            pixel_model = pixel_model.to(next(model.parameters()).device)
+        return pixel_model
+
+    def loss(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator
+    ) -> torch.Tensor:
+        """The batch's adversarial-training loss; its draws come from ``generator``."""
+        return self.training(self.pixel_model(model), self.pixels(x), y, generator)
 
 
 @dataclass(frozen=True)
@@ -94,6 +143,7 @@ def train_local(
     settings: TrainSettings,
     generator: torch.Generator,
     augment: Augment | None = None,
+    adversarial: AdversarialSettings | None = None,
 ) -> TrainResult:
     """Run local SGD on ``(x, y)`` in place; shuffles come from ``generator`` (CPU).
 
@@ -101,10 +151,13 @@ def train_local(
     CPU the loop runs on one thread (see :func:`single_thread`). ``augment`` (e.g. the
     dataset's random crop and flip) is applied to each minibatch, drawing from ``generator``
     too (so with it the shuffles of later epochs differ from a run without it).
+    ``adversarial`` replaces each batch's cross-entropy by the adversarial-training loss; its
+    draws (random starts, FAT's replaced samples) come from ``generator`` after the batch's
+    augmentation.
     """
     device = next(model.parameters()).device
     with single_thread(device):
-        return _train(model, x, y, settings, generator, device, augment)
+        return _train(model, x, y, settings, generator, device, augment, adversarial)
 
 
 def _train(
@@ -115,6 +168,7 @@ def _train(
     generator: torch.Generator,
     device: torch.device,
     augment: Augment | None = None,
+    adversarial: AdversarialSettings | None = None,
 ) -> TrainResult:
     x, y = x.to(device), y.to(device)
     optimizer = torch.optim.SGD(
@@ -130,7 +184,10 @@ def _train(
         batch = batch.to(device)
         xb = x[batch] if augment is None else augment(x[batch], generator)
         optimizer.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(model(xb), y[batch])
+        if adversarial is None:
+            loss = F.cross_entropy(model(xb), y[batch])
+        else:
+            loss = adversarial.loss(model, xb, y[batch], generator)
         loss.backward()
         optimizer.step()
         total += loss.detach()

@@ -229,31 +229,51 @@ class AdversarialTraining:
         y: torch.Tensor,
         x_adv: torch.Tensor,
         draw: AdversarialDraw,
+        weight: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """The training loss of the batch given its adversarial examples (see the class)."""
+        """The training loss of the batch given its adversarial examples (see the class).
+
+        ``weight`` (0/1 per sample, the vectorized runtime's padding mask) turns every mean
+        over the batch into a mean over the samples of weight 1; ``None``: all of them.
+        """
         mask = draw.replace
         if self.method == "trades":
             logits_clean = forward(x)
             logits_adv = forward(x_adv)
-            loss = (
-                F.cross_entropy(logits_clean, y)
-                + self.beta * trades_kl(logits_clean, logits_adv).mean()
-            )
+            if weight is None:
+                loss = (
+                    F.cross_entropy(logits_clean, y)
+                    + self.beta * trades_kl(logits_clean, logits_adv).mean()
+                )
+            else:
+                per_sample = F.cross_entropy(logits_clean, y, reduction="none") + self.beta * (
+                    trades_kl(logits_clean, logits_adv)
+                )
+                loss = (per_sample * weight).sum() / weight.sum()
         else:
             inputs = torch.where(mask.view(-1, *([1] * (x.dim() - 1))), x_adv, x)
             logits_adv = forward(inputs)
-            loss = F.cross_entropy(logits_adv, y)
+            if weight is None:
+                loss = F.cross_entropy(logits_adv, y)
+            else:
+                ce = F.cross_entropy(logits_adv, y, reduction="none")
+                loss = (ce * weight).sum() / weight.sum()
         if self.entropy_weight:
             h = prediction_entropy(logits_adv)
-            m = mask.to(h.dtype)
+            m = mask.to(h.dtype) if weight is None else mask.to(h.dtype) * weight
             loss = loss - self.entropy_weight * (h * m).sum() / m.sum().clamp_min(1.0)
         return loss
 
     def loss(
-        self, forward: Forward, x: torch.Tensor, y: torch.Tensor, draw: AdversarialDraw
+        self,
+        forward: Forward,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        draw: AdversarialDraw,
+        weight: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Craft then objective with one ``forward``: pure, for ``torch.func.grad``/``vmap``."""
-        return self.objective(forward, x, y, self.craft(forward, x, y, draw), draw)
+        return self.objective(forward, x, y, self.craft(forward, x, y, draw), draw, weight)
 
     def __call__(
         self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator

@@ -9,6 +9,7 @@ the caller records ``(noise_multiplier, result.sample_rate, result.steps)`` in t
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import warnings
@@ -24,7 +25,7 @@ from torch import nn
 
 from fedsim.errors import InvalidSettingError
 from fedsim.privacy.ledger import AccountantName, _check_accountant, _check_delta
-from fedsim.training import TrainSettings
+from fedsim.training import AdversarialSettings, TrainSettings
 
 __all__ = [
     "DPSettings",
@@ -101,6 +102,7 @@ def train_dp_sgd(
     noise_multiplier: float,
     generator: torch.Generator,
     device: torch.device | str = "cpu",
+    adversarial: AdversarialSettings | None = None,
 ) -> DPTrainResult:
     r"""Train ``model`` in place with DP-SGD (Abadi et al., CCS 2016) on ``(x, y)``.
 
@@ -148,6 +150,13 @@ def train_dp_sgd(
         Seeded source of every random draw.
     device : torch.device or str
         Where to train.
+    adversarial : AdversarialSettings, optional
+        Adversarial training under DP-SGD: per step, the batch's adversarial draws come from
+        ``generator`` (after the epoch's batches, before the step's noise), the examples are
+        crafted on the model in eval mode with Opacus' hooks off (no per-sample gradients
+        recorded), and the DP step then clips the per-sample gradients of the
+        adversarial-training loss, a mean of per-sample terms (TRADES' two forward passes
+        add up per sample). An empty Poisson batch takes the plain noise-only step.
 
     Returns
     -------
@@ -202,6 +211,9 @@ def train_dp_sgd(
 
     model.to(device)
     x, y = x.to(device), y.to(device)
+    # adversarial examples are crafted on a hook-free copy of the architecture, in eval mode,
+    # with the current weights (torch.func's input gradients cannot pass Opacus' hooks)
+    shadow = None if adversarial is None else copy.deepcopy(model).eval()
     noise_source = noise_generator(generator, device)
     gsm = GradSampleModule(model, loss_reduction="mean", strict=True)
     try:
@@ -226,7 +238,12 @@ def train_dp_sgd(
                 with warnings.catch_warnings():
                     # Torch warns that the first layer's input needs no grad; harmless here.
                     warnings.filterwarnings("ignore", message="Full backward hook is firing")
-                    loss = nn.functional.cross_entropy(gsm(x[index]), y[index])
+                    if adversarial is None or not index.numel():
+                        loss = nn.functional.cross_entropy(gsm(x[index]), y[index])
+                    else:
+                        loss = _adversarial_loss(
+                            gsm, model, shadow, adversarial, x[index], y[index], generator
+                        )
                     loss.backward()
                 optimizer.step()
                 steps += 1
@@ -251,6 +268,30 @@ def train_dp_sgd(
         loss_value,
     )
     return DPTrainResult(loss=loss_value, steps=steps, sample_rate=sample_rate, num_examples=n)
+
+
+def _adversarial_loss(
+    gsm: GradSampleModule,
+    model: nn.Module,
+    shadow: nn.Module | None,
+    adversarial: AdversarialSettings,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    generator: torch.Generator,
+) -> torch.Tensor:
+    """The adversarial-training loss of one DP-SGD batch; crafting records no per-sample grads."""
+    if shadow is None:
+        raise ValueError("adversarial training under DP-SGD needs the model's hook-free copy")
+    training = adversarial.training
+    pixels = adversarial.pixels(x)
+    draw = training.draw(pixels, generator)
+    weights = {name: p.detach() for name, p in model.named_parameters()}
+
+    def forward(z: torch.Tensor) -> torch.Tensor:
+        return torch.func.functional_call(shadow, weights, (adversarial.normalise(z),))
+
+    x_adv = training.craft(forward, pixels, y, draw)
+    return training.objective(adversarial.pixel_model(gsm), pixels, y, x_adv, draw)
 
 
 def calibrate_noise(

@@ -13,7 +13,13 @@ draws come from each client's own generator in exactly the order of the one-clie
   of the epoch the noise, one ``torch.normal(0, σC, p.shape)`` per parameter tensor p as
   Opacus' ``DPOptimizer`` draws it (none when σ = 0).
 
-So a client's batches, augmentations and noise are the ones it gets on the other runtimes.
+With adversarial training (:class:`~fedsim.training.AdversarialSettings`) each batch's random
+draws of :meth:`fedsim.evasion.AdversarialTraining.draw` (the attack's start in pixel space,
+FAT's replaced samples) come right after the batch (and its augmentation), as in
+:func:`~fedsim.training.train_local`.
+
+So a client's batches, augmentations, adversarial starts and noise are the ones it gets on the
+other runtimes.
 
 Clients are padded to a common shape: slot ``j`` of step ``t`` of client ``k`` holds example
 ``index[k, t, j]`` of its ``inputs[k]`` with weight ``weight[k, t, j]`` (1 for a real example,
@@ -30,8 +36,9 @@ from dataclasses import dataclass
 import torch
 
 from fedsim.data.transforms import Augment
+from fedsim.evasion import AdversarialDraw
 from fedsim.privacy.dp_sgd import DPSettings, draw_batches, local_steps, noise_generator
-from fedsim.training import TrainSettings, minibatches
+from fedsim.training import AdversarialSettings, TrainSettings, minibatches
 
 __all__ = ["ChunkPlan", "DPSettings", "LocalTask", "build_plan", "planned_steps"]
 
@@ -79,6 +86,9 @@ class ChunkPlan:
         Per step, the widest real batch among the clients still training (at least 1).
     noise : torch.Tensor or None
         ``(K, S, P)`` DP-SGD noise on the flat parameters (``None``: no noise).
+    starts, replace : torch.Tensor or None
+        Adversarial training: ``(K, S, W, *sample)`` the attack's first iterates (pixel space;
+        0 in padding slots) and ``(K, S, W)`` bool, the samples it replaces (``None``: none).
     """
 
     inputs: torch.Tensor
@@ -88,6 +98,8 @@ class ChunkPlan:
     steps: list[int]
     widths: list[int]
     noise: torch.Tensor | None
+    starts: torch.Tensor | None = None
+    replace: torch.Tensor | None = None
 
     def active(self, step: int) -> int:
         """How many clients (a prefix of the chunk) still train at ``step``."""
@@ -102,6 +114,13 @@ class ChunkPlan:
         index = self.index[:a, step, :w]
         rows = torch.arange(a, device=index.device).unsqueeze(1)
         return self.inputs[rows, index], self.labels[rows, index], self.weight[:a, step, :w]
+
+    def adversarial_batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Adversarial starts ``(a, w, ...)`` and replaced-sample masks ``(a, w)`` of ``step``."""
+        if self.starts is None or self.replace is None:
+            raise ValueError("the plan has no adversarial draws")
+        a, w = self.active(step), self.widths[step]
+        return self.starts[:a, step, :w], self.replace[:a, step, :w]
 
 
 def planned_steps(num_examples: int, settings: TrainSettings, dp: DPSettings | None) -> int:
@@ -127,6 +146,7 @@ def build_plan(
     *,
     augment: Augment | None = None,
     dp: DPSettings | None = None,
+    adversarial: AdversarialSettings | None = None,
     param_shapes: Sequence[torch.Size] = (),
     param_dtype: torch.dtype = torch.float32,
     device: torch.device | str = "cpu",
@@ -136,40 +156,49 @@ def build_plan(
     ``tasks`` must be ordered by :func:`planned_steps`, longest first. Each task's generator
     is advanced exactly as its one-client loop would advance it. ``param_shapes`` and
     ``param_dtype`` (the model's parameter shapes, in order, and their dtype) are needed for
-    the DP noise.
+    the DP noise. ``adversarial`` adds each batch's adversarial draws.
     """
     device = torch.device(device)
     parts = [
-        _sgd_part(task, settings, augment)
+        _sgd_part(task, settings, augment, adversarial)
         if dp is None
-        else _dp_part(task, settings, dp, param_shapes, param_dtype, device)
+        else _dp_part(task, settings, dp, param_shapes, param_dtype, device, adversarial)
         for task in tasks
     ]
-    steps = [len(batches) for _, _, batches, _ in parts]
+    steps = [len(batches) for _, _, batches, _, _ in parts]
     if steps != sorted(steps, reverse=True):
         raise ValueError(f"tasks must come longest first, got step counts {steps}")
     sample_shape = tasks[0].x.shape[1:]
     k, s = len(tasks), max(steps, default=0)
-    m = max((len(y) for _, y, _, _ in parts), default=0)
-    w = max((len(b) for _, _, batches, _ in parts for b in batches), default=0)
+    m = max((len(y) for _, y, _, _, _ in parts), default=0)
+    w = max((len(b) for _, _, batches, _, _ in parts for b in batches), default=0)
     inputs = torch.zeros((k, max(m, 1), *sample_shape), dtype=tasks[0].x.dtype)
     labels = torch.zeros((k, max(m, 1)), dtype=tasks[0].y.dtype)
     index = torch.zeros((k, s, max(w, 1)), dtype=torch.long)
     weight = torch.zeros((k, s, max(w, 1)))
     widths = [1] * s
-    for row, (x, y, batches, _) in enumerate(parts):
+    for row, (x, y, batches, _, _) in enumerate(parts):
         inputs[row, : len(y)], labels[row, : len(y)] = x, y
         for t, batch in enumerate(batches):
             index[row, t, : len(batch)] = batch
             weight[row, t, : len(batch)] = 1.0
             widths[t] = max(widths[t], len(batch))
     noise = None
-    if dp is not None and any(n is not None for *_, n in parts):
+    if dp is not None and any(n is not None for *_, n, _ in parts):
         size = sum(math.prod(shape) for shape in param_shapes)
         noise = torch.zeros((k, s, size), dtype=param_dtype, device=device)
-        for row, (*_, drawn) in enumerate(parts):
+        for row, (*_, drawn, _) in enumerate(parts):
             if drawn is not None and len(drawn):
                 noise[row, : len(drawn)] = drawn
+    starts = replace = None
+    if adversarial is not None:
+        starts = torch.zeros((k, s, max(w, 1), *sample_shape), dtype=tasks[0].x.dtype)
+        replace = torch.zeros((k, s, max(w, 1)), dtype=torch.bool)
+        for row, (*_, draws) in enumerate(parts):
+            for t, draw in enumerate(draws or []):
+                starts[row, t, : len(draw.start)] = draw.start
+                replace[row, t, : len(draw.replace)] = draw.replace
+        starts, replace = starts.to(device), replace.to(device)
     return ChunkPlan(
         inputs=inputs.to(device),
         labels=labels.to(device),
@@ -178,29 +207,49 @@ def build_plan(
         steps=steps,
         widths=widths,
         noise=noise,
+        starts=starts,
+        replace=replace,
     )
 
 
-_Part = tuple[torch.Tensor, torch.Tensor, list[torch.Tensor], torch.Tensor | None]
+_Part = tuple[
+    torch.Tensor,
+    torch.Tensor,
+    list[torch.Tensor],
+    torch.Tensor | None,
+    list[AdversarialDraw] | None,
+]
 
 
-def _sgd_part(task: LocalTask, settings: TrainSettings, augment: Augment | None) -> _Part:
+def _sgd_part(
+    task: LocalTask,
+    settings: TrainSettings,
+    augment: Augment | None,
+    adversarial: AdversarialSettings | None = None,
+) -> _Part:
     """One client's batches, drawn as :func:`fedsim.training.train_local` draws them."""
     generator = task.generator
-    if augment is None:
-        return task.x, task.y, list(minibatches(len(task.y), settings, generator)), None
+    draws: list[AdversarialDraw] | None = None if adversarial is None else []
+    if augment is None and adversarial is None:
+        return task.x, task.y, list(minibatches(len(task.y), settings, generator)), None, None
     batches: list[torch.Tensor] = []
     xs: list[torch.Tensor] = []
     ys: list[torch.Tensor] = []
     offset = 0
     for batch in minibatches(len(task.y), settings, generator):
-        xs.append(augment(task.x[batch], generator))  # between the shuffles, as train_local
+        xb = task.x[batch] if augment is None else augment(task.x[batch], generator)
+        if adversarial is not None and draws is not None:  # after the augmentation's draws
+            draws.append(adversarial.training.draw(adversarial.pixels(xb), generator))
+        if augment is None:
+            batches.append(batch)
+            continue
+        xs.append(xb)  # between the shuffles, as train_local
         ys.append(task.y[batch])
         batches.append(torch.arange(offset, offset + len(batch)))
         offset += len(batch)
     if not xs:
-        return task.x, task.y, batches, None
-    return torch.cat(xs), torch.cat(ys), batches, None
+        return task.x, task.y, batches, None, draws
+    return torch.cat(xs), torch.cat(ys), batches, None, draws
 
 
 def _dp_part(
@@ -210,24 +259,37 @@ def _dp_part(
     param_shapes: Sequence[torch.Size],
     param_dtype: torch.dtype,
     device: torch.device,
+    adversarial: AdversarialSettings | None = None,
 ) -> _Part:
-    """One client's batches and noise, drawn as :func:`fedsim.privacy.train_dp_sgd` draws them."""
+    """One client's batches and noise, drawn as :func:`fedsim.privacy.train_dp_sgd` draws them.
+
+    With ``adversarial``, each non-empty batch's adversarial draws come just before the step's
+    noise (empty Poisson batches draw none).
+    """
     n, generator = len(task.y), task.generator
     steps_per_epoch = local_steps(n, settings.batch_size, settings.epochs) // settings.epochs
     std = task.noise_multiplier * dp.max_grad_norm
     noise_source = noise_generator(generator, device)
     batches: list[torch.Tensor] = []
     noise: list[torch.Tensor] = []
+    draws: list[AdversarialDraw] | None = None if adversarial is None else []
     for _ in range(settings.epochs):
         epoch = draw_batches(
             n, settings.batch_size, steps_per_epoch, dp.poisson_sampling, generator
         )
         for batch in epoch:
             batches.append(batch.cpu())
+            if adversarial is not None and draws is not None:
+                if len(batch):
+                    pixels = adversarial.pixels(task.x[batch.cpu()])
+                    draws.append(adversarial.training.draw(pixels, generator))
+                else:
+                    empty = task.x[:0]
+                    draws.append(AdversarialDraw(empty, torch.zeros(0, dtype=torch.bool)))
             if std > 0:  # Opacus draws nothing when the std is 0
                 noise.append(_opacus_noise(std, param_shapes, param_dtype, noise_source, device))
     drawn = torch.stack(noise) if noise else None
-    return task.x, task.y, batches, drawn
+    return task.x, task.y, batches, drawn, draws
 
 
 def _opacus_noise(

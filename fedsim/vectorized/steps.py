@@ -21,7 +21,13 @@ the samples, clips each to norm C over all parameters and sums the real ones:
 the clip factor of Opacus' ``DPOptimizer.clip_and_accumulate``; the caller adds the noise and
 divides by the expected batch size B.
 
-Both feed :func:`sgd_step`, ``torch.optim.SGD``'s update (weight decay λ, momentum μ, no
+Adversarial training (:func:`adversarial_grads`) replaces :math:`\ell` by the loss of
+:meth:`fedsim.evasion.AdversarialTraining.loss` on the batch in pixel space, with the batch's
+planned draws: the inner attack's input gradients are :func:`torch.func.grad` calls inside the
+same ``vmap`` over clients, the adversarial examples are constants for the outer gradient, and
+padding slots get weight 0 in every mean.
+
+All of them feed :func:`sgd_step`, ``torch.optim.SGD``'s update (weight decay λ, momentum μ, no
 dampening or Nesterov): :math:`g \leftarrow g + \lambda\theta`; :math:`b \leftarrow g` at the
 first step, else :math:`b \leftarrow \mu b + g`, and :math:`g \leftarrow b` when μ > 0;
 :math:`\theta \leftarrow \theta - \eta g`.
@@ -36,10 +42,13 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad_and_value, vmap
 
-from fedsim.training import TrainSettings
+from fedsim.evasion import AdversarialDraw
+from fedsim.training import AdversarialSettings, TrainSettings
 
 __all__ = [
     "Params",
+    "adversarial_clipped_grad_sum",
+    "adversarial_grads",
     "clipped_grad_sum",
     "flatten_params",
     "masked_mean_grads",
@@ -89,6 +98,91 @@ def masked_mean_grads(model: nn.Module) -> Callable[..., tuple[Params, torch.Ten
     return vmap(grad_and_value(loss))
 
 
+def adversarial_grads(
+    model: nn.Module, adversarial: AdversarialSettings
+) -> Callable[..., tuple[Params, torch.Tensor]]:
+    r"""``f(params, x, y, w, start, replace) -> (grads, losses)``: adversarial training's step.
+
+    ``x`` ``(a, W, *sample)`` are the batch's inputs as stored (normalised or not), mapped to
+    pixel space here; ``start`` ``(a, W, *sample)`` and ``replace`` ``(a, W)`` the planned
+    draws (:meth:`~fedsim.vectorized.plan.ChunkPlan.adversarial_batch`). The model sees
+    :math:`(x_{pix} - \mu)/\sigma`, as :func:`~fedsim.evasion.model_in_pixel_space` computes it.
+    """
+    training, pixel_forward = adversarial.training, _pixel_forward(model, adversarial)
+
+    def loss(
+        params: Params,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        w: torch.Tensor,
+        start: torch.Tensor,
+        replace: torch.Tensor,
+    ) -> torch.Tensor:
+        draw = AdversarialDraw(start, replace)
+        forward = pixel_forward(params)
+        return training.loss(forward, adversarial.pixels(x), y, draw, weight=w)
+
+    return vmap(grad_and_value(loss))
+
+
+def _pixel_forward(
+    model: nn.Module, adversarial: AdversarialSettings
+) -> Callable[[Params], Callable[[torch.Tensor], torch.Tensor]]:
+    """``params ↦ (z ↦ f_params((z − μ)/σ))``, as :class:`~fedsim.evasion.PixelSpaceModel`."""
+    device = next(model.parameters()).device
+    shape = (1, -1, 1, 1)
+    mean = std = None
+    if adversarial.mean is not None and adversarial.std is not None:
+        mean = torch.tensor(adversarial.mean, dtype=torch.float32, device=device).view(shape)
+        std = torch.tensor(adversarial.std, dtype=torch.float32, device=device).view(shape)
+
+    def bind(params: Params) -> Callable[[torch.Tensor], torch.Tensor]:
+        def forward(z: torch.Tensor) -> torch.Tensor:
+            if mean is not None and std is not None:
+                z = (z - mean) / std
+            return functional_call(model, params, (z,))
+
+        return forward
+
+    return bind
+
+
+def adversarial_clipped_grad_sum(
+    model: nn.Module,
+    adversarial: AdversarialSettings,
+    params: Params,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    w: torch.Tensor,
+    start: torch.Tensor,
+    replace: torch.Tensor,
+    max_grad_norm: float,
+) -> tuple[Params, torch.Tensor]:
+    """:func:`clipped_grad_sum` of the adversarial-training loss, sample by sample.
+
+    Each sample's loss is the adversarial-training loss of a batch of that one sample (its
+    example crafted alone: the attacks treat samples independently), so its gradient is the
+    per-sample gradient Opacus takes of the batch's mean loss in
+    :func:`fedsim.privacy.train_dp_sgd`.
+    """
+    training, pixel_forward = adversarial.training, _pixel_forward(model, adversarial)
+
+    def sample_loss(
+        params: Params,
+        x1: torch.Tensor,
+        y1: torch.Tensor,
+        start1: torch.Tensor,
+        replace1: torch.Tensor,
+    ) -> torch.Tensor:
+        draw = AdversarialDraw(start1.unsqueeze(0), replace1.unsqueeze(0))
+        pixels = adversarial.pixels(x1.unsqueeze(0))
+        return training.loss(pixel_forward(params), pixels, y1.unsqueeze(0), draw)
+
+    per_sample = vmap(grad_and_value(sample_loss), in_dims=(None, 0, 0, 0, 0))
+    grads, losses = vmap(per_sample)(params, x, y, start, replace)
+    return _clip_and_sum(grads, w, max_grad_norm), losses
+
+
 def clipped_grad_sum(
     model: nn.Module,
     params: Params,
@@ -123,11 +217,15 @@ def clipped_grad_sum(
 
     per_sample = vmap(grad_and_value(sample_loss), in_dims=(None, 0, 0))
     grads, losses = vmap(per_sample)(params, x, y)
+    return _clip_and_sum(grads, w, max_grad_norm), losses
+
+
+def _clip_and_sum(grads: Params, w: torch.Tensor, max_grad_norm: float) -> Params:
+    """Σ_j w_kj · g_kj · min(1, C/(‖g_kj‖ + 1e-6)) over each client's samples."""
     a, width = w.shape
     norms = torch.stack([g.reshape(a, width, -1).norm(2, dim=-1) for g in grads.values()], -1)
     factor = (max_grad_norm / (norms.norm(2, dim=-1) + CLIP_EPS)).clamp(max=1.0) * w
-    summed = {name: torch.einsum("kb,kb...->k...", factor, g) for name, g in grads.items()}
-    return summed, losses
+    return {name: torch.einsum("kb,kb...->k...", factor, g) for name, g in grads.items()}
 
 
 def sgd_step(

@@ -32,11 +32,13 @@ from torch import nn
 from fedsim.data.transforms import Augment
 from fedsim.errors import InvalidSettingError, RunError
 from fedsim.privacy.dp_sgd import DPSettings
-from fedsim.training import TrainResult, TrainSettings
+from fedsim.training import AdversarialSettings, TrainResult, TrainSettings
 from fedsim.vectorized.memory import auto_chunk_size
 from fedsim.vectorized.plan import ChunkPlan, LocalTask, build_plan, planned_steps
 from fedsim.vectorized.steps import (
     Params,
+    adversarial_clipped_grad_sum,
+    adversarial_grads,
     clipped_grad_sum,
     flatten_params,
     masked_mean_grads,
@@ -66,6 +68,7 @@ def train_clients_vectorized(
     augment: Augment | None = None,
     dp: DPSettings | None = None,
     chunk_size: int | None = None,
+    adversarial: AdversarialSettings | None = None,
 ) -> list[ClientOutcome]:
     """Train every task's client locally, all at once; return their outcomes in task order.
 
@@ -81,6 +84,10 @@ def train_clients_vectorized(
         Per-batch augmentation (plain SGD only, as on the other runtimes).
     dp : DPSettings, optional
         Train with DP-SGD: clip C, Poisson or shuffled batches, and each task's σ.
+    adversarial : AdversarialSettings, optional
+        Adversarial training: each batch's loss is :meth:`fedsim.evasion.AdversarialTraining.loss`,
+        as :func:`fedsim.training.train_local` (or, with ``dp``,
+        :func:`fedsim.privacy.train_dp_sgd`) computes it with ``adversarial``.
     chunk_size : int, optional
         Clients per batched chunk; automatic when omitted, and then halved (with a warning)
         after running out of GPU memory, the chunk redone from the same generator states.
@@ -149,7 +156,7 @@ def train_clients_vectorized(
             chunk = [tasks[i] for i in ids]
             states = [t.generator.get_state() for t in chunk]
             try:
-                trained, losses = _train_chunk(model, chunk, settings, augment, dp)
+                trained, losses = _train_chunk(model, chunk, settings, augment, dp, adversarial)
             except torch.cuda.OutOfMemoryError as e:
                 if not automatic or len(ids) == 1:
                     raise RunError(
@@ -182,6 +189,7 @@ def _train_chunk(
     settings: TrainSettings,
     augment: Augment | None,
     dp: DPSettings | None,
+    adversarial: AdversarialSettings | None = None,
 ) -> tuple[torch.Tensor, list[float]]:
     """Plan and run every step of one chunk; return the trained ``(K, d)`` weights and losses."""
     parameters = list(model.parameters())
@@ -191,6 +199,7 @@ def _train_chunk(
         settings,
         augment=augment,
         dp=dp,
+        adversarial=adversarial,
         param_shapes=[p.shape for p in parameters],
         param_dtype=dtype,
         device=device,
@@ -206,16 +215,28 @@ def _train_chunk(
     loss_sum = torch.zeros(k, device=device)  # plain SGD: float32 sum of batch means
     example_loss = torch.zeros(k, dtype=torch.float64, device=device)  # DP-SGD: Σ mean · count
     seen = torch.zeros(k, dtype=torch.float64, device=device)
-    plain = masked_mean_grads(model)
+    plain = (
+        masked_mean_grads(model) if adversarial is None else adversarial_grads(model, adversarial)
+    )
     for t in range(len(plan.widths)):
         a = plan.active(t)
         x, y, w = plan.batch(t)
         live = {name: p[:a] for name, p in params.items()}
-        if dp is None:
+        if adversarial is not None and dp is None:
+            start, replace = plan.adversarial_batch(t)
+            grads, loss = plain(live, x, y, w, start, replace)
+            loss_sum[:a] += loss
+        elif dp is None:
             grads, loss = plain(live, x, y, w)
             loss_sum[:a] += loss
         else:
-            grads, losses = clipped_grad_sum(model, live, x, y, w, dp.max_grad_norm)
+            if adversarial is None:
+                grads, losses = clipped_grad_sum(model, live, x, y, w, dp.max_grad_norm)
+            else:
+                start, replace = plan.adversarial_batch(t)
+                grads, losses = adversarial_clipped_grad_sum(
+                    model, adversarial, live, x, y, w, start, replace, dp.max_grad_norm
+                )
             count = w.sum(dim=1).to(torch.float64)
             mean = (losses * w).sum(dim=1) / w.sum(dim=1).clamp(min=1.0)
             example_loss[:a] += mean.to(torch.float64) * count

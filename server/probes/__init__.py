@@ -12,6 +12,7 @@ from server.probes import (  # noqa: F401  (each import registers its probe)
     extraction,
     inversion,
     membership,
+    robustness,
     watermark,
 )
 from server.probes.base import PROBES, Probe, RoundView

@@ -10,6 +10,8 @@ a round's ``train`` messages. Instead of calling the ClientApp once per message 
    stacked parameters, ``torch.func`` ``functional_call`` + ``vmap`` + ``grad``, clients
    grouped by step count, padded and masked, chunked to fit memory) — honest clients under
    local DP with DP-SGD (per-sample clipping by a nested ``vmap``), the others with plain SGD;
+   honest clients under ``clients.adversarial_training`` on the adversarial-training loss
+   (the inner attack's input gradients inside the same ``vmap``);
 3. finishes each client like the ClientApp (:func:`clients.train_round.record_dp_round`,
    :func:`clients.train_round.finish_train`: its DP ledger, the update-side attack, the
    reply), one reply message per client.
@@ -110,8 +112,9 @@ class VectorizedGrid(InlineGrid):
         model = fed.model("vectorized")
         settings = TrainSettings.from_clients(fed.scenario.clients)
         chunk_size = fed.scenario.vectorized.chunk_size
-        plain = {m: job for m, job in jobs.items() if job.dp is None}
+        plain = {m: job for m, job in jobs.items() if job.dp is None and job.adversarial is None}
         private = {m: job for m, job in jobs.items() if job.dp is not None}
+        robust = {m: job for m, job in jobs.items() if job.dp is None and m not in plain}
         trained = _batch(
             plain,
             lambda tasks: train_clients_vectorized(
@@ -122,16 +125,40 @@ class VectorizedGrid(InlineGrid):
                 chunk_size=chunk_size,
             ),
         )
+        adversarial = next((job.adversarial for job in robust.values()), None)
+        if robust and adversarial is not None:  # honest clients under adversarial training
+            trained |= _batch(
+                robust,
+                lambda tasks: train_clients_vectorized(
+                    model,
+                    tasks,
+                    settings,
+                    augment=fed.data.dataset.augment,
+                    chunk_size=chunk_size,
+                    adversarial=adversarial,
+                ),
+            )
         local = fed.scenario.privacy.local_dp
         if private and local is not None:
             dp = DPSettings(local.max_grad_norm, local.poisson_sampling)
+            private_adversarial = next(iter(private.values())).adversarial
             trained |= _batch(
                 private,
                 lambda tasks: train_clients_vectorized(
-                    model, tasks, settings, dp=dp, chunk_size=chunk_size
+                    model,
+                    tasks,
+                    settings,
+                    dp=dp,
+                    chunk_size=chunk_size,
+                    adversarial=private_adversarial,
                 ),
             )
-        log.debug("vectorized round: %d plain, %d DP-SGD clients", len(plain), len(private))
+        log.debug(
+            "vectorized round: %d plain, %d adversarial-training, %d DP-SGD clients",
+            len(plain),
+            len(robust),
+            len(private),
+        )
         return trained
 
 

@@ -1,0 +1,314 @@
+"""The robustness probe (data → model): the global model's accuracy under evasion attacks.
+
+Configured by the scenario's top-level ``robustness:`` block. In each evaluated round (default:
+the last) the probe attacks the global model on a seeded subset of ``samples`` held-out
+examples (:attr:`~server.parts.ServerParts.test_set`'s examples: FLTrust's root set is taken
+out) and reports
+
+- ``robust_accuracy``: attack label → the share of the subset classified correctly both clean
+  and under that attack, plus ``worst_case`` (correct under every attack: the per-sample worst
+  case of :func:`fedsim.evasion.robust_accuracy`, never the minimum of the per-attack figures);
+- ``ece`` and ``ece_adversarial``: expected calibration error on the clean subset and on each
+  sample's worst adversarial example;
+- ``robustness_clean_accuracy`` (the subset's clean accuracy) and ``robustness_s`` (the
+  evaluation's wall time);
+- with ``transfer``: ``transfer_success_rate``, the share of the correctly classified samples
+  whose MI-FGSM example, crafted on the attacker's surrogate(s), fools the global model; its
+  accuracy is in ``robust_accuracy`` as ``mifgsm-<norm>-<eps>-transfer``;
+- with ``client_spread``: ``robust_accuracy_clients`` (min / median / max over clients of the
+  worst-case robust accuracy on each client's own data).
+
+``summary.json`` gets ``final_robust_accuracy`` (the last evaluated round's worst case),
+``final_robust_accuracy_<label>`` per attack and ``final_ece``. A reliability diagram of the
+clean subset is drawn per evaluated round in ``<run dir>/robustness/``.
+
+Threat model ``global_model`` (white-box). The *insider* — a malicious client crafting
+adversarial inputs on the global model it received — is white-box by construction, so it is
+this same figure. The transfer attacker is weaker (black-box): it never sees the weights.
+
+Attacks run in [0, 1] pixel space: a normalised dataset's examples are mapped back with
+:func:`~fedsim.evasion.to_pixel_space` and the model wrapped with
+:func:`~fedsim.evasion.model_in_pixel_space`.
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from fedsim.errors import InvalidSettingError, ScenarioError
+from fedsim.evasion import (
+    MIFGSM,
+    EvasionAttack,
+    build_attack,
+    model_in_pixel_space,
+    plot_reliability,
+    reliability_diagram,
+    robust_accuracy,
+    to_pixel_space,
+)
+from fedsim.federation import Federation
+from fedsim.models import build_model
+from fedsim.params import load_flat_params
+from fedsim.seeding import Stream, derive_seed, torch_generator
+from fedsim.training import TrainSettings, single_thread, train_local
+from server.aggregators.fltrust import FLTrust
+from server.probes.base import PROBES, Probe, RoundView
+from server.root_update import split_root
+
+__all__ = ["RobustnessProbe", "held_out_set"]
+
+log = logging.getLogger(__name__)
+
+
+def held_out_set(fed: Federation) -> tuple[torch.Tensor, torch.Tensor]:
+    """The held-out examples the server evaluates on: FLTrust's root set taken out.
+
+    The same split as :meth:`server.parts.ServerParts.build` (:func:`split_root`).
+    """
+    dataset, scenario = fed.data.dataset, fed.scenario
+    x, y = dataset.x_test, dataset.y_test
+    if scenario.defense.aggregator != "fltrust":
+        return x, y
+    root_size = scenario.defense.params.get("root_size", FLTrust().root_size)
+    if not isinstance(root_size, int) or not 1 <= root_size < len(y):
+        return x, y  # ServerParts.build reports the bad root_size
+    _, rest = split_root(x, y, root_size, scenario.seed)
+    return rest
+
+
+@PROBES.register("robustness")
+class RobustnessProbe(Probe):
+    """Robust accuracy and calibration of the global model under the configured attacks.
+
+    Parameters
+    ----------
+    fed : Federation
+        The run's data and model factory (the server's own process).
+    out_dir : Path, optional
+        The run directory; reliability diagrams go to ``out_dir / "robustness"``.
+
+    Raises
+    ------
+    InvalidSettingError
+        The ``robustness`` block is missing, or the transfer attacker's data is empty.
+    """
+
+    name = "robustness"
+    direction = "data→model"
+
+    def __init__(self, fed: Federation, out_dir: Path | None = None) -> None:
+        config = fed.scenario.robustness
+        if config is None:
+            raise InvalidSettingError("the scenario has no robustness block")
+        self.fed, self.config, self.out_dir = fed, config, out_dir
+        dataset = fed.data.dataset
+        x, y = held_out_set(fed)
+        order = torch.randperm(
+            len(y), generator=torch_generator(fed.scenario.seed, Stream.ROBUSTNESS)
+        )
+        count = min(config.samples, len(y))
+        if count < config.samples:
+            log.info("robustness: %d samples asked, the held-out set has %d", config.samples, count)
+        chosen = order[:count].sort().values
+        self.x = to_pixel_space(x[chosen], dataset.mean, dataset.std)
+        self.y = y[chosen]
+        self.public = order[count:]  # held-out examples outside the subset (transfer: public)
+        self.attacks: list[EvasionAttack] = [
+            build_attack(a.name, **a.params) for a in config.attacks
+        ]
+        self.transfer_label: str | None = None
+        self._transfer: MIFGSM | None = None
+        self.last: dict[str, Any] = {}
+
+    @classmethod
+    def from_scenario(cls, fed: Federation, out_dir: Path | None = None) -> RobustnessProbe | None:
+        """The probe ``robustness`` asks for (``None`` without that block).
+
+        Raises
+        ------
+        ScenarioError
+            Rounds past the run's end, a transfer client outside the federation, an unknown
+            surrogate model, or no held-out examples left for a public-data transfer attacker.
+        """
+        config, scenario = fed.scenario.robustness, fed.scenario
+        if config is None:
+            return None
+        if config.rounds is not None and any(r > scenario.rounds for r in config.rounds):
+            raise ScenarioError(
+                "robustness.rounds", config.rounds, f"rounds 1..{scenario.rounds} of the run"
+            )
+        transfer = config.transfer
+        if transfer is not None:
+            n = scenario.data.num_clients
+            if transfer.data == "client" and not transfer.client < n:
+                raise ScenarioError("robustness.transfer.client", transfer.client, f"0..{n - 1}")
+            for index, name in enumerate(transfer.surrogates):
+                try:
+                    cls._surrogate(fed, name)
+                except InvalidSettingError as e:
+                    raise ScenarioError(
+                        f"robustness.transfer.surrogates.{index}", name, str(e)
+                    ) from None
+        probe = cls(fed, out_dir)
+        if transfer is not None and transfer.data == "public" and not len(probe.public):
+            raise ScenarioError(
+                "robustness.samples",
+                config.samples,
+                f"fewer than the {len(probe.y)} held-out samples, so the transfer attacker's "
+                "public data (the rest) is not empty",
+            )
+        return probe
+
+    @property
+    def threat_model(self) -> str:
+        """``global_model``: white-box (any client, including an insider, or a leaked copy)."""
+        return "global_model"
+
+    @property
+    def rounds(self) -> list[int]:
+        """The evaluated rounds (``robustness.rounds``; default the run's last)."""
+        rounds = self.config.rounds
+        return [self.fed.scenario.rounds] if rounds is None else list(rounds)
+
+    @staticmethod
+    def _surrogate(fed: Federation, name: str) -> nn.Module:
+        dataset = fed.data.dataset
+        return build_model(name, dataset.input_shape, dataset.num_classes)
+
+    def observe(self, view: RoundView) -> dict[str, Any]:
+        """Attack the global model of ``view.round`` on the subset; return the figures."""
+        config, fed = self.config, self.fed
+        dataset = fed.data.dataset
+        model = fed.model("robustness")
+        load_flat_params(model, view.model)
+        device = next(model.parameters()).device
+        pixel_model = model_in_pixel_space(model, dataset.mean, dataset.std).to(device)
+        attacks = list(self.attacks)
+        with single_thread(device):
+            if config.transfer is not None:
+                attacks.append(self._transfer_attack(device))
+            start = time.perf_counter()
+            x, y = self.x.to(device), self.y.to(device)
+            generator = torch_generator(fed.scenario.seed, Stream.ROBUSTNESS, view.round)
+            result = robust_accuracy(pixel_model, x, y, attacks, generator, config.batch_size)
+            figures: dict[str, Any] = {
+                "robust_accuracy": result.figures(),
+                "robustness_clean_accuracy": result.clean,
+                "ece": result.ece,
+                "ece_adversarial": result.ece_adversarial,
+            }
+            if self.transfer_label is not None:
+                fooled = result.clean - result.per_attack[self.transfer_label]
+                figures["transfer_success_rate"] = fooled / result.clean if result.clean else 0.0
+            if config.client_spread is not None:
+                figures["robust_accuracy_clients"] = self._client_spread(
+                    pixel_model, device, view.round
+                )
+            figures["robustness_s"] = time.perf_counter() - start
+            if config.save_plots and self.out_dir is not None:
+                self._plot(pixel_model, x, y, view.round)
+        log.info("round %d robustness: %s", view.round, figures)
+        self.last = figures
+        return figures
+
+    def _transfer_attack(self, device: torch.device) -> MIFGSM:
+        """MI-FGSM on the attacker's surrogate(s), trained once (seeded) and kept."""
+        if self._transfer is not None:
+            return self._transfer
+        transfer, fed = self.config.transfer, self.fed
+        if transfer is None:
+            raise InvalidSettingError("the robustness block has no transfer attacker")
+        dataset = fed.data.dataset
+        if transfer.data == "client":
+            x, y = fed.data.client(transfer.client)
+        else:
+            held_x, held_y = held_out_set(fed)
+            public = self.public[: transfer.public_samples].sort().values
+            x, y = held_x[public], held_y[public]
+        settings = TrainSettings(
+            transfer.epochs, transfer.batch_size, transfer.lr, transfer.momentum
+        )
+        surrogates = []
+        for index, name in enumerate(transfer.surrogates):
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(derive_seed(fed.scenario.seed, Stream.ROBUSTNESS, 0, 1, index))
+                model = self._surrogate(fed, name).to(device)
+            generator = torch_generator(fed.scenario.seed, Stream.ROBUSTNESS, 0, 2, index)
+            train_local(model, x, y, settings, generator)
+            model.eval()
+            surrogates.append(model_in_pixel_space(model, dataset.mean, dataset.std).to(device))
+        self._transfer = MIFGSM(
+            eps=transfer.eps,
+            steps=transfer.steps,
+            decay=transfer.decay,
+            norm=transfer.norm,
+            surrogates=surrogates,
+        )
+        self.transfer_label = self._transfer.label
+        log.info("robustness: %d surrogate(s) trained on %d examples", len(surrogates), len(y))
+        return self._transfer
+
+    def _client_spread(
+        self, pixel_model: nn.Module, device: torch.device, server_round: int
+    ) -> dict[str, float]:
+        """Worst-case robust accuracy on each client's own data: min / median / max."""
+        config, fed = self.config, self.fed
+        dataset = fed.data.dataset
+        values = []
+        for client in range(fed.scenario.data.num_clients):
+            x, y = fed.data.client(client)
+            if not len(y):
+                continue
+            pick = torch.randperm(
+                len(y),
+                generator=torch_generator(fed.scenario.seed, Stream.ROBUSTNESS, 0, 3, client),
+            )[: config.client_spread]
+            x = to_pixel_space(x[pick], dataset.mean, dataset.std).to(device)
+            generator = torch_generator(
+                fed.scenario.seed, Stream.ROBUSTNESS, server_round, 3, client
+            )
+            result = robust_accuracy(
+                pixel_model, x, y[pick].to(device), self.attacks, generator, config.batch_size
+            )
+            values.append(result.worst_case)
+        if not values:
+            return {}
+        return {"min": min(values), "median": statistics.median(values), "max": max(values)}
+
+    def _plot(self, pixel_model: nn.Module, x: torch.Tensor, y: torch.Tensor, round_: int) -> None:
+        pixel_model.eval()
+        with torch.no_grad():
+            probs = torch.softmax(pixel_model(x), dim=1)
+        diagram = reliability_diagram(probs.cpu(), y.cpu())
+        folder = self.out_dir / self.name  # type: ignore[operator]
+        folder.mkdir(parents=True, exist_ok=True)
+        plot_reliability(diagram, folder / f"round{round_:03d}_reliability.png", f"round {round_}")
+
+    def summary(self) -> dict[str, Any]:
+        """``final_robust_accuracy`` (worst case) and ``final_robust_accuracy_<label>`` per attack.
+
+        Flat numbers, so a sweep's ``results.csv`` and report tabulate each attack's figure.
+        """
+        if not self.last:
+            return {}
+        robust = self.last["robust_accuracy"]
+        out = {"final_robust_accuracy": robust["worst_case"]}
+        out.update(
+            {f"final_robust_accuracy_{k}": v for k, v in robust.items() if k != "worst_case"}
+        )
+        return out
+
+    def state_dict(self) -> dict[str, Any]:
+        """The last evaluated round's figures (the summary reads them after a resume)."""
+        return {"last": dict(self.last)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the last evaluated round's figures."""
+        self.last = dict(state.get("last", {}))
