@@ -28,7 +28,6 @@ class Stream(IntEnum):
     NODE_IDS = 9  # the inline runtime's node ids
     INVERSION = 10  # a gradient-inversion probe's dummy inputs
     ROBUSTNESS = 20  # the robustness probe: evaluated subset, attacks' draws, transfer surrogates
-    ADVERSARIAL_TRAINING = 21  # a client's adversarial-training draws (start points, FAT's mask)
 
 
 def derive_seed(seed: int, stream: Stream, *key: int) -> int:
