@@ -35,7 +35,6 @@ class Stream(IntEnum):
     WATERMARK = 24  # WAFFLE's trigger set (once per run), embedding and removal draws
     THEFT_DATA = 25  # which part of the held-out set a model thief holds
     ROBUSTNESS = 20  # the robustness probe: evaluated subset, attacks' draws, transfer surrogates
-    ADVERSARIAL_TRAINING = 21  # a client's adversarial-training draws (start points, FAT's mask)
 
 
 def derive_seed(seed: int, stream: Stream, *key: int) -> int:
