@@ -69,6 +69,13 @@ __all__ = [
 MAX_SCENARIO_BYTES = 1_000_000
 
 
+
+def _rounds_from_one(rounds: list[int] | None) -> list[int] | None:
+    """A probe's ``rounds``: null (its default) or a non-empty list of rounds numbered from 1."""
+    if rounds is not None and (not rounds or any(r < 1 for r in rounds)):
+        raise ValueError("rounds are numbered from 1 (a non-empty list, or null: the default)")
+    return rounds
+
 class _Strict(BaseModel):
     """Base of every block: unknown keys are errors, and values are never coerced.
 
@@ -276,12 +283,7 @@ class InversionConfig(_Strict):
     params: dict[str, Any] = Field(default_factory=dict, description="attack settings (lr, ...)")
     save_images: bool = True
 
-    @field_validator("rounds")
-    @classmethod
-    def _positive_rounds(cls, rounds: list[int]) -> list[int]:
-        if any(r < 1 for r in rounds):
-            raise ValueError("rounds are numbered from 1")
-        return rounds
+    _positive_rounds = field_validator("rounds")(_rounds_from_one)
 
 
 class AuditConfig(_Strict):
@@ -310,12 +312,7 @@ class AuditConfig(_Strict):
         "the run; the bound is the best of them at Bonferroni-corrected confidence",
     )
 
-    @field_validator("rounds")
-    @classmethod
-    def _positive_rounds(cls, rounds: list[int] | None) -> list[int] | None:
-        if rounds is not None and (not rounds or any(r < 1 for r in rounds)):
-            raise ValueError("rounds are numbered from 1 (a non-empty list, or null: the last)")
-        return rounds
+    _positive_rounds = field_validator("rounds")(_rounds_from_one)
 
     @field_validator("guesses")
     @classmethod
@@ -399,12 +396,7 @@ class RobustnessConfig(_Strict):
     )
     save_plots: bool = True
 
-    @field_validator("rounds")
-    @classmethod
-    def _positive_rounds(cls, rounds: list[int] | None) -> list[int] | None:
-        if rounds is not None and (not rounds or any(r < 1 for r in rounds)):
-            raise ValueError("rounds are numbered from 1 (null: the last round)")
-        return rounds
+    _positive_rounds = field_validator("rounds")(_rounds_from_one)
 
     @field_validator("attacks")
     @classmethod
@@ -451,12 +443,7 @@ class MembershipConfig(_Strict):
     )
     save_roc: bool = True
 
-    @field_validator("rounds")
-    @classmethod
-    def _positive_rounds(cls, rounds: list[int] | None) -> list[int] | None:
-        if rounds is not None and any(r < 1 for r in rounds):
-            raise ValueError("rounds are numbered from 1")
-        return rounds
+    _positive_rounds = field_validator("rounds")(_rounds_from_one)
 
 
 class PrivacyConfig(_Strict):
@@ -539,12 +526,7 @@ class ExtractionConfig(_Strict):
         None, min_length=1, description="query budgets of a fidelity/accuracy curve"
     )
 
-    @field_validator("rounds")
-    @classmethod
-    def _positive_rounds(cls, rounds: list[int] | None) -> list[int] | None:
-        if rounds is not None and any(r < 1 for r in rounds):
-            raise ValueError("rounds are numbered from 1")
-        return rounds
+    _positive_rounds = field_validator("rounds")(_rounds_from_one)
 
     @field_validator("budgets")
     @classmethod
@@ -599,12 +581,7 @@ class WatermarkConfig(_Strict):
     rounds: list[int] | None = Field(None, min_length=1, description="default: every round")
     removal: RemovalConfig | None = None
 
-    @field_validator("rounds")
-    @classmethod
-    def _positive_rounds(cls, rounds: list[int] | None) -> list[int] | None:
-        if rounds is not None and any(r < 1 for r in rounds):
-            raise ValueError("rounds are numbered from 1")
-        return rounds
+    _positive_rounds = field_validator("rounds")(_rounds_from_one)
 
 
 class Scenario(_Strict):
