@@ -207,14 +207,19 @@ def _report(directory: str) -> int:
 def _list() -> int:
     from fedsim.attacks import attack_names
     from fedsim.data import DATASETS
+    from fedsim.evasion import EVASION_ATTACKS
     from fedsim.models import MODELS
     from server import aggregators
+    from server.probes import PROBES
 
     for kind, names in (
         ("datasets", DATASETS.names()),
         ("models", MODELS.names()),
         ("aggregators", aggregators.names()),
+        ("pre-stages", aggregators.pre_names()),
         ("attacks", attack_names()),
+        ("evasion attacks", EVASION_ATTACKS.names()),
+        ("probes", PROBES.names()),
     ):
         print(f"{kind}: {', '.join(names)}")
     return 0
