@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from fedsim.errors import InvalidSettingError
-from server.aggregators.common import clip_to_norm, require_int
-from server.aggregators.pipeline import PreStage, StageOutput
+from server.aggregators.common import clip_to_norm
+from server.aggregators.pipeline import ByzantineStage, StageOutput
 from server.aggregators.registry import PRE_STAGES
 
 __all__ = ["AdaptiveRobustClipping", "arc_clip_count"]
@@ -24,7 +23,7 @@ def arc_clip_count(n: int, f: int) -> int:
 
 
 @PRE_STAGES.register("arc")
-class AdaptiveRobustClipping(PreStage):
+class AdaptiveRobustClipping(ByzantineStage):
     r"""Adaptive robust clipping, ARC (Allouah et al., 2024), a pre-aggregation stage.
 
     .. math::
@@ -62,15 +61,6 @@ class AdaptiveRobustClipping(PreStage):
     """
 
     name = "arc"
-
-    def __init__(self, f: int) -> None:
-        self.f = require_int(self.name, "f", f, minimum=0)
-
-    def out_rows(self, n: int) -> int:
-        """Return n; raise unless n > f."""
-        if n <= self.f:
-            raise InvalidSettingError(f"{self.name} needs n > f, got n={n}, f={self.f}")
-        return n
 
     def transform(
         self, updates: torch.Tensor, weights: torch.Tensor, client_ids: list[int]

@@ -5,9 +5,7 @@ from __future__ import annotations
 import torch
 
 from fedsim.distances import pairwise_sq_distances
-from fedsim.errors import InvalidSettingError
-from server.aggregators.common import require_int
-from server.aggregators.pipeline import PreStage, StageOutput
+from server.aggregators.pipeline import ByzantineStage, StageOutput
 from server.aggregators.registry import PRE_STAGES
 
 __all__ = ["NearestNeighbourMixing", "nnm_matrix"]
@@ -36,7 +34,7 @@ def nnm_matrix(updates: torch.Tensor, f: int) -> torch.Tensor:
 
 
 @PRE_STAGES.register("nnm")
-class NearestNeighbourMixing(PreStage):
+class NearestNeighbourMixing(ByzantineStage):
     r"""Nearest-neighbour mixing (Allouah et al., AISTATS 2023), a pre-aggregation stage.
 
     .. math::
@@ -76,15 +74,6 @@ class NearestNeighbourMixing(PreStage):
     """
 
     name = "nnm"
-
-    def __init__(self, f: int) -> None:
-        self.f = require_int(self.name, "f", f, minimum=0)
-
-    def out_rows(self, n: int) -> int:
-        """Return n; raise unless n > f."""
-        if n <= self.f:
-            raise InvalidSettingError(f"{self.name} needs n > f, got n={n}, f={self.f}")
-        return n
 
     def transform(
         self, updates: torch.Tensor, weights: torch.Tensor, client_ids: list[int]

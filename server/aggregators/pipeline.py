@@ -15,9 +15,10 @@ from typing import Any, ClassVar
 import torch
 
 from fedsim.errors import InvalidSettingError
+from fedsim.validation import require_int
 from server.aggregators.base import Aggregate, Aggregator
 
-__all__ = ["Pipeline", "PreStage", "StageOutput"]
+__all__ = ["ByzantineStage", "Pipeline", "PreStage", "StageOutput"]
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,19 @@ class PreStage:
             f"{k}={v!r}" for k, v in sorted(vars(self).items()) if not k.startswith("_")
         )
         return f"{self.name}({settings})"
+
+
+class ByzantineStage(PreStage):
+    """A pre-stage that assumes ``f`` Byzantine rows among n and needs n > f (NNM, ARC)."""
+
+    def __init__(self, f: int) -> None:
+        self.f = require_int(self.name, "f", f, minimum=0)
+
+    def out_rows(self, n: int) -> int:
+        """Return n; raise unless n > f."""
+        if n <= self.f:
+            raise InvalidSettingError(f"{self.name} needs n > f, got n={n}, f={self.f}")
+        return n
 
 
 class Pipeline(Aggregator):
