@@ -69,12 +69,12 @@ __all__ = [
 MAX_SCENARIO_BYTES = 1_000_000
 
 
-
 def _rounds_from_one(rounds: list[int] | None) -> list[int] | None:
     """A probe's ``rounds``: null (its default) or a non-empty list of rounds numbered from 1."""
     if rounds is not None and (not rounds or any(r < 1 for r in rounds)):
         raise ValueError("rounds are numbered from 1 (a non-empty list, or null: the default)")
     return rounds
+
 
 class _Strict(BaseModel):
     """Base of every block: unknown keys are errors, and values are never coerced.

@@ -10,9 +10,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from fedsim.errors import InvalidSettingError
+from fedsim.errors import InvalidSettingError, ScenarioError
 
-__all__ = ["is_integer", "is_real", "require_int", "require_real"]
+__all__ = ["is_integer", "is_real", "require_int", "require_known", "require_real"]
 
 
 def require_int(rule: str, name: str, value: Any, *, minimum: int) -> int:
@@ -90,3 +90,18 @@ def is_integer(value: object) -> bool:
     (True, False, False)
     """
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def require_known(path: str, value: Any, known: list[str]) -> None:
+    """Raise a :class:`~fedsim.errors.ScenarioError` at ``path`` unless ``value`` is in ``known``.
+
+    Examples
+    --------
+    >>> require_known("model.name", "cnn", ["cnn", "mlp"])
+    >>> require_known("model.name", "vit", ["cnn", "mlp"])
+    Traceback (most recent call last):
+    ...
+    fedsim.errors.ScenarioError: model.name: got 'vit'; one of: cnn, mlp
+    """
+    if value not in known:
+        raise ScenarioError(path, value, f"one of: {', '.join(known)}")

@@ -24,6 +24,7 @@ from fedsim.config import Scenario
 from fedsim.errors import SETTING_ERRORS, InvalidSettingError, ScenarioError
 from fedsim.federation import Federation
 from fedsim.seeding import Stream, derive_seed
+from fedsim.validation import require_known
 from server import aggregators
 from server.adversary_stage import AdversaryStage
 from server.aggregators.fltrust import FLTrust
@@ -182,10 +183,10 @@ class ServerParts:
         """
         scenario = fed.scenario
         defense = scenario.defense
-        _check_name("defense.aggregator", defense.aggregator, aggregators.names())
+        require_known("defense.aggregator", defense.aggregator, aggregators.names())
         for index, item in enumerate(defense.pre):
             name = item if isinstance(item, str) else item.get("name")
-            _check_name(f"defense.pre.{index}", name, aggregators.pre_names())
+            require_known(f"defense.pre.{index}", name, aggregators.pre_names())
         key, value = (
             ("defense.pre", defense.pre) if defense.pre else ("defense.params", defense.params)
         )
@@ -246,8 +247,3 @@ class ServerParts:
         if self.watermark is None:
             return weights
         return self.watermark(weights, server_round)
-
-
-def _check_name(path: str, value: Any, known: list[str]) -> None:
-    if value not in known:
-        raise ScenarioError(path, value, f"one of: {', '.join(known)}")

@@ -33,6 +33,7 @@ from fedsim.run.references import prepare_references
 from fedsim.run.runtimes.inline import run_inline
 from fedsim.run.runtimes.ray import run_ray
 from fedsim.run.runtimes.vectorized import run_vectorized
+from fedsim.validation import require_known
 from fedsim.vectorized.trial import trial_step
 from server.app import make_server_app
 from server.parts import ServerParts
@@ -53,9 +54,9 @@ def preflight(scenario: Scenario) -> None:
     ScenarioError
         Naming the key path, the value and what is allowed.
     """
-    _check_name("data.dataset", scenario.data.dataset, DATASETS.names())
-    _check_name("model.name", scenario.model.name, MODELS.names())
-    _check_name("attack.name", scenario.attack.name, [NO_ATTACK, *attack_names()])
+    require_known("data.dataset", scenario.data.dataset, DATASETS.names())
+    require_known("model.name", scenario.model.name, MODELS.names())
+    require_known("attack.name", scenario.attack.name, [NO_ATTACK, *attack_names()])
     if scenario.device == "cuda" and not torch.cuda.is_available():
         raise ScenarioError("device", "cuda", "no CUDA GPU is visible here; use 'auto' or 'cpu'")
     try:
@@ -195,11 +196,6 @@ def _differing_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
             out += _differing_keys(a.get(key), b.get(key), path)
         return out
     return [] if a == b else [prefix or "(whole scenario)"]
-
-
-def _check_name(path: str, value: str, known: list[str]) -> None:
-    if value not in known:
-        raise ScenarioError(path, value, f"one of: {', '.join(known)}")
 
 
 def run_scenario(

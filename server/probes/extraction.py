@@ -57,6 +57,7 @@ from fedsim.models import MODELS
 from fedsim.params import load_flat_params
 from fedsim.seeding import Stream, derive_seed, torch_generator
 from fedsim.training import TrainSettings
+from fedsim.validation import require_known
 from fedsim.watermark import TriggerSet, watermark_accuracy
 from server.probes.base import PROBES, Probe, RoundView
 from server.probes.held_out import held_out_split
@@ -142,10 +143,8 @@ class ExtractionProbe(Probe):
                 "extraction.rounds", config.rounds, f"rounds 1..{scenario.rounds} of the run"
             )
         name = config.surrogate.name
-        if name is not None and name not in MODELS.names():
-            raise ScenarioError(
-                "extraction.surrogate.name", name, f"one of: {', '.join(MODELS.names())}"
-            )
+        if name is not None:
+            require_known("extraction.surrogate.name", name, MODELS.names())
         try:
             probe = cls(fed, out_dir)
         except InvalidSettingError as e:

@@ -37,6 +37,7 @@ from fedsim.params import load_flat_params
 from fedsim.privacy.dp_sgd import draw_batches, local_steps
 from fedsim.seeding import Stream, derive_seed, torch_generator
 from fedsim.training import single_thread
+from fedsim.validation import require_known
 from server.inversion import INVERSION_ATTACKS, build_inversion
 from server.inversion.base import Reconstruction
 from server.inversion.metrics import pair_reconstructions, reconstruction_metrics
@@ -123,11 +124,7 @@ class InversionProbe(Probe):
         config, scenario = fed.scenario.privacy.inversion, fed.scenario
         if config is None:
             return None
-        known = INVERSION_ATTACKS.names()
-        if config.attack not in known:
-            raise ScenarioError(
-                "privacy.inversion.attack", config.attack, f"one of: {', '.join(known)}"
-            )
+        require_known("privacy.inversion.attack", config.attack, INVERSION_ATTACKS.names())
         if any(r > scenario.rounds for r in config.rounds):
             raise ScenarioError(
                 "privacy.inversion.rounds", config.rounds, f"rounds 1..{scenario.rounds} of the run"
