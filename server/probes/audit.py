@@ -50,7 +50,7 @@ from fedsim.membership.intervals import dp_consistent
 from fedsim.membership.scores import loss_score
 from fedsim.params import load_flat_params
 from fedsim.training import single_thread
-from server.probes.base import PROBES, InsertedUpdates, Probe, RoundView
+from server.probes.base import PROBES, InsertedUpdates, Probe, RoundView, check_rounds
 
 __all__ = ["AuditProbe", "canary_points", "guess_grid"]
 
@@ -159,10 +159,7 @@ class AuditProbe(Probe):
         scenario, config = fed.scenario, fed.scenario.privacy.audit
         if config is None:
             return None
-        if config.rounds is not None and any(r > scenario.rounds for r in config.rounds):
-            raise ScenarioError(
-                "privacy.audit.rounds", config.rounds, f"rounds 1..{scenario.rounds} of the run"
-            )
+        check_rounds("privacy.audit.rounds", config.rounds, scenario.rounds)
         kind = audit_kind(scenario)
         if kind == "clients":
             if scenario.privacy.central_dp is None:

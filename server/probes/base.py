@@ -31,6 +31,7 @@ from typing import Any, ClassVar
 
 import torch
 
+from fedsim.errors import ScenarioError
 from fedsim.federation import Federation
 from fedsim.registry import Registry
 from fedsim.threats import DIRECTIONS, THREAT_MODELS
@@ -158,3 +159,9 @@ class Probe(ABC):
 
 
 PROBES: Registry[type[Probe]] = Registry("probe")
+
+
+def check_rounds(path: str, rounds: list[int] | None, last: int) -> None:
+    """Raise a ScenarioError at ``path`` if a probe's ``rounds`` go past the run's ``last``."""
+    if rounds is not None and any(r > last for r in rounds):
+        raise ScenarioError(path, rounds, f"rounds 1..{last} of the run")

@@ -59,7 +59,7 @@ from fedsim.seeding import Stream, derive_seed, torch_generator
 from fedsim.training import TrainSettings
 from fedsim.validation import require_known
 from fedsim.watermark import TriggerSet, watermark_accuracy
-from server.probes.base import PROBES, Probe, RoundView
+from server.probes.base import PROBES, Probe, RoundView, check_rounds
 from server.probes.held_out import held_out_split
 from server.probes.theft_plots import save_extraction_curve
 from server.watermark import data_range, run_trigger_set
@@ -138,10 +138,7 @@ class ExtractionProbe(Probe):
         config, scenario = fed.scenario.extraction, fed.scenario
         if config is None:
             return None
-        if config.rounds is not None and any(r > scenario.rounds for r in config.rounds):
-            raise ScenarioError(
-                "extraction.rounds", config.rounds, f"rounds 1..{scenario.rounds} of the run"
-            )
+        check_rounds("extraction.rounds", config.rounds, scenario.rounds)
         name = config.surrogate.name
         if name is not None:
             require_known("extraction.surrogate.name", name, MODELS.names())

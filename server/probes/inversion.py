@@ -43,7 +43,7 @@ from server.inversion.base import Reconstruction
 from server.inversion.metrics import pair_reconstructions, reconstruction_metrics
 from server.inversion.plot import save_reconstruction_grid
 from server.inversion.updates import unflatten_like, update_as_gradient
-from server.probes.base import PROBES, Probe, RoundView
+from server.probes.base import PROBES, Probe, RoundView, check_rounds
 from server.replies import ClientUpdate
 
 __all__ = ["InversionProbe", "first_batch", "local_step_count"]
@@ -125,10 +125,7 @@ class InversionProbe(Probe):
         if config is None:
             return None
         require_known("privacy.inversion.attack", config.attack, INVERSION_ATTACKS.names())
-        if any(r > scenario.rounds for r in config.rounds):
-            raise ScenarioError(
-                "privacy.inversion.rounds", config.rounds, f"rounds 1..{scenario.rounds} of the run"
-            )
+        check_rounds("privacy.inversion.rounds", config.rounds, scenario.rounds)
         n = scenario.data.num_clients
         if config.clients is not None and any(not 0 <= c < n for c in config.clients):
             raise ScenarioError(

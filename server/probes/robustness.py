@@ -59,7 +59,7 @@ from fedsim.params import load_flat_params
 from fedsim.seeding import Stream, derive_seed, torch_generator
 from fedsim.training import TrainSettings, single_thread, train_local
 from server.aggregators.fltrust import FLTrust
-from server.probes.base import PROBES, Probe, RoundView
+from server.probes.base import PROBES, Probe, RoundView, check_rounds
 from server.root_update import split_root
 
 __all__ = ["RobustnessProbe", "held_out_set"]
@@ -140,10 +140,7 @@ class RobustnessProbe(Probe):
         config, scenario = fed.scenario.robustness, fed.scenario
         if config is None:
             return None
-        if config.rounds is not None and any(r > scenario.rounds for r in config.rounds):
-            raise ScenarioError(
-                "robustness.rounds", config.rounds, f"rounds 1..{scenario.rounds} of the run"
-            )
+        check_rounds("robustness.rounds", config.rounds, scenario.rounds)
         transfer = config.transfer
         if transfer is not None:
             n = scenario.data.num_clients

@@ -36,13 +36,12 @@ from typing import Any
 from torch import nn
 
 from fedsim.config import RemovalConfig, WatermarkConfig
-from fedsim.errors import ScenarioError
 from fedsim.federation import Federation
 from fedsim.params import load_flat_params
 from fedsim.seeding import Stream, torch_generator
 from fedsim.training import TrainSettings, evaluate
 from fedsim.watermark import RemovalPoint, removal_curve, watermark_accuracy
-from server.probes.base import PROBES, Probe, RoundView
+from server.probes.base import PROBES, Probe, RoundView, check_rounds
 from server.probes.held_out import held_out_split
 from server.probes.theft_plots import save_removal_chart
 from server.watermark import run_trigger_set
@@ -115,10 +114,7 @@ class WatermarkProbe(Probe):
         config, scenario = fed.scenario.watermark, fed.scenario
         if config is None:
             return None
-        if config.rounds is not None and any(r > scenario.rounds for r in config.rounds):
-            raise ScenarioError(
-                "watermark.rounds", config.rounds, f"rounds 1..{scenario.rounds} of the run"
-            )
+        check_rounds("watermark.rounds", config.rounds, scenario.rounds)
         return cls(fed, out_dir)
 
     @property
