@@ -69,8 +69,9 @@ def _parser() -> argparse.ArgumentParser:
         "--parallel",
         type=int,
         metavar="N",
-        help="run N points at once as Ray tasks, each inline (default 1: one after another "
-        "in this process; with --ray-address: the cluster's CPUs)",
+        help="run N points at once as Ray tasks, each on its scenario's runtime (inline or "
+        "vectorized; points on the ray runtime run here one after another, after the tasks); "
+        "default 1: one after another in this process; with --ray-address: the cluster's CPUs",
     )
     sweep.add_argument(
         "--ray-address", metavar="ADDR", help="run the points on this Ray cluster (e.g. auto)"

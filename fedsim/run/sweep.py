@@ -37,11 +37,13 @@ group is named by its first key alone when that key's values are distinct), plus
 
 ``results.csv``
     One row per finished or failed point, in sweep order: ``point``, every swept key, ``seed``,
-    ``final_accuracy``, ``best_accuracy``, ``final_asr``, then any other ``final_*``/``best_*``
-    figure some summary has (``final_loss``, ``final_epsilon``, ``final_psnr`` ...), ``wall_s``
-    and ``status`` (``ok`` or ``failed: <error>``). Dict, list, bool and null values are written
-    as JSON. It is rebuilt from the point directories after every finished point and replaced
-    atomically, so it is always complete for what has finished.
+    ``runtime`` (the one the point ran on, as its ``summary.json`` records it; with the swept
+    keys when swept), ``final_accuracy``, ``best_accuracy``, ``final_asr``, then any other
+    ``final_*``/``best_*`` figure some summary has (``final_loss``, ``final_epsilon``,
+    ``final_psnr`` ...), ``wall_s`` and ``status`` (``ok`` or ``failed: <error>``). Dict, list,
+    bool and null values are written as JSON. It is rebuilt from the point directories after
+    every finished point and replaced atomically, so it is always complete for what has
+    finished.
 ``sweep.json``
     The axes and the point names, for the report.
 ``report.md`` and ``figures/``
@@ -58,17 +60,23 @@ in one table. A point that fails is recorded (``error.txt`` in its directory, it
 
 How points run
 --------------
-``--parallel 1`` (default, no ``--ray-address``): one after another in this process, each with
-its own runtime. With ``--parallel N > 1`` or ``--ray-address ADDR``, Ray is started once
-(``num_cpus=N``) or attached to (``address=ADDR``) and each point is one Ray task
-(``num_cpus=1``, a GPU share when the cluster has GPUs and the device is not ``cpu``) that runs
-the point with ``runtime: inline``. The two runtimes give identical metrics for the same seed,
-so a point's numbers do not depend on how it was run, and no Flower simulation (itself a Ray
-application) is nested inside a Ray task. A task runs in a scratch directory on its node and
-sends the run directory back; the driver writes it to a hidden sibling and renames it into
-place. This works on a multi-node cluster, whose nodes do not see the driver's disk, and a
-point directory is then either complete or absent. At most N tasks are in flight (N defaults
-to the cluster's CPUs with an address).
+Every point runs on the runtime its scenario names (``runtime:``, which may itself be swept);
+none is substituted. ``--parallel 1`` (default, no ``--ray-address``): one after another in
+this process. With ``--parallel N > 1`` or ``--ray-address ADDR``, Ray is started once
+(``num_cpus=N``) or attached to (``address=ADDR``) and each ``inline`` or ``vectorized``
+point is one Ray task on that runtime (``num_cpus=1``, torch on one thread, a GPU share when
+the cluster has GPUs and the device is not ``cpu``, so a GPU machine runs a sweep of
+``vectorized`` points on its GPUs). A task runs in a scratch directory on its node and sends
+the run directory back; the driver writes it to a hidden sibling and renames it into place.
+This works on a multi-node cluster, whose nodes do not see the driver's disk, and a point
+directory is then either complete or absent. At most N tasks are in flight (N defaults to the
+cluster's CPUs with an address). A point on the ``ray`` runtime starts or attaches to a Ray of
+its own, which a Ray task cannot do: such points run after the tasks, in this process, one at a
+time, each using the whole machine or cluster as with ``--parallel 1`` (``--ray-address`` is
+their ``ray.address`` unless they set one); the sweep says so when it starts. A point's numbers
+are those of ``--parallel 1`` (for ``vectorized``, up to the floating-point effect of torch's
+thread count). The runtime a point ran on is in its ``summary.json`` and ``scenario.yaml``,
+in the ``runtime`` column of ``results.csv`` and in its progress line.
 """
 
 from __future__ import annotations
@@ -95,7 +103,7 @@ from fedsim.errors import ScenarioError
 from fedsim.report import write_report
 from fedsim.results import default_run_dir, is_summary_figure, write_json_atomic
 from fedsim.run.runner import preflight
-from fedsim.run.sweep_exec import SweepProgress, run_here, run_on_ray
+from fedsim.run.sweep_exec import SweepProgress, run_here, run_on_ray, runs_in_task
 from fedsim.sweep_grammar import SweepAxis, format_value, point_values, sweep_axes
 
 __all__ = [
@@ -251,8 +259,10 @@ def _result_row(point: SweepPoint, point_dir: Path, state: str) -> dict[str, Any
     row: dict[str, Any] = {"point": point.name}
     row.update({k: format_value(v) for k, v in point.values.items() if k != "seed"})
     row["seed"] = point.scenario.seed
+    row["runtime"] = point.scenario.runtime
     if state == "finished":
         summary = _read_json(point_dir / "summary.json") or {}
+        row["runtime"] = summary.get("runtime", row["runtime"])  # what the run recorded
         row.update(
             {
                 k: v if v is None or isinstance(v, int | float) else format_value(v)
@@ -274,7 +284,8 @@ def _write_results(path: Path, keys: list[str], rows: list[dict[str, Any]]) -> N
     """Write ``results.csv`` via a temporary file and an atomic rename."""
     extra = sorted({k for row in rows for k in row if is_summary_figure(k)} - set(FIRST_METRICS))
     extra.sort(key=lambda k: k != "final_loss")  # final_loss first, the rest alphabetical
-    columns = ["point", *keys, "seed", *FIRST_METRICS, *extra, "wall_s", "status"]
+    runtime = [] if "runtime" in keys else ["runtime"]
+    columns = ["point", *keys, "seed", *runtime, *FIRST_METRICS, *extra, "wall_s", "status"]
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
@@ -310,7 +321,8 @@ def run_sweep(
     overrides : list of str, optional
         ``key.path=value`` overrides applied before the sweep is expanded.
     parallel : int, optional
-        Points run at once on Ray (see the module docstring); 1 (in-process) by default, the
+        Points run at once as Ray tasks, each on its own runtime (``ray``-runtime points run
+        in this process after them; see the module docstring); 1 (in-process) by default, the
         cluster's CPUs with ``ray_address``.
     ray_address : str, optional
         Run the points as tasks on this Ray cluster (e.g. ``auto``).
@@ -365,6 +377,11 @@ def run_sweep(
             progress.finished(point, row)
 
         if (parallel or 1) > 1 or ray_address:
+            if driver := [p for p in todo if not runs_in_task(p)]:
+                progress.note(
+                    f"{len(driver)} point(s) on the ray runtime run here one after another, "
+                    "after the Ray tasks (a Ray task cannot start a Ray of its own)"
+                )
             run_on_ray(todo, sweep_dir, parallel, ray_address, progress.started, done)
         else:
             run_here(todo, sweep_dir, progress.started, done)

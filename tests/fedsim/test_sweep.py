@@ -1,4 +1,8 @@
-"""``fedsim sweep``: grid and zipped axes, validation of every point, resume, failures, Ray."""
+"""``fedsim sweep``: grid and zipped axes, validation of every point, resume, failures, Ray.
+
+With ``--parallel`` every point runs on its own runtime: inline and vectorized ones as Ray
+tasks, ray ones in this process after them.
+"""
 
 from __future__ import annotations
 
@@ -13,9 +17,9 @@ import pytest
 import yaml
 
 from fedsim.cli import main
-from fedsim.config import parse_scenario
-from fedsim.errors import ScenarioError
-from fedsim.run import runner
+from fedsim.config import parse_scenario, scenario_to_dict
+from fedsim.errors import RunError, ScenarioError
+from fedsim.run import runner, sweep_exec
 from fedsim.run.sweep import expand_sweep
 
 BASE: dict[str, Any] = {
@@ -293,21 +297,79 @@ def test_bad_arguments_exit_2_before_anything_runs(
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 
-@pytest.mark.ray
-def test_parallel_points_run_as_ray_tasks_with_the_same_numbers(tmp_path: Path) -> None:
-    """Two points at once on a local Ray instance, each inline inside its task."""
-    path = write_scenario(tmp_path, {"seed": [0, 1]}, runtime="ray")
+def test_with_parallel_a_ray_runtime_point_runs_here_on_ray_after_the_tasks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A Ray task cannot start a Ray: a ``ray`` point runs in this process, never inline."""
+    path = write_scenario(tmp_path, {"runtime": ["ray", "inline"]})
     out = tmp_path / "sweep"
+    calls: list[tuple[str, str, str | None]] = []
+    where = ["here"]
+    real = runner.run_scenario
 
-    assert main(["sweep", str(path), "--out", str(out), "--parallel", "2"]) == 0
+    def fake_tasks(todo, sweep_dir, parallel, address, started, done):  # noqa: ANN001, ANN202
+        where[0] = "task"  # stands in for Ray: the same points, run in this process
+        sweep_exec.run_here(todo, sweep_dir, started, done)
+        where[0] = "here"
 
-    rows = read_rows(out)
-    assert [r["seed"] for r in rows] == ["0", "1"] and {r["status"] for r in rows} == {"ok"}
-    for point, row in zip(expand_sweep(yaml.safe_load(path.read_text())), rows, strict=True):
-        summary = json.loads((out / point.name / "summary.json").read_text())
-        assert summary["runtime"] == "inline"
-        assert (out / point.name / "metrics.jsonl").is_file()
-        inline = point.scenario.model_copy(update={"runtime": "inline"})
-        _, here = runner.run_scenario(inline, tmp_path / f"here-{point.name}", show_progress=False)
-        assert float(row["final_accuracy"]) == here["final_accuracy"]
-        assert summary["final_loss"] == here["final_loss"]
+    def fake_run(scenario, out, **kwargs):  # noqa: ANN001, ANN202
+        calls.append((where[0], scenario.runtime, scenario.ray.address))
+        if scenario.runtime == "ray":
+            raise RuntimeError("no Ray in this test")
+        return real(scenario, out, **kwargs)
+
+    monkeypatch.setattr(sweep_exec, "_run_tasks", fake_tasks)
+    monkeypatch.setattr(runner, "run_scenario", fake_run)
+
+    code = main(["sweep", str(path), "--out", str(out), "--ray-address", "10.0.0.1:6379"])
+
+    assert code == 1  # the ray point "failed" by design of this test
+    # the inline point as a task, then the ray point here, on ray, sent to --ray-address
+    assert calls == [("task", "inline", None), ("here", "ray", "10.0.0.1:6379")]
+    assert "1 point(s) on the ray runtime run here one after another" in capsys.readouterr().err
+    rows = {r["point"]: r for r in read_rows(out)}
+    assert rows["runtime=inline"]["runtime"] == "inline"
+    assert rows["runtime=inline"]["status"] == "ok"
+    assert rows["runtime=ray"]["status"] == "failed: RuntimeError: no Ray in this test"
+    # and a task refuses a ray point outright rather than running it on something else
+    point = expand_sweep(yaml.safe_load(path.read_text()))[0]
+    with pytest.raises(RunError, match="cannot run inside a Ray task"):
+        sweep_exec.run_point_task(scenario_to_dict(point.scenario))
+
+
+@pytest.mark.ray
+def test_parallel_points_run_as_ray_tasks_on_their_own_runtimes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A ``vectorized`` and an ``inline`` point at once on a local Ray: same as --parallel 1."""
+    path = write_scenario(tmp_path, {"runtime": ["vectorized", "inline"]}, rounds=2)
+    path.write_text(path.read_text().replace("num_clients: 4", "num_clients: 2"))
+    parallel, one = tmp_path / "parallel", tmp_path / "one"
+
+    assert main(["sweep", str(path), "--out", str(parallel), "--parallel", "2"]) == 0
+    err = capsys.readouterr().err
+    assert main(["sweep", str(path), "--out", str(one), "--no-progress"]) == 0
+
+    rows, rows_one = read_rows(parallel), read_rows(one)
+    assert [r["point"] for r in rows] == ["runtime=vectorized", "runtime=inline"]
+    assert {r["status"] for r in rows} == {"ok"}
+    for row, row_one in zip(rows, rows_one, strict=True):
+        runtime = row["point"].removeprefix("runtime=")
+        summary = json.loads((parallel / row["point"] / "summary.json").read_text())
+        assert row["runtime"] == summary["runtime"] == runtime
+        assert (
+            yaml.safe_load((parallel / row["point"] / "scenario.yaml").read_text())["runtime"]
+            == runtime
+        )
+        assert f"{row['point']}: acc {float(row['final_accuracy']):.4f} on {runtime}" in err
+        assert {k: v for k, v in row.items() if k != "wall_s"} == {
+            k: v for k, v in row_one.items() if k != "wall_s"
+        }
+        metrics = [
+            (parallel / row["point"] / "metrics.jsonl"),
+            (one / row["point"] / "metrics.jsonl"),
+        ]
+        accuracies = [
+            [json.loads(line)["accuracy"] for line in m.read_text().splitlines()] for m in metrics
+        ]
+        assert len(accuracies[0]) == 2 and accuracies[0] == accuracies[1]
