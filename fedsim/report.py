@@ -6,7 +6,8 @@ no status column) enter the statistics; failed ones are listed at the end.
 
 Columns of ``results.csv`` are read by name, so a hand-made file works too: ``point``,
 ``seed``, ``status`` and ``wall_s`` are bookkeeping, ``final_*``/``best_*`` are figures, and
-every other column is a swept key. Runs are grouped by every swept key except ``seed``; each
+every other column is a swept key; ``runtime`` is one only when the runs differ in it (else the
+report names it once). Runs are grouped by every swept key except ``seed``; each
 group gets, for each figure, the mean and the *sample* standard deviation (n − 1) over its
 runs (a run with an empty cell is left out of that figure only). A swept key whose value is
 determined by another one (a zip partner, or a key with a single value) adds no groups and is
@@ -69,6 +70,8 @@ __all__ = [
 ]
 
 BOOKKEEPING = ("point", "seed", "status", "wall_s")
+RUNTIME = "runtime"
+"""The runtime a run used (``fedsim sweep`` writes it): a key only where runs differ in it."""
 LABELS = {
     "final_accuracy": "final accuracy",
     "best_accuracy": "best accuracy",
@@ -212,6 +215,9 @@ def write_report(sweep_dir: str | os.PathLike[str]) -> Path:
     sweep_dir = Path(sweep_dir)
     columns, rows = read_results(sweep_dir / "results.csv")
     keys = key_columns(columns)
+    runtimes = sorted({r.get(RUNTIME, "") for r in rows} - {""})
+    if RUNTIME in keys and len(runtimes) < 2:
+        keys.remove(RUNTIME)  # bookkeeping, unless runs differ in it
     rows, keys = merge_attack_variants(rows, keys)  # an attack with its strength: one variant
     rows, keys = merge_defence_variants(rows, keys)  # a rule behind its pre-stages: one defence
     ok = [r for r in rows if _ok(r)]
@@ -241,14 +247,12 @@ def write_report(sweep_dir: str | os.PathLike[str]) -> Path:
     if shown:
         lines.append("Swept: " + ", ".join(f"`{k}`" for k in shown) + ".")
     values = {k: {r.get(k, "") for r in rows} for k in hidden}
-    fixed = [k for k in hidden if len(values[k]) == 1]
-    follow = [k for k in hidden if k not in fixed]
+    fixed = [f"`{k}` = {next(iter(values[k]))}" for k in hidden if len(values[k]) == 1]
+    follow = [k for k in hidden if len(values[k]) != 1]
+    if RUNTIME not in keys and len(runtimes) == 1:
+        fixed.append(f"`{RUNTIME}` = {runtimes[0]}")
     if fixed:
-        lines.append(
-            "Same in every run: "
-            + ", ".join(f"`{k}` = {next(iter(values[k]))}" for k in fixed)
-            + "."
-        )
+        lines.append("Same in every run: " + ", ".join(fixed) + ".")
     if follow:
         lines.append(
             "Not shown (determined by another key): "

@@ -183,6 +183,24 @@ def test_report_without_aggregator_and_attack_axes(tmp_path: Path) -> None:
     ]
 
 
+def test_the_runtime_column_is_a_key_only_where_runs_differ_in_it(tmp_path: Path) -> None:
+    """``fedsim sweep`` writes the runtime each run used: named once, or a key when it varies."""
+    header = "point,seed,runtime,final_accuracy,best_accuracy,final_asr,wall_s,status\n"
+    (tmp_path / "results.csv").write_text(
+        header + "s0,0,inline,0.90,0.91,,5,ok\ns1,1,inline,0.80,0.85,,5,ok\n"
+    )
+    report = write_report(tmp_path).read_text()
+    assert "Same in every run: `runtime` = inline." in report and "Swept:" not in report
+    assert "| runs | final accuracy |" in report  # one group of both seeds
+
+    (tmp_path / "results.csv").write_text(
+        header + "v0,0,vectorized,0.90,0.91,,5,ok\ni0,0,inline,0.80,0.85,,5,ok\n"
+    )
+    report = write_report(tmp_path).read_text()
+    assert "Swept: `runtime`." in report and "Same in every run" not in report
+    assert "| runtime | runs | final accuracy |" in report
+
+
 def test_report_of_a_directory_without_results_exits_2(tmp_path: Path) -> None:
     assert main(["report", str(tmp_path)]) == 2
 
