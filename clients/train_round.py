@@ -17,7 +17,9 @@ Every runtime calls these functions, so a client does exactly the same thing on 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from flwr.app import ConfigRecord, Context, Message, MetricRecord, RecordDict
@@ -53,9 +55,13 @@ from fedsim.training import AdversarialSettings, TrainResult, TrainSettings
 
 __all__ = [
     "TrainJob",
+    "client_update",
     "finish_train",
+    "finish_train_in_batch",
+    "float64_delta",
     "local_attack",
     "record_dp_round",
+    "reply_metric_values",
     "start_train",
 ]
 
@@ -75,8 +81,9 @@ class TrainJob:
     global_weights : torch.Tensor
         The global weights the message carried (flat, float32), shared by every client of
         the round in this process: never modified in place.
-    x, y : torch.Tensor
-        The client's data, poisoned when it runs a data-side attack.
+    poisoned : tuple of torch.Tensor, or None
+        The client's data after its data-side attack; ``None`` without one (then
+        :attr:`x` and :attr:`y` load the client's data when first read).
     attack : ClientAttack or None
         The client's local attack (malicious clients only).
     attack_rng : torch.Generator or None
@@ -92,12 +99,30 @@ class TrainJob:
     client_id: int
     server_round: int
     global_weights: torch.Tensor
-    x: torch.Tensor
-    y: torch.Tensor
+    poisoned: tuple[torch.Tensor, torch.Tensor] | None
     attack: ClientAttack | None
     attack_rng: torch.Generator | None
     straggler: bool
     dp: LocalDPRound | None
+
+    @functools.cached_property
+    def data(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The client's training data (images, labels), poisoned when it runs a data attack.
+
+        Loaded when first read, not by :func:`start_train`: a runtime whose training never
+        needs a client's data as one tensor does not gather it.
+        """
+        return self.poisoned if self.poisoned is not None else self.fed.data.client(self.client_id)
+
+    @property
+    def x(self) -> torch.Tensor:
+        """The client's training images (:attr:`data`)."""
+        return self.data[0]
+
+    @property
+    def y(self) -> torch.Tensor:
+        """The client's training labels (:attr:`data`)."""
+        return self.data[1]
 
     @property
     def settings(self) -> TrainSettings:
@@ -157,31 +182,29 @@ def start_train(fed: Federation, msg: Message, context: Context) -> TrainJob:
     if faults.crash:
         raise RuntimeError(f"injected crash of client {client_id} (faults.crash)")
     global_weights = from_shared_array_record(msg.content[ARRAYS], WEIGHTS_KEY)
-    x, y = fed.data.client(client_id)
     attack = local_attack(fed, client_id, server_round)
-    attack_rng = None
+    attack_rng, poisoned = None, None
     if attack is not None:
         attack_rng = torch_generator(scenario.seed, Stream.ATTACK, server_round, client_id)
     if isinstance(attack, DataPoisoning):
-        x, y = attack.poison(
-            x,
-            y,
+        poisoned = attack.poison(
+            *fed.data.client(client_id),
             attacker_index=fed.attacker_index(client_id),
             num_attackers=len(fed.malicious),
             generator=attack_rng,
         )
     private = scenario.privacy.local_dp is not None and client_id not in fed.malicious
+    num_examples = len(poisoned[1]) if poisoned is not None else fed.data.num_examples(client_id)
     return TrainJob(
         fed=fed,
         client_id=client_id,
         server_round=server_round,
         global_weights=global_weights,
-        x=x,
-        y=y,
+        poisoned=poisoned,
         attack=attack,
         attack_rng=attack_rng,
         straggler=faults.straggler,
-        dp=local_dp_round(scenario, len(y)) if private else None,
+        dp=local_dp_round(scenario, num_examples) if private else None,
     )
 
 
@@ -215,27 +238,77 @@ def finish_train(
     privacy_metrics: PrivacyMetrics,
 ) -> Message:
     """The reply to ``msg``: the (attacked) float64 update Δ = w_local − w_global and metrics."""
-    delta = local_weights.to(torch.float64) - job.global_weights.to(torch.float64)
-    if job.attack is not None and job.attack_rng is not None:
-        reference = (
-            _last_global_change(context, job.global_weights) if job.attack.uses_reference else None
-        )
-        delta = job.attack.transform_update(delta, reference=reference, generator=job.attack_rng)
+    delta = client_update(context, job, float64_delta(local_weights, job.global_weights))
     content = RecordDict(
         {
             UPDATE_KEY: to_array_record(UPDATE_KEY, delta),
-            METRICS: MetricRecord(
-                {
-                    PARTITION_ID: job.client_id,
-                    NUM_EXAMPLES: result.num_examples,
-                    TRAIN_LOSS: result.loss,
-                    STEPS: result.steps,
-                    **privacy_metrics,
-                }
-            ),
+            METRICS: MetricRecord(reply_metric_values(job, result, privacy_metrics)),
         }
     )
     return Message(content, reply_to=msg)
+
+
+def finish_train_in_batch(
+    context: Context,
+    job: TrainJob,
+    row: torch.Tensor,
+    result: TrainResult,
+    privacy_metrics: PrivacyMetrics,
+) -> dict[str, Any]:
+    """:func:`finish_train` for a client whose Δ is ``row`` of a round's update batch.
+
+    ``row`` holds Δ = w_local − w_global (:func:`float64_delta`); the update-side attack
+    rewrites it in place. Returns the reply's metrics, which the batch carries
+    (:class:`fedsim.protocol.UpdateBatch`) instead of a reply of the client's own.
+    """
+    if job.attack is not None:
+        row.copy_(client_update(context, job, row))
+    return reply_metric_values(job, result, privacy_metrics)
+
+
+def float64_delta(
+    local_weights: torch.Tensor, global_weights: torch.Tensor, out: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Δ = float64(w_local) − float64(w_global), exactly (into ``out`` if given).
+
+    Written into the float64 result in place (convert ``w_local`` while copying, subtract
+    ``w_global`` converting element by element), so no float64 copy of either is made.
+
+    Examples
+    --------
+    >>> a, b = torch.tensor([1.0, 3.0]), torch.tensor([0.1, 1e-8])
+    >>> bool((float64_delta(a, b) == a.double() - b.double()).all())
+    True
+    """
+    if out is None:
+        out = torch.empty(local_weights.numel(), dtype=torch.float64)
+    return out.copy_(local_weights.detach()).sub_(global_weights.detach().to(out.device))
+
+
+def client_update(context: Context, job: TrainJob, delta: torch.Tensor) -> torch.Tensor:
+    """The update the client sends: its Δ, transformed by its update-side attack if it has one.
+
+    The attack gets the last global change when it reads it (Neurotoxin), from the node state.
+    """
+    if job.attack is None or job.attack_rng is None:
+        return delta
+    reference = (
+        _last_global_change(context, job.global_weights) if job.attack.uses_reference else None
+    )
+    return job.attack.transform_update(delta, reference=reference, generator=job.attack_rng)
+
+
+def reply_metric_values(
+    job: TrainJob, result: TrainResult, privacy_metrics: PrivacyMetrics
+) -> dict[str, Any]:
+    """The metrics of a train reply: who, how many examples, loss, steps, the privacy report."""
+    return {
+        PARTITION_ID: job.client_id,
+        NUM_EXAMPLES: result.num_examples,
+        TRAIN_LOSS: result.loss,
+        STEPS: result.steps,
+        **privacy_metrics,
+    }
 
 
 def _last_global_change(context: Context, global_weights: torch.Tensor) -> torch.Tensor | None:

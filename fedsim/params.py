@@ -11,23 +11,67 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["all_finite", "flat_params", "load_flat_params"]
+__all__ = ["all_finite", "finite_rows", "flat_params", "load_flat_params"]
 
 
 def all_finite(tensor: torch.Tensor) -> bool:
     """Whether every entry of ``tensor`` is finite (no NaN, no ±Inf).
 
-    On the CPU NumPy's ``isfinite`` is used: torch's measured 10× slower there (0.9 ms against
-    0.09 ms for a 50 × 6186 float64 update matrix, one thread).
+    A sum is finite only if every term is (a NaN or ±Inf term makes it NaN or ±Inf), so a
+    finite sum settles it in one read of the values; only a non-finite sum (a non-finite
+    entry, or finite entries whose sum overflows) is checked entry by entry. On the CPU NumPy
+    does both: torch's ``isfinite`` measured 10× slower there, and an entry-wise check builds
+    a boolean copy (62 MB for a 1,000 × 61,706 update matrix).
 
     Examples
     --------
     >>> all_finite(torch.tensor([1.0, -2.0])), all_finite(torch.tensor([1.0, float("nan")]))
     (True, False)
+    >>> all_finite(torch.tensor([1e308, 1e308], dtype=torch.float64))  # the sum overflows
+    True
     """
+    tensor = tensor.detach()
+    if tensor.numel() == 0:
+        return True
     if tensor.device.type == "cpu" and tensor.dtype in (torch.float32, torch.float64):
-        return bool(np.isfinite(tensor.detach().numpy()).all())
-    return bool(torch.isfinite(tensor).all())
+        if bool(torch.isfinite(_sum(tensor))):
+            return True
+        return bool(np.isfinite(tensor.numpy()).all())
+    return bool(torch.isfinite(_sum(tensor))) or bool(torch.isfinite(tensor).all())
+
+
+def finite_rows(matrix: torch.Tensor) -> torch.Tensor:
+    """Which rows of an ``(n, d)`` float matrix are entirely finite: a boolean ``(n,)`` tensor.
+
+    Row sums first (one read of the matrix, see :func:`all_finite`); only rows whose sum is not
+    finite are checked entry by entry.
+
+    Examples
+    --------
+    >>> finite_rows(torch.tensor([[1.0, 2.0], [float("inf"), 0.0], [3e38, 3e38]]))
+    tensor([ True, False,  True])
+    """
+    matrix = matrix.detach()
+    finite = torch.isfinite(_row_sums(matrix))
+    for row in (~finite).nonzero().flatten().tolist():
+        finite[row] = all_finite(matrix[row])
+    return finite
+
+
+def _row_sums(matrix: torch.Tensor) -> torch.Tensor:
+    """Row sums of a 2-D float tensor, as a matrix–vector product.
+
+    BLAS reads a contiguous matrix once: measured 18 µs against ``sum(dim=1)``'s 26 µs per
+    61,706-value float64 row.
+    """
+    if matrix.is_contiguous() and matrix.shape[1] > 0:
+        return matrix @ torch.ones(matrix.shape[1], dtype=matrix.dtype, device=matrix.device)
+    return matrix.sum(dim=1)
+
+
+def _sum(tensor: torch.Tensor) -> torch.Tensor:
+    """The sum of all entries (of a matrix's row sums; see :func:`_row_sums`)."""
+    return _row_sums(tensor).sum() if tensor.dim() == 2 else tensor.sum()
 
 
 def flat_params(model: nn.Module) -> torch.Tensor:

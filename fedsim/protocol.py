@@ -15,11 +15,15 @@ from __future__ import annotations
 
 import functools
 import io
+import itertools
 import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
-from flwr.app import Array, ArrayRecord
+from flwr.app import Array, ArrayRecord, ConfigRecord, RecordDict
 
 __all__ = [
     "ARRAYS",
@@ -39,11 +43,16 @@ __all__ = [
     "STEPS",
     "TRAIN_LOSS",
     "UPDATE_KEY",
+    "UPDATE_BATCH_KEY",
+    "UpdateBatch",
     "WEIGHTS_KEY",
     "array_to_numpy",
     "from_array_record",
     "from_shared_array_record",
+    "publish_update_batch",
+    "published_update_batch",
     "to_array_record",
+    "withdraw_update_batch",
 ]
 
 # Messages. The server sends ``query.identify`` once, then train messages with the global
@@ -63,6 +72,11 @@ UPDATE_KEY = "update"
 """A train reply's record, and the array in it: the float64 update Δ = w_local − w_global."""
 SERVER_ROUND = "server-round"
 """The run's round number, in a train message's :data:`CONFIG`."""
+UPDATE_BATCH_KEY = "fedsim.update-batch"
+"""A train reply's ConfigRecord in place of :data:`UPDATE_KEY` and :data:`METRICS`: the
+``batch`` published in this process that holds the update and metrics, and whether the reply
+answers for the batch's nodes ``together`` or for its sender only (see
+:func:`publish_update_batch`)."""
 
 # Metric names of a reply.
 PARTITION_ID = "partition-id"
@@ -160,3 +174,62 @@ def _npy_encoding(dtype: np.dtype, shape: tuple[int, ...]) -> tuple[str, bytes]:
     header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": shape}
     np.lib.format.write_array_header_1_0(buffer, header)
     return str(dtype), buffer.getvalue()
+
+
+# Update batches: an in-process runtime that computes a round's updates as one matrix (the
+# vectorized runtime) publishes them once, with every row's metrics, and answers the round's
+# clients with one reply that stands for all of them (:data:`UPDATE_BATCH_KEY` with
+# ``together``); a client whose reply must stay its own (a straggler, which may time out)
+# gets a reply of its own that refers to its row. The server checks every row and its
+# metrics as it checks a reply that carries them. One batch is published at a time: a
+# runtime publishes a round's batch after withdrawing the previous one.
+
+
+@dataclass(frozen=True)
+class UpdateBatch:
+    """A round's updates as one matrix, and what each client's reply would have carried.
+
+    Attributes
+    ----------
+    updates : torch.Tensor
+        ``(n, d)`` float64: row *i* is a client's update Δ.
+    rows : Mapping[int, int]
+        Node id → its row.
+    metrics : Sequence[Mapping[str, Any]]
+        Row *i*'s reply metrics (the keys of a train reply's :data:`METRICS`).
+    together : Sequence[int]
+        The nodes the batch's joint reply answers for (the others reply on their own).
+    """
+
+    updates: torch.Tensor
+    rows: Mapping[int, int]
+    metrics: Sequence[Mapping[str, Any]]
+    together: Sequence[int]
+
+
+_published: dict[str, UpdateBatch] = {}
+_tokens = itertools.count(1)
+
+
+def publish_update_batch(batch: UpdateBatch) -> tuple[RecordDict, RecordDict]:
+    """Publish ``batch`` in this process; return the contents of the replies that refer to it.
+
+    The first is the joint reply's, which answers for every node of ``batch.together``; the
+    second is for a reply of one node's own (it may be shared by all such replies).
+    """
+    _published.clear()
+    token = f"batch-{next(_tokens)}"
+    _published[token] = batch
+    joint = RecordDict({UPDATE_BATCH_KEY: ConfigRecord({"batch": token, "together": True})})
+    own = RecordDict({UPDATE_BATCH_KEY: ConfigRecord({"batch": token, "together": False})})
+    return joint, own
+
+
+def published_update_batch(token: str) -> UpdateBatch | None:
+    """The batch published under ``token``, or ``None`` (withdrawn, or another process')."""
+    return _published.get(token)
+
+
+def withdraw_update_batch() -> None:
+    """Withdraw the published batch (rows already handed out stay valid)."""
+    _published.clear()

@@ -9,15 +9,16 @@ stage and the aggregator.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
-from flwr.app import Message
+from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
 
 from fedsim.errors import InvalidSettingError
+from fedsim.params import all_finite, finite_rows
 from fedsim.privacy.ledger import PrivacyLedger
 from fedsim.protocol import (
     DP_EPSILON,
@@ -25,13 +26,23 @@ from fedsim.protocol import (
     METRICS,
     NUM_EXAMPLES,
     TRAIN_LOSS,
+    UPDATE_BATCH_KEY,
     UPDATE_KEY,
+    UpdateBatch,
     array_to_numpy,
+    published_update_batch,
 )
 
-__all__ = ["ClientUpdate", "MAX_EXAMPLES", "ParsedReplies", "parse_train_replies"]
+__all__ = [
+    "ClientUpdate",
+    "MAX_EXAMPLES",
+    "ParsedReplies",
+    "parse_train_replies",
+    "stack_updates",
+]
 
 MAX_EXAMPLES = 10**9
+R = TypeVar("R", ArrayRecord, MetricRecord)
 
 
 @dataclass(frozen=True)
@@ -54,44 +65,140 @@ class ParsedReplies:
     failed: dict[int, str]
     rejected: dict[int, str]
 
+    def add(
+        self,
+        client_id: int,
+        checked: tuple[torch.Tensor, int, float, tuple[list[float], float] | None] | str,
+    ) -> None:
+        """Record a client's checked reply: an accepted update, or the reason it is rejected."""
+        if isinstance(checked, str):
+            self.rejected[client_id] = checked
+        else:
+            self.updates.append(ClientUpdate(client_id, *checked))
+
 
 def parse_train_replies(
     replies: Iterable[Message], node_to_client: dict[int, int], dim: int
 ) -> ParsedReplies:
-    """Check every reply; updates come back ordered by client id."""
+    """Check every reply; updates come back ordered by client id.
+
+    A reply carries its update and metrics, or refers to an update batch published in this
+    process that holds them (:data:`fedsim.protocol.UPDATE_BATCH_KEY`, the vectorized
+    runtime). Both are checked alike (float, length ``dim``, finite, the metrics); a batch's
+    rows are checked for finiteness in one pass over the batch
+    (:func:`fedsim.params.finite_rows`).
+    """
     parsed = ParsedReplies(updates=[], failed={}, rejected={})
+    batches = _Batches(dim)
     for msg in replies:
-        client_id = node_to_client.get(msg.metadata.src_node_id, -1)
+        sender = msg.metadata.src_node_id
         if msg.has_error():
-            parsed.failed[client_id] = f"client error: {msg.error.reason}"[:500]
+            parsed.failed[node_to_client.get(sender, -1)] = f"client error: {msg.error.reason}"[
+                :500
+            ]
             continue
-        result = _check(msg, dim)
-        if isinstance(result, str):
-            parsed.rejected[client_id] = result
+        reference = msg.content.get(UPDATE_BATCH_KEY)  # not ``config_records``: copies them all
+        if isinstance(reference, ConfigRecord):
+            token = reference.get("batch")
+            together = reference.get("together") is True
+            for node in batches.nodes(token) if together else [sender]:
+                parsed.add(node_to_client.get(node, -1), _check(batches.reply(token, node)))
         else:
-            parsed.updates.append(ClientUpdate(client_id, *result))
+            parsed.add(node_to_client.get(sender, -1), _check(_own_reply(msg.content, dim)))
     parsed.updates.sort(key=lambda u: u.client_id)
     return parsed
 
 
-def _check(
-    msg: Message, dim: int
-) -> tuple[torch.Tensor, int, float, tuple[list[float], float] | None] | str:
-    content = msg.content
+def stack_updates(updates: list[ClientUpdate]) -> torch.Tensor:
+    """The ``(n, d)`` matrix of the updates, in order.
+
+    When the updates are consecutive rows of one matrix (a published batch with every reply
+    accepted) that part of the matrix is returned as it is, without a copy.
+    """
+    rows = [u.update for u in updates]
+    first = rows[0]
+    d = first.numel()
+    if first.dim() == 1 and all(
+        r.dtype == first.dtype
+        and r.device == first.device
+        and r.is_contiguous()
+        and r.untyped_storage().data_ptr() == first.untyped_storage().data_ptr()
+        and r.storage_offset() == first.storage_offset() + i * d
+        for i, r in enumerate(rows)
+    ):
+        return first.new_empty(0).set_(
+            first.untyped_storage(), first.storage_offset(), (len(rows), d)
+        )
+    return torch.stack(rows)
+
+
+class _Batches:
+    """The published update batches a round's replies refer to, each loaded and checked once."""
+
+    def __init__(self, dim: int) -> None:
+        self.dim = dim
+        self._seen: dict[str, tuple[UpdateBatch, list[bool]] | str] = {}
+
+    def nodes(self, token: object) -> list[int]:
+        """The nodes batch ``token``'s joint reply answers for (none if it cannot be used)."""
+        loaded = self._get(token)
+        return [] if isinstance(loaded, str) else list(loaded[0].together)
+
+    def reply(self, token: object, node_id: int) -> tuple[torch.Tensor, Mapping[str, Any]] | str:
+        """The update and metrics batch ``token`` holds for ``node_id``, or why there are none."""
+        loaded = self._get(token)
+        if isinstance(loaded, str):
+            return loaded
+        batch, finite = loaded
+        row = batch.rows.get(node_id)
+        if row is None or not 0 <= row < len(finite):
+            return f"malformed reply: update batch {token!r} has no row of node {node_id}"
+        if not finite[row]:
+            return "update contains NaN/Inf"
+        return batch.updates[row], batch.metrics[row]
+
+    def _get(self, token: object) -> tuple[UpdateBatch, list[bool]] | str:
+        if not isinstance(token, str):
+            return f"malformed reply: update batch {token!r} is not a name"
+        if token not in self._seen:
+            self._seen[token] = self._load(token)
+        return self._seen[token]
+
+    def _load(self, token: str) -> tuple[UpdateBatch, list[bool]] | str:
+        batch = published_update_batch(token)
+        if batch is None:
+            return f"update batch {token!r} is not published in this process"
+        matrix = batch.updates
+        if matrix.dtype != torch.float64 or matrix.dim() != 2 or len(batch.metrics) != len(matrix):
+            return f"update batch {token!r} is not a float64 matrix with a row per reply"
+        if matrix.shape[1] != self.dim:
+            return f"update has shape ({matrix.shape[1]},), expected ({self.dim},)"
+        return batch, finite_rows(matrix).tolist()
+
+
+def _own_reply(content: RecordDict, dim: int) -> tuple[torch.Tensor, Mapping[str, Any]] | str:
+    """The update and metrics a reply carries itself, or why they are unreadable."""
     try:
-        record = content.array_records[UPDATE_KEY]
-        array = array_to_numpy(record[UPDATE_KEY])
-        metrics = content.metric_records[METRICS]
+        metrics = _record(content, METRICS, MetricRecord)
+        return _array_update(_record(content, UPDATE_KEY, ArrayRecord)[UPDATE_KEY], dim), metrics
+    except (KeyError, ValueError, TypeError) as e:
+        return f"malformed reply: missing or unreadable {e}"
+
+
+def _check(
+    reply: tuple[torch.Tensor | str, Mapping[str, Any]] | str,
+) -> tuple[torch.Tensor, int, float, tuple[list[float], float] | None] | str:
+    """A client's checked update, example count, loss and privacy report; or the rejection."""
+    if isinstance(reply, str):
+        return reply
+    update, metrics = reply
+    if isinstance(update, str):
+        return update
+    try:
         num_examples = metrics[NUM_EXAMPLES]
         loss = float(metrics.get(TRAIN_LOSS, math.nan))
     except (KeyError, ValueError, TypeError) as e:
         return f"malformed reply: missing or unreadable {e}"
-    if array.dtype.kind != "f":
-        return f"update has dtype {array.dtype}, expected a float array"
-    if array.shape != (dim,):
-        return f"update has shape {array.shape}, expected ({dim},)"
-    if not np.isfinite(array).all():
-        return "update contains NaN/Inf"
     if not isinstance(num_examples, int) or isinstance(num_examples, bool):
         return f"num-examples is {num_examples!r}, expected an integer"
     if not 0 < num_examples <= MAX_EXAMPLES:
@@ -99,7 +206,28 @@ def _check(
     privacy = _privacy_report(metrics)
     if isinstance(privacy, str):
         return privacy
-    return torch.from_numpy(array.astype(np.float64)), num_examples, loss, privacy
+    return update, num_examples, loss, privacy
+
+
+def _record(content: RecordDict, key: str, kind: type[R]) -> R:
+    """The record of type ``kind`` under ``key`` (``KeyError`` when there is none)."""
+    record = content.get(key)
+    if not isinstance(record, kind):
+        raise KeyError(key)
+    return record
+
+
+def _array_update(array: Array, dim: int) -> torch.Tensor | str:
+    """The float64 update an ``Array`` carries, or why it is rejected."""
+    values = array_to_numpy(array)
+    if values.dtype.kind != "f":
+        return f"update has dtype {values.dtype}, expected a float array"
+    if values.shape != (dim,):
+        return f"update has shape {values.shape}, expected ({dim},)"
+    update = torch.from_numpy(values.astype(np.float64))  # a writable copy
+    if not all_finite(update):
+        return "update contains NaN/Inf"
+    return update
 
 
 def _privacy_report(metrics: Any) -> tuple[list[float], float] | None | str:

@@ -38,7 +38,7 @@ from fedsim.seeding import Stream, torch_generator
 from server.aggregators.crfl import crfl_clip_and_perturb
 from server.parts import ServerParts
 from server.probes import RoundView
-from server.replies import parse_train_replies
+from server.replies import parse_train_replies, stack_updates
 from server.sampling import sample_clients
 
 __all__ = ["FedsimStrategy", "RoundReport", "detection", "sample_clients"]
@@ -204,9 +204,12 @@ class FedsimStrategy(Strategy):
         if self.client_states is not None:
             handoffs = {c: self.client_states.handoff(c) for c in sent}
             self.client_states.record(server_round, sent, self._global)
+        shared = RecordDict({ARRAYS: arrays, CONFIG: config})  # one content for most clients
         return [
             Message(
-                RecordDict({ARRAYS: arrays, CONFIG: config, **handoffs.get(c, {})}),
+                RecordDict({ARRAYS: arrays, CONFIG: config, **handoffs[c]})
+                if handoffs.get(c)
+                else shared,
                 dst_node_id=self.client_to_node[c],
                 message_type=MessageType.TRAIN,
             )
@@ -247,7 +250,7 @@ class FedsimStrategy(Strategy):
             if self.parts.adversary is not None:
                 staged = self.parts.adversary(checked, server_round)
                 checked, report.attack_info = staged.updates, staged.info
-            updates = torch.stack([u.update for u in checked])
+            updates = stack_updates(checked)
             ids = [u.client_id for u in checked]
             if self.privacy is not None:
                 inserted = self.parts.probes.inserted_updates(server_round, self.dim)
@@ -259,8 +262,8 @@ class FedsimStrategy(Strategy):
                     server_round,
                     None if inserted is None else inserted.direction_sum,
                 )
-            else:
-                result = self.aggregator(updates, weights, ids)
+            else:  # rows straight from the boundary are finite; the adversary's are not checked
+                result = self.aggregator(updates, weights, ids, finite=self.parts.adversary is None)
         except InvalidSettingError as e:
             report.skipped = str(e)
             log.warning("round %d skipped: %s", server_round, e)

@@ -62,10 +62,20 @@ class Aggregator:
         raise NotImplementedError
 
     def __call__(
-        self, updates: torch.Tensor, weights: torch.Tensor, client_ids: list[int]
+        self,
+        updates: torch.Tensor,
+        weights: torch.Tensor,
+        client_ids: list[int],
+        *,
+        finite: bool = False,
     ) -> Aggregate:
-        """Validate the inputs, check the round's precondition, aggregate."""
-        updates, weights = check_inputs(updates, weights, client_ids)
+        """Validate the inputs, check the round's precondition, aggregate.
+
+        ``finite=True``: the caller has checked every update for NaN/Inf already (the
+        server boundary, :func:`server.replies.parse_train_replies`), so the scan of the
+        matrix is not repeated (one read of it: 20 µs per 61,706-value update).
+        """
+        updates, weights = check_inputs(updates, weights, client_ids, finite=finite)
         self.check_round(updates.shape[0])
         result = self.aggregate(updates, weights, list(client_ids))
         if not all_finite(result.update):
@@ -97,7 +107,7 @@ class Aggregator:
 
 
 def check_inputs(
-    updates: torch.Tensor, weights: torch.Tensor, client_ids: list[int]
+    updates: torch.Tensor, weights: torch.Tensor, client_ids: list[int], *, finite: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Check shapes and finiteness; return float64 copies of ``updates`` and ``weights``.
 
@@ -115,7 +125,7 @@ def check_inputs(
         raise InvalidSettingError(f"got {len(client_ids)} client ids for {n} updates")
     updates = updates.to(torch.float64)
     weights = weights.to(torch.float64)
-    if not all_finite(updates):
+    if not finite and not all_finite(updates):
         raise InvalidSettingError("updates contain NaN/Inf; drop them at the server boundary")
     if not all_finite(weights) or bool((weights < 0).any()):
         raise InvalidSettingError("weights must be finite and non-negative")

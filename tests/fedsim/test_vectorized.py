@@ -17,7 +17,13 @@ from fedsim.cli import main
 from fedsim.config import Scenario
 from fedsim.federation import federation_for
 from fedsim.models.registry import MODELS
-from fedsim.protocol import WEIGHTS_KEY, from_array_record, to_array_record
+from fedsim.protocol import (
+    UPDATE_BATCH_KEY,
+    WEIGHTS_KEY,
+    from_array_record,
+    published_update_batch,
+    to_array_record,
+)
 from fedsim.results import read_metrics
 from fedsim.run.runner import run_scenario
 from fedsim.run.runtimes.inline import InlineGrid
@@ -62,10 +68,14 @@ CASES: dict[str, dict[str, Any]] = {
 }
 
 
+Said = str | tuple[torch.Tensor, dict[str, Any]]
+"""What a client's reply says: its error, or its update and metrics."""
+
+
 def train_round(
     grid: InlineGrid, scenario: Scenario, server_round: int, weights: torch.Tensor
-) -> dict[int, Message]:
-    """Send every client a round's train message, as the strategy does; replies by client."""
+) -> dict[int, Said]:
+    """Send every client a round's train message, as the strategy does; what each replied."""
     TaskIdentity.task_id, TaskIdentity.run_id, TaskIdentity.node_id = 1, grid.run.run_id, 1
     client_of = {n: int(grid.context(n).node_config["partition-id"]) for n in grid.get_node_ids()}
     content = RecordDict(
@@ -79,10 +89,31 @@ def train_round(
     ]
     timeout = scenario.clients.timeout_s or 3600.0
     replies = grid.send_and_receive(messages, timeout=timeout)
-    return {client_of[r.metadata.src_node_id]: r for r in replies}
+    said: dict[int, Said] = {}
+    for reply in replies:  # read now: the next round withdraws a published batch
+        for node, what in each_client_said(reply).items():
+            said[client_of[node]] = what
+    return said
 
 
-def two_rounds(grid: InlineGrid, scenario: Scenario) -> dict[int, Message]:
+def each_client_said(reply: Message) -> dict[int, Said]:
+    """What each client a reply answers for said (a batch reply answers for many), by node."""
+    sender = reply.metadata.src_node_id
+    if reply.has_error():
+        return {sender: reply.error.reason}
+    if UPDATE_BATCH_KEY not in reply.content:
+        update = from_array_record(reply.content["update"], "update")
+        return {sender: (update, dict(reply.content["metrics"]))}
+    reference = reply.content[UPDATE_BATCH_KEY]
+    batch = published_update_batch(str(reference["batch"]))
+    assert batch is not None
+    nodes = list(batch.together) if reference["together"] else [sender]
+    return {
+        n: (batch.updates[batch.rows[n]].clone(), dict(batch.metrics[batch.rows[n]])) for n in nodes
+    }
+
+
+def two_rounds(grid: InlineGrid, scenario: Scenario) -> dict[int, Said]:
     """Round 1 from the initial weights, round 2 from perturbed ones (Neurotoxin's reference)."""
     start = federation_for(scenario).initial_weights()
     train_round(grid, scenario, 1, start)
@@ -90,22 +121,20 @@ def two_rounds(grid: InlineGrid, scenario: Scenario) -> dict[int, Message]:
     return train_round(grid, scenario, 2, moved)
 
 
-def compare_replies(inline: dict[int, Message], vectorized: dict[int, Message]) -> float:
-    """Assert the two runtimes' replies agree; return the largest update difference."""
+def compare_replies(inline: dict[int, Said], vectorized: dict[int, Said]) -> float:
+    """Assert the two runtimes' clients said the same; return the largest update difference."""
     assert sorted(inline) == sorted(vectorized)
     worst = 0.0
-    for client, reply in inline.items():
+    for client, said in inline.items():
         other = vectorized[client]
-        assert reply.has_error() == other.has_error()
-        if reply.has_error():
-            assert reply.error.reason == other.error.reason
+        assert isinstance(said, str) == isinstance(other, str)
+        if isinstance(said, str) or isinstance(other, str):
+            assert said == other  # the same error
             continue
-        a = from_array_record(reply.content["update"], "update")
-        b = from_array_record(other.content["update"], "update")
+        a, ma, b, mb = said[0], dict(said[1]), other[0], dict(other[1])
         assert a.dtype == b.dtype == torch.float64 and a.shape == b.shape
         worst = max(worst, float((a - b).abs().max()))
         assert torch.allclose(a, b, rtol=RTOL, atol=ATOL), (client, float((a - b).abs().max()))
-        ma, mb = dict(reply.content["metrics"]), dict(other.content["metrics"])
         assert sorted(ma) == sorted(mb)
         assert math.isclose(ma.pop("train-loss"), mb.pop("train-loss"), rel_tol=RTOL)
         assert ma == mb  # ids, counts, steps, DP ledger, ε and σ exactly

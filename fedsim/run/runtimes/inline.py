@@ -9,6 +9,8 @@ engine, so the server sees the same thing on both runtimes.
 
 from __future__ import annotations
 
+import gc
+import itertools
 import math
 import time
 import uuid
@@ -62,6 +64,7 @@ class InlineGrid(Grid):
             )
         self._pending: dict[str, Message] = {}
         self._replies: dict[str, Message] = {}
+        self._ids_prefix, self._ids = f"{uuid.uuid4().hex}-", itertools.count(1)
 
     def set_run(self, run: Run) -> None:
         """Adopt ``run`` (its id only)."""
@@ -97,7 +100,7 @@ class InlineGrid(Grid):
         for msg in messages:
             if msg.metadata.dst_node_id not in self._contexts:
                 raise ValueError(f"no node {msg.metadata.dst_node_id}")
-            message_id = uuid.uuid4().hex
+            message_id = f"{self._ids_prefix}{next(self._ids)}"  # unique in the grid's life
             msg.metadata.__dict__["_message_id"] = message_id
             self._pending[message_id] = msg
             ids.append(message_id)
@@ -168,7 +171,13 @@ def run_inline(server_app: ServerApp, client_app: ClientApp, num_nodes: int, see
 
 
 def run_on_grid(server_app: ServerApp, grid: Grid) -> None:
-    """Run ``server_app`` on an in-process ``grid``, as Flower's own runners start it."""
+    """Run ``server_app`` on an in-process ``grid``, as Flower's own runners start it.
+
+    Everything built before the rounds (data, models, contexts, imported modules) is moved out
+    of the garbage collector's sight for the run (``gc.freeze``): a full collection then walks
+    only what the rounds create. Measured on the framework benchmark (1,000 clients a round):
+    rounds of 0.19–0.53 s without, 0.19–0.21 s with.
+    """
     TaskIdentity.task_id = 1
     TaskIdentity.run_id = grid.run.run_id
     TaskIdentity.node_id = SUPERLINK_NODE_ID
@@ -179,4 +188,8 @@ def run_on_grid(server_app: ServerApp, grid: Grid) -> None:
         state=RecordDict(),
         run_config=UserConfig(),
     )
-    server_app(grid, server_context)
+    gc.freeze()
+    try:
+        server_app(grid, server_context)
+    finally:
+        gc.unfreeze()  # collectable again (a sweep runs many points in one process)

@@ -13,8 +13,16 @@ a round's ``train`` messages. Instead of calling the ClientApp once per message 
    honest clients under ``clients.adversarial_training`` on the adversarial-training loss
    (the inner attack's input gradients inside the same ``vmap``);
 3. finishes each client like the ClientApp (:func:`clients.train_round.record_dp_round`,
-   :func:`clients.train_round.finish_train`: its DP ledger, the update-side attack, the
-   reply), one reply message per client.
+   :func:`clients.train_round.finish_train_in_batch`: its DP ledger, the update-side
+   attack, the reply's metrics) — but the updates are the rows of one float64 matrix (Δ
+   computed straight into its row), published once with the rows' metrics
+   (:func:`fedsim.protocol.publish_update_batch`), and one reply answers for the round's
+   clients together, instead of each client encoding its own ``.npy`` array and metric
+   record for the server to decode, check one by one and stack again. Only a client whose
+   reply means something of its own replies alone: a failed one (its error) and a straggler
+   (its reply may time out). The matrix's memory
+   is reused from round to round when nothing kept last round's
+   (:class:`fedsim.vectorized.buffers.ReusableMatrix`).
 
 So the server receives exactly what the ClientApp would have sent, up to floating-point
 differences of the batched kernels, and aggregation, the adversary stage, defences, central
@@ -33,18 +41,28 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Any
 
+import torch
 from flwr.app import Message, MessageType
 from flwr.clientapp import ClientApp
 from flwr.serverapp import ServerApp
 
-from clients.train_round import TrainJob, finish_train, record_dp_round, start_train
+from clients.train_round import (
+    TrainJob,
+    finish_train_in_batch,
+    float64_delta,
+    record_dp_round,
+    start_train,
+)
 from fedsim.config import Scenario
 from fedsim.errors import RunError
 from fedsim.federation import Federation, federation_for
+from fedsim.protocol import UpdateBatch, publish_update_batch, withdraw_update_batch
 from fedsim.run.runtimes.inline import InlineGrid, error_reply, run_on_grid
 from fedsim.training import TrainSettings
 from fedsim.vectorized import ClientOutcome, DPSettings, LocalTask, train_clients_vectorized
+from fedsim.vectorized.buffers import ReusableMatrix
 
 __all__ = ["VectorizedGrid", "run_vectorized"]
 
@@ -70,6 +88,7 @@ class VectorizedGrid(InlineGrid):
     def __init__(self, client_app: ClientApp, scenario: Scenario, run_id: int = 1) -> None:
         super().__init__(client_app, scenario.data.num_clients, scenario.seed, run_id)
         self.scenario = scenario
+        self._deltas = ReusableMatrix()
 
     def _answer(self, messages: dict[str, Message]) -> dict[str, tuple[Message, float]]:
         train = {
@@ -82,7 +101,15 @@ class VectorizedGrid(InlineGrid):
         return answers
 
     def _train_round(self, messages: dict[str, Message]) -> dict[str, tuple[Message, float]]:
-        """Reply to a round's train messages; each reply's modelled arrival time (seconds)."""
+        """Reply to a round's train messages; each reply's modelled arrival time (seconds).
+
+        The trained clients' updates are written as the rows of one float64 matrix (in
+        message order, which is client-id order) and published once with their metrics
+        (:func:`fedsim.protocol.publish_update_batch`). One reply answers for all of them
+        together; a straggler, whose reply may time out, and a failed client reply on their
+        own. The returned replies are keyed by the message they answer.
+        """
+        withdraw_update_batch()  # last round's batch: its memory may be reused now
         fed = federation_for(self.scenario)
         answers: dict[str, tuple[Message, float]] = {}
         jobs: dict[str, TrainJob] = {}
@@ -92,19 +119,35 @@ class VectorizedGrid(InlineGrid):
             except Exception as e:  # noqa: BLE001  (a failing client must not stop the server)
                 answers[message_id] = (error_reply(msg, e), 0.0)
         trained = self._train_jobs(fed, jobs)
+        ok = [m for m in jobs if not isinstance(trained[m], Exception)]
+        dim = jobs[ok[0]].global_weights.numel() if ok else 0
+        deltas = self._deltas.take(len(ok), dim, torch.float64)
+        rows: dict[int, int] = {}
+        metrics: list[dict[str, Any]] = []
         delay = fed.scenario.faults.straggler_delay_s
         for message_id, job in jobs.items():
-            msg = messages[message_id]
-            context = self.context(msg.metadata.dst_node_id)
-            outcome = trained[message_id]
+            msg, outcome = messages[message_id], trained[message_id]
+            node = msg.metadata.dst_node_id
             try:
                 if isinstance(outcome, Exception):
                     raise outcome
+                row = deltas[len(metrics)]
+                float64_delta(outcome.weights, job.global_weights, out=row)
+                context = self.context(node)
                 privacy = record_dp_round(context, job) if job.dp is not None else {}
-                reply = finish_train(msg, context, job, outcome.weights, outcome.result, privacy)
+                metrics.append(finish_train_in_batch(context, job, row, outcome.result, privacy))
+                rows[node] = len(metrics) - 1
             except Exception as e:  # noqa: BLE001
-                reply = error_reply(msg, e)
-            answers[message_id] = (reply, delay if job.straggler else 0.0)
+                answers[message_id] = (error_reply(msg, e), delay if job.straggler else 0.0)
+        alone = {m for m in jobs if jobs[m].straggler and m not in answers}  # may time out
+        together = [m for m in jobs if m not in answers and m not in alone]
+        nodes = [messages[m].metadata.dst_node_id for m in together]
+        batch = UpdateBatch(deltas[: len(metrics)], rows, metrics, nodes)
+        joint, own = publish_update_batch(batch)
+        if together:  # one reply for them all, as the reply to the first one's message
+            answers[together[0]] = (Message(joint, reply_to=messages[together[0]]), 0.0)
+        for message_id in alone:
+            answers[message_id] = (Message(own, reply_to=messages[message_id]), delay)
         return answers
 
     def _train_jobs(self, fed: Federation, jobs: dict[str, TrainJob]) -> Trained:
