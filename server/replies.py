@@ -101,7 +101,11 @@ def parse_train_replies(
         if isinstance(reference, ConfigRecord):
             token = reference.get("batch")
             together = reference.get("together") is True
-            for node in batches.nodes(token) if together else [sender]:
+            nodes = batches.nodes(token) if together else [sender]
+            if isinstance(nodes, str):  # an unusable batch: its sender is rejected
+                parsed.add(node_to_client.get(sender, -1), nodes)
+                continue
+            for node in nodes:
                 parsed.add(node_to_client.get(node, -1), _check(batches.reply(token, node)))
         else:
             parsed.add(node_to_client.get(sender, -1), _check(_own_reply(msg.content, dim)))
@@ -139,10 +143,10 @@ class _Batches:
         self.dim = dim
         self._seen: dict[str, tuple[UpdateBatch, list[bool]] | str] = {}
 
-    def nodes(self, token: object) -> list[int]:
-        """The nodes batch ``token``'s joint reply answers for (none if it cannot be used)."""
+    def nodes(self, token: object) -> list[int] | str:
+        """The nodes batch ``token``'s joint reply answers for, or why it cannot be used."""
         loaded = self._get(token)
-        return [] if isinstance(loaded, str) else list(loaded[0].together)
+        return loaded if isinstance(loaded, str) else list(loaded[0].together)
 
     def reply(self, token: object, node_id: int) -> tuple[torch.Tensor, Mapping[str, Any]] | str:
         """The update and metrics batch ``token`` holds for ``node_id``, or why there are none."""
