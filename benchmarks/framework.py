@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import cProfile
+import json
 import pstats
 import sys
 import tempfile
@@ -143,7 +144,7 @@ def run_once(num_clients: int, rounds: int, runtime: str, profile: bool) -> dict
     with tempfile.TemporaryDirectory() as out, cheap_training():
         if profiler is not None:
             profiler.enable()
-        run_scenario(scenario, out, show_progress=False)
+        _, summary = run_scenario(scenario, out, show_progress=False)
         if profiler is not None:
             profiler.disable()
         seconds = [row["time_s"] for row in read_metrics(out)]
@@ -154,6 +155,7 @@ def run_once(num_clients: int, rounds: int, runtime: str, profile: bool) -> dict
         "round_1_s": seconds[0],
         "later_s": later,
         "updates_per_s": num_clients * (len(seconds) - 1) / later,
+        "accuracy": summary["final_accuracy"],
     }
     if profiler is not None:
         row["phases_ms_per_update"] = _phases(profiler, num_clients * len(seconds))
@@ -183,6 +185,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--runtimes", default="inline,vectorized")
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--profile", action="store_true", help="add a per-phase breakdown")
+    parser.add_argument("--json", help="also write the rows to this file")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     from fedsim.models import build_model
@@ -212,6 +215,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
             f"{r['updates_per_s']:>11.0f}{r['copy_limit_updates_per_s']:>14.0f}"
             f"{r['host_over_copy']:>11.2f}"
         )
+    if args.json:
+        Path(args.json).write_text(json.dumps({"dim": dim, "rows": rows}, indent=2) + "\n")
     if args.profile:
         print("\nper update, ms (cProfile, cumulative; all rounds):")
         labels = list(PHASES)
