@@ -271,8 +271,9 @@ def float64_delta(
 ) -> torch.Tensor:
     """Δ = float64(w_local) − float64(w_global), exactly (into ``out`` if given).
 
-    Written into the float64 result in place (convert ``w_local`` while copying, subtract
-    ``w_global`` converting element by element), so no float64 copy of either is made.
+    One pass: ``w_local`` is converted element by element inside the subtraction (type
+    promotion), so no float64 copy of it is made; the float64 copy of the round's shared
+    global weights is made once and kept for the next client of the round.
 
     Examples
     --------
@@ -282,7 +283,23 @@ def float64_delta(
     """
     if out is None:
         out = torch.empty(local_weights.numel(), dtype=torch.float64)
-    return out.copy_(local_weights.detach()).sub_(global_weights.detach().to(out.device))
+    reference = _as_float64(global_weights).to(out.device)
+    with torch.no_grad():
+        return torch.sub(local_weights.to(out.device), reference, out=out)
+
+
+def _as_float64(weights: torch.Tensor) -> torch.Tensor:
+    """``weights`` in float64, converted once per tensor object (the round's global weights)."""
+    if weights.dtype == torch.float64:
+        return weights
+    if _float64_copy and _float64_copy[0] is weights:
+        return _float64_copy[1]
+    converted = weights.detach().to(torch.float64)
+    _float64_copy[:] = [weights, converted]
+    return converted
+
+
+_float64_copy: list[torch.Tensor] = []
 
 
 def client_update(context: Context, job: TrainJob, delta: torch.Tensor) -> torch.Tensor:
