@@ -7,12 +7,12 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
-import numpy as np
 import torch
 
 from fedsim.config import DataConfig
 from fedsim.data.datasets import Dataset, load_dataset
 from fedsim.data.partition import (
+    Partitions,
     partition_dirichlet,
     partition_iid,
     partition_natural,
@@ -30,6 +30,9 @@ class FederatedData:
 
     Attributes
     ----------
+    partitions : Partitions
+        Each client's indices into the training pool (any sequence of index arrays given is
+        packed into one :class:`~fedsim.data.partition.Partitions`).
     extra : Mapping[int, tuple[Tensor, Tensor]]
         Examples added to some clients' training data beyond their partition (a privacy
         audit's canaries), by client id: images and labels appended after the partition's.
@@ -37,10 +40,14 @@ class FederatedData:
     """
 
     dataset: Dataset
-    partitions: tuple[np.ndarray, ...]
+    partitions: Partitions
     extra: Mapping[int, tuple[torch.Tensor, torch.Tensor]] = field(
         default_factory=dict, compare=False, repr=False
     )
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.partitions, Partitions):
+            object.__setattr__(self, "partitions", Partitions.from_parts(self.partitions))
 
     def client(self, client_id: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Images and labels of client ``client_id``'s training data (partition, then extras)."""
@@ -104,4 +111,4 @@ def _cached(key: str, seed: int) -> FederatedData:
                 f"{natural_id_column(config.dataset)!r} column to group clients by"
             )
         parts = partition_natural(data.train_groups, config.num_clients)
-    return FederatedData(data, tuple(parts))
+    return FederatedData(data, parts)
