@@ -9,7 +9,7 @@ stage and the aggregator.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,7 +56,7 @@ class ParsedReplies:
 
 
 def parse_train_replies(
-    replies: Iterable[Message], node_to_client: dict[int, int], dim: int
+    replies: Iterable[Message], node_to_client: Mapping[int, int], dim: int
 ) -> ParsedReplies:
     """Check every reply; updates come back ordered by client id."""
     parsed = ParsedReplies(updates=[], failed={}, rejected={})
