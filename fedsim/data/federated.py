@@ -7,6 +7,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
+import numpy as np
 import torch
 
 from fedsim.config import DataConfig
@@ -57,6 +58,13 @@ class FederatedData:
             x_extra, y_extra = self.extra[client_id]
             x, y = torch.cat([x, x_extra.to(x.dtype)]), torch.cat([y, y_extra.to(y.dtype)])
         return x, y
+
+    def sizes(self) -> np.ndarray:
+        """Each client's number of training examples (its partition's, plus its extras)."""
+        sizes = self.partitions.sizes().copy()
+        for client_id, (_, y_extra) in self.extra.items():
+            sizes[client_id] += len(y_extra)
+        return sizes
 
     def with_extra(self, extra: Mapping[int, tuple[torch.Tensor, torch.Tensor]]) -> FederatedData:
         """A copy whose clients also train on ``extra`` (the partitions are shared, not copied)."""

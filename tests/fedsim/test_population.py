@@ -11,7 +11,11 @@ from flwr.serverapp import Grid
 from flwr.supercore.task_identity import TaskIdentity
 
 from clients.app import make_client_app
+from fedsim.config import Scenario
+from fedsim.errors import ScenarioError
+from fedsim.federation import federation_for
 from fedsim.protocol import PartitionDirectory
+from fedsim.run.runner import preflight
 from fedsim.run.runtimes.inline import InlineGrid
 from fedsim.run.runtimes.vectorized import VectorizedGrid
 from fedsim.seeding import Stream, numpy_rng
@@ -129,3 +133,24 @@ def test_a_200k_population_makes_contexts_for_sampled_clients_only(runtime: str)
     assert [set(row["sampled"]) for row in observer.rounds] == sampled
     assert all(len(row["replied"]) == 20 and not row["failed"] for row in observer.rounds)
     assert grid.contexts_made == len(sampled[0] | sampled[1])
+
+
+def test_local_dp_preflight_names_the_first_client_too_small() -> None:
+    def scenario(batch_size: int) -> Scenario:
+        return make_scenario(
+            data={"dataset": "synthetic", "num_clients": 12, "params": {"num_samples": 43}},
+            model={"name": "mlp", "params": {"hidden": 4}},
+            privacy={"local_dp": {"noise_multiplier": 1.0}},
+            **{"clients.batch_size": batch_size},
+        )
+
+    data = federation_for(scenario(2)).data
+    sizes = [len(data.client(c)[1]) for c in range(12)]  # the per-client loop it replaces
+    assert len(set(sizes)) == 2  # np.array_split: the first clients have one more
+    first_small = next(c for c in range(12) if sizes[c] < max(sizes))
+    preflight(scenario(min(sizes)))
+    with pytest.raises(ScenarioError) as caught:
+        preflight(scenario(max(sizes)))
+    assert f"smallest honest client's {min(sizes)} examples (client {first_small})" in str(
+        caught.value
+    )
