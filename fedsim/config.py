@@ -42,6 +42,7 @@ __all__ = [
     "EvasionAttackConfig",
     "FaultsConfig",
     "FineTuneConfig",
+    "MAX_CLIENTS",
     "InversionConfig",
     "LocalDPConfig",
     "MembershipConfig",
@@ -67,6 +68,10 @@ __all__ = [
 ]
 
 MAX_SCENARIO_BYTES = 1_000_000
+MAX_CLIENTS = 10_000_000
+"""Largest ``data.num_clients``: a cross-device population. The in-process runtimes keep
+per-client objects only for sampled clients, so memory beyond the data grows with
+``clients.per_round``, not with the population (Ray's engine still starts one node each)."""
 
 
 def _rounds_from_one(rounds: list[int] | None) -> list[int] | None:
@@ -102,7 +107,12 @@ class DataConfig(_Strict):
     partition: Literal["iid", "dirichlet", "shards", "natural"] = "iid"
     alpha: float = Field(0.5, gt=0, description="Dirichlet concentration (smaller = more skew)")
     shards_per_client: int = Field(2, ge=1, description="classes per client for 'shards'")
-    num_clients: int = Field(10, ge=1, le=100_000)
+    num_clients: int = Field(
+        10,
+        ge=1,
+        le=MAX_CLIENTS,
+        description="clients in the population (cross-device: millions, a few sampled a round)",
+    )
     test_fraction: float = Field(0.2, gt=0, lt=1)
     params: dict[str, Any] = Field(default_factory=dict, description="dataset-specific settings")
 

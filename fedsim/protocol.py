@@ -3,7 +3,9 @@
 This module is the only place where the ClientApp (``clients/``) and the ServerApp
 (``server/``) agree on anything: message and record keys, the metric names of a train reply,
 the node-state keys a client keeps between rounds, and how a flat parameter vector is stored
-in a Flower ``ArrayRecord``. Neither side imports the other.
+in a Flower ``ArrayRecord``, and :class:`PartitionDirectory`, how an in-process grid tells
+the server its nodes' client ids without the ``query.identify`` handshake. Neither side
+imports the other.
 
 Arrays are stored as Flower stores an ``ndarray`` (``stype="numpy.ndarray"``, the ``.npy``
 bytes ``np.save`` writes), so any Flower tool reads them with ``Array.numpy()``. fedsim writes
@@ -19,7 +21,7 @@ import itertools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -38,6 +40,7 @@ __all__ = [
     "NUMPY_STYPE",
     "NUM_EXAMPLES",
     "PARTITION_ID",
+    "PartitionDirectory",
     "SERVER_ROUND",
     "STATE_KEYS",
     "STEPS",
@@ -96,6 +99,31 @@ LEDGER_KEY = "fedsim.dp-ledger"
 LAST_GLOBAL_KEY = "fedsim.last-global"
 """ArrayRecord: the global weights a client last trained on (Neurotoxin reads the change)."""
 STATE_KEYS = (LEDGER_KEY, LAST_GLOBAL_KEY)
+
+
+@runtime_checkable
+class PartitionDirectory(Protocol):
+    """A grid that already knows which partition (client id) each of its nodes serves.
+
+    The in-process runtimes assign the partitions themselves, so the server can map client
+    ids to node ids by asking the grid instead of sending every node ``query.identify`` (a
+    million messages, and a million node contexts, for a cross-device population). A real
+    Flower deployment's grid is no directory: there the handshake stays.
+    """
+
+    @property
+    def num_partitions(self) -> int:
+        """Number of nodes; they serve partitions ``0..num_partitions-1``, one each."""
+        ...
+
+    def node_id(self, partition_id: int) -> int:
+        """The node serving ``partition_id`` (``KeyError`` outside ``0..num_partitions-1``)."""
+        ...
+
+    def partition_id(self, node_id: int) -> int | None:
+        """The partition ``node_id`` serves, or ``None`` for an unknown node."""
+        ...
+
 
 NUMPY_STYPE = "numpy.ndarray"
 """Flower's serialization type of an ``Array`` that holds ``.npy`` bytes."""

@@ -2,7 +2,9 @@
 
 :func:`run_server` is the whole server side of a run on any :class:`flwr.serverapp.Grid`:
 
-1. ask every node for its partition id (``query.identify``) to map node ids to client ids;
+1. map node ids to client ids: ask every node for its partition id (``query.identify``), or,
+   on an in-process grid that assigned the partitions itself (a
+   :class:`~fedsim.protocol.PartitionDirectory`), ask the grid;
 2. build the server's parts (:class:`~server.parts.ServerParts`: rule, adversary stage,
    central DP, probes) and the :class:`~server.strategy.FedsimStrategy`;
 3. run ``strategy.start`` for ``rounds`` rounds; after each round evaluate the global model on
@@ -34,11 +36,13 @@ from fedsim.protocol import (
     METRICS,
     PARTITION_ID,
     WEIGHTS_KEY,
+    PartitionDirectory,
     from_array_record,
     to_array_record,
 )
 from fedsim.results import RunRecorder, check_new_run_dir, default_run_dir
 from fedsim.training import evaluate
+from server.client_nodes import ClientNodes
 from server.parts import ServerParts
 from server.privacy import BudgetExhausted
 from server.strategy import FedsimStrategy
@@ -73,8 +77,12 @@ class RoundObserver(Protocol):
 
 def identify_clients(
     grid: Grid, num_clients: int, timeout: float = 600.0, settle: float = 3.0
-) -> dict[int, int]:
-    """Map client (partition) ids to Flower node ids by asking every node once.
+) -> ClientNodes:
+    """Map client (partition) ids to Flower node ids.
+
+    A grid that is a :class:`~fedsim.protocol.PartitionDirectory` (the in-process runtimes)
+    is asked directly: no message, and no node context, per client. Any other grid (``flwr
+    run``, Flower's simulation engine) gets the handshake: every node is asked once.
 
     Flower's simulation engine starts the ServerApp before it registers the nodes, and then
     registers all of them at once; so this waits (up to ``timeout`` seconds) for the first
@@ -88,6 +96,10 @@ def identify_clients(
         The federation does not have exactly one node per client (the message names both
         numbers and how to resize a ``flwr run`` federation), or a node failed to answer.
     """
+    if isinstance(grid, PartitionDirectory):
+        if grid.num_partitions != num_clients:
+            raise RunError(federation_size_message(num_clients, grid.num_partitions))
+        return ClientNodes.from_directory(grid)
     deadline = time.monotonic() + timeout
     node_ids = list(grid.get_node_ids())
     changed = time.monotonic()
@@ -118,7 +130,7 @@ def identify_clients(
             f"no node answered for client ids {missing[:10]} "
             f"(got {len(client_to_node)} of {num_clients})"
         )
-    return client_to_node
+    return ClientNodes.from_dict(client_to_node)
 
 
 def federation_size_message(num_clients: int, num_nodes: int) -> str:

@@ -78,7 +78,7 @@ class ParsedReplies:
 
 
 def parse_train_replies(
-    replies: Iterable[Message], node_to_client: dict[int, int], dim: int
+    replies: Iterable[Message], node_to_client: Mapping[int, int], dim: int
 ) -> ParsedReplies:
     """Check every reply; updates come back ordered by client id.
 

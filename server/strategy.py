@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -36,6 +36,7 @@ from fedsim.protocol import (
 )
 from fedsim.seeding import Stream, torch_generator
 from server.aggregators.crfl import crfl_clip_and_perturb
+from server.client_nodes import ClientNodes
 from server.parts import ServerParts
 from server.probes import RoundView
 from server.replies import parse_train_replies, stack_updates
@@ -142,8 +143,9 @@ class FedsimStrategy(Strategy):
         DP on the server, the probes (run on every finished round) and the mirror of the
         clients' node states (after a resume it hands each client its state back in its
         first train message).
-    client_to_node : dict[int, int]
-        Flower node id of each client id (from the start-of-run handshake).
+    client_to_node : ClientNodes or Mapping[int, int]
+        Flower node id of each client id (from :func:`server.app.identify_clients`; a plain
+        mapping is stored both ways).
     dim : int
         Number of model parameters (the expected update length).
 
@@ -155,7 +157,11 @@ class FedsimStrategy(Strategy):
     """
 
     def __init__(
-        self, scenario: Scenario, parts: ServerParts, client_to_node: dict[int, int], dim: int
+        self,
+        scenario: Scenario,
+        parts: ServerParts,
+        client_to_node: ClientNodes | Mapping[int, int],
+        dim: int,
     ) -> None:
         self.scenario = scenario
         self.parts = parts
@@ -163,8 +169,10 @@ class FedsimStrategy(Strategy):
         self.malicious = parts.fed.malicious
         self.privacy = parts.privacy if parts.privacy.enabled else None
         self.client_states = parts.client_states
-        self.client_to_node = dict(client_to_node)
-        self.node_to_client = {node: client for client, node in client_to_node.items()}
+        if not isinstance(client_to_node, ClientNodes):
+            client_to_node = ClientNodes.from_dict(client_to_node)
+        self.client_to_node = client_to_node.to_node
+        self.node_to_client = client_to_node.to_client
         self.dim = dim
         self.round_offset = 0
         self.report: RoundReport | None = None

@@ -9,6 +9,7 @@ from __future__ import annotations
 from fedsim.data.datasets import DATASETS, Dataset, load_dataset
 from fedsim.data.federated import FederatedData, federated_data
 from fedsim.data.partition import (
+    Partitions,
     partition_dirichlet,
     partition_iid,
     partition_natural,
@@ -21,6 +22,7 @@ __all__ = [
     "DATASETS",
     "Dataset",
     "FederatedData",
+    "Partitions",
     "RandomCropFlip",
     "VISION_DATASETS",
     "VisionSpec",

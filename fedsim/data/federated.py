@@ -13,6 +13,7 @@ import torch
 from fedsim.config import DataConfig
 from fedsim.data.datasets import Dataset, load_dataset
 from fedsim.data.partition import (
+    Partitions,
     partition_dirichlet,
     partition_iid,
     partition_natural,
@@ -30,6 +31,9 @@ class FederatedData:
 
     Attributes
     ----------
+    partitions : Partitions
+        Each client's indices into the training pool (any sequence of index arrays given is
+        packed into one :class:`~fedsim.data.partition.Partitions`).
     extra : Mapping[int, tuple[Tensor, Tensor]]
         Examples added to some clients' training data beyond their partition (a privacy
         audit's canaries), by client id: images and labels appended after the partition's.
@@ -37,10 +41,14 @@ class FederatedData:
     """
 
     dataset: Dataset
-    partitions: tuple[np.ndarray, ...]
+    partitions: Partitions
     extra: Mapping[int, tuple[torch.Tensor, torch.Tensor]] = field(
         default_factory=dict, compare=False, repr=False
     )
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.partitions, Partitions):
+            object.__setattr__(self, "partitions", Partitions.from_parts(self.partitions))
 
     def client(self, client_id: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Images and labels of client ``client_id``'s training data (partition, then extras).
@@ -59,6 +67,13 @@ class FederatedData:
         """How many training examples :meth:`client` returns, without gathering them."""
         extra = self.extra.get(client_id)
         return len(self.partitions[client_id]) + (0 if extra is None else len(extra[1]))
+
+    def sizes(self) -> np.ndarray:
+        """Each client's number of training examples (its partition's, plus its extras)."""
+        sizes = self.partitions.sizes().copy()
+        for client_id, (_, y_extra) in self.extra.items():
+            sizes[client_id] += len(y_extra)
+        return sizes
 
     def with_extra(self, extra: Mapping[int, tuple[torch.Tensor, torch.Tensor]]) -> FederatedData:
         """A copy whose clients also train on ``extra`` (the partitions are shared, not copied)."""
@@ -113,4 +128,4 @@ def _cached(key: str, seed: int) -> FederatedData:
                 f"{natural_id_column(config.dataset)!r} column to group clients by"
             )
         parts = partition_natural(data.train_groups, config.num_clients)
-    return FederatedData(data, tuple(parts))
+    return FederatedData(data, parts)

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from fedsim.data.federated import FederatedData
+from fedsim.data.partition import Partitions
 from fedsim.errors import InvalidSettingError
 
 __all__ = ["shadow_data"]
@@ -95,4 +96,4 @@ def shadow_data(
         y_train=torch.cat([data.dataset.y_train, y_extra[index].to(data.dataset.y_train.dtype)]),
         train_groups=None,
     )
-    return FederatedData(dataset, tuple(partitions))
+    return FederatedData(dataset, Partitions.from_parts(partitions))

@@ -13,6 +13,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import yaml
 from opacus.validators import ModuleValidator
@@ -137,10 +138,15 @@ def _check_local_dp(scenario: Scenario, fed: Federation, model: torch.nn.Module)
             "model.name", scenario.model.name, f"a model Opacus can train with DP-SGD ({e})"
         ) from None
     clients = scenario.clients
-    for client_id in range(scenario.data.num_clients):
-        if client_id in fed.malicious:
-            continue
-        size = len(fed.data.client(client_id)[1])
+    sizes = fed.data.sizes()
+    honest = np.ones(len(sizes), dtype=bool)
+    honest[sorted(fed.malicious)] = False
+    # Both checks depend on the size alone: the first honest client of each size, in id
+    # order, fails first exactly when some client does (not a million calls for a million).
+    ids = np.flatnonzero(honest)
+    _, first = np.unique(sizes[ids], return_index=True)
+    for client_id in np.sort(ids[first]).tolist():
+        size = int(sizes[client_id])
         if clients.batch_size > size:
             raise ScenarioError(
                 "clients.batch_size",

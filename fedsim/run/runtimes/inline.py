@@ -5,6 +5,12 @@
 ``state``) and answers ``send_and_receive`` by calling the ClientApp on each message in turn,
 in client-id order. A ClientApp that raises produces an error reply, as on Flower's simulation
 engine, so the server sees the same thing on both runtimes.
+
+A node's context is made the first time the node is asked for it (its first message), so a
+cross-device population of a million nodes of which a thousand train per round holds the
+contexts of the sampled nodes only. The node ids themselves are one seeded permutation
+array, and the grid is a :class:`~fedsim.protocol.PartitionDirectory`: the server maps client
+ids to node ids through it instead of a ``query.identify`` message to every node.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import time
 import uuid
 from collections.abc import Iterable
 
+import numpy as np
 import torch
 from flwr.app import Context, Error, Message, RecordDict
 from flwr.app.user_config import UserConfig
@@ -32,9 +39,17 @@ __all__ = ["InlineGrid", "error_reply", "run_inline", "run_on_grid"]
 
 CPU = torch.device("cpu")
 
+FIRST_NODE_ID, NODE_ID_STEP = 10_000, 17
+"""Node ids are ``FIRST_NODE_ID + NODE_ID_STEP · offset`` for a seeded permutation of offsets."""
+
 
 class InlineGrid(Grid):
     """A Grid that runs a ClientApp in this process, one message after another.
+
+    Node ``n`` serving partition ``i`` has id ``10,000 + 17·π(i)``, π a permutation of
+    ``0..num_nodes-1`` drawn from ``seed`` (random-looking, so nothing can rely on node id ==
+    client id); its Flower context is made on first use and kept for the run. The grid is a
+    :class:`~fedsim.protocol.PartitionDirectory` (:meth:`node_id`, :meth:`partition_id`).
 
     Parameters
     ----------
@@ -43,7 +58,7 @@ class InlineGrid(Grid):
     num_nodes : int
         Number of nodes; node *i* has partition id *i*.
     seed : int
-        Seeds the (random-looking) node ids, so nothing can rely on node id == client id.
+        Seeds the node ids.
     """
 
     def __init__(
@@ -51,17 +66,10 @@ class InlineGrid(Grid):
     ) -> None:
         self.client_app = client_app
         self._run = Run.create_empty(run_id=run_id)
-        offsets = numpy_rng(seed, Stream.NODE_IDS).permutation(num_nodes)
+        self._run_id = run_id  # the contexts' run id, as given (set_run does not change it)
+        self._offsets = numpy_rng(seed, Stream.NODE_IDS).permutation(num_nodes)
+        self._partition_of = np.argsort(self._offsets)  # offset → partition id
         self._contexts: dict[int, Context] = {}
-        for partition_id, offset in enumerate(offsets):
-            node_id = 10_000 + 17 * int(offset)
-            self._contexts[node_id] = Context(
-                run_id=run_id,
-                node_id=node_id,
-                node_config=UserConfig({"partition-id": partition_id, "num-partitions": num_nodes}),
-                state=RecordDict(),
-                run_config=UserConfig(),
-            )
         self._pending: dict[str, Message] = {}
         self._replies: dict[str, Message] = {}
         self._ids_prefix, self._ids = f"{uuid.uuid4().hex}-", itertools.count(1)
@@ -86,19 +94,63 @@ class InlineGrid(Grid):
         """Build an instruction message (Flower's deprecated helper)."""
         return Message(content, dst_node_id, message_type, ttl=ttl, group_id=group_id)
 
+    @property
+    def num_partitions(self) -> int:
+        """Number of nodes (one partition each)."""
+        return len(self._offsets)
+
+    @property
+    def contexts_made(self) -> int:
+        """How many node contexts exist: the nodes that have been sent a message (or asked)."""
+        return len(self._contexts)
+
+    def node_id(self, partition_id: int) -> int:
+        """The node serving client (partition) ``partition_id``."""
+        if not 0 <= partition_id < len(self._offsets):
+            raise KeyError(f"no partition {partition_id} (0..{len(self._offsets) - 1})")
+        return FIRST_NODE_ID + NODE_ID_STEP * int(self._offsets[partition_id])
+
+    def partition_id(self, node_id: int) -> int | None:
+        """The client (partition) ``node_id`` serves; ``None`` if it is no node of this grid."""
+        offset, rest = divmod(int(node_id) - FIRST_NODE_ID, NODE_ID_STEP)
+        if rest or not 0 <= offset < len(self._offsets):
+            return None
+        return int(self._partition_of[offset])
+
     def get_node_ids(self) -> Iterable[int]:
-        """All node ids."""
-        return list(self._contexts)
+        """All node ids, by partition id (a list of ``num_nodes`` ints: made when asked)."""
+        return (FIRST_NODE_ID + NODE_ID_STEP * self._offsets).tolist()
 
     def context(self, node_id: int) -> Context:
-        """The persistent Flower context of ``node_id``."""
-        return self._contexts[node_id]
+        """The persistent Flower context of ``node_id``, made on first use.
+
+        Raises
+        ------
+        KeyError
+            ``node_id`` is no node of this grid.
+        """
+        context = self._contexts.get(node_id)
+        if context is None:
+            partition_id = self.partition_id(node_id)
+            if partition_id is None:
+                raise KeyError(f"no node {node_id}")
+            context = Context(
+                run_id=self._run_id,
+                node_id=node_id,
+                node_config=UserConfig(
+                    {"partition-id": partition_id, "num-partitions": self.num_partitions}
+                ),
+                state=RecordDict(),
+                run_config=UserConfig(),
+            )
+            self._contexts[node_id] = context
+        return context
 
     def push_messages(self, messages: Iterable[Message]) -> Iterable[str]:
         """Queue messages; they run when their replies are pulled."""
         ids = []
         for msg in messages:
-            if msg.metadata.dst_node_id not in self._contexts:
+            if self.partition_id(msg.metadata.dst_node_id) is None:
                 raise ValueError(f"no node {msg.metadata.dst_node_id}")
             message_id = f"{self._ids_prefix}{next(self._ids)}"  # unique in the grid's life
             msg.metadata.__dict__["_message_id"] = message_id
@@ -124,9 +176,7 @@ class InlineGrid(Grid):
         wanted = [m for m in message_ids if m in self._pending or m in self._replies]
         todo = sorted(
             (m for m in wanted if m in self._pending),
-            key=lambda m: self._contexts[self._pending[m].metadata.dst_node_id].node_config[
-                "partition-id"
-            ],
+            key=lambda m: self.partition_id(self._pending[m].metadata.dst_node_id) or 0,
         )
         answers = self._answer({m: self._pending.pop(m) for m in todo})
         for message_id, (reply, seconds) in answers.items():
@@ -152,7 +202,7 @@ class InlineGrid(Grid):
         return answers
 
     def _execute(self, msg: Message) -> Message:
-        context = self._contexts[msg.metadata.dst_node_id]
+        context = self.context(msg.metadata.dst_node_id)
         try:
             return self.client_app(msg, context)
         except Exception as e:  # noqa: BLE001  (a failing client must not stop the server)

@@ -140,4 +140,4 @@ class RayPoolGrid(InlineGrid):
         return {m: answers[m] for m in ids}  # client-id order, as given
 
     def _node_context(self, msg: Message) -> Context:
-        return self._contexts[msg.metadata.dst_node_id]
+        return self.context(msg.metadata.dst_node_id)
