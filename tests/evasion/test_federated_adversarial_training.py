@@ -15,7 +15,6 @@ from fedsim.federation import federation_for
 from fedsim.models import build_model
 from fedsim.params import flat_params, load_flat_params
 from fedsim.privacy import train_dp_sgd
-from fedsim.protocol import from_array_record
 from fedsim.run.runtimes.inline import InlineGrid
 from fedsim.run.runtimes.vectorized import VectorizedGrid
 from fedsim.training import AdversarialSettings, TrainSettings, train_local
@@ -39,8 +38,9 @@ def updates(scenario: Scenario, grid_type: str = "inline") -> dict[int, torch.Te
         grid = InlineGrid(app, scenario.data.num_clients, scenario.seed)
     else:
         grid = VectorizedGrid(app, scenario.model_copy(update={"runtime": "vectorized"}))
-    replies = train_round(grid, scenario, 1, federation_for(scenario).initial_weights())
-    return {c: from_array_record(r.content["update"], "update") for c, r in replies.items()}
+    said = train_round(grid, scenario, 1, federation_for(scenario).initial_weights())
+    assert not any(isinstance(s, str) for s in said.values()), said  # no client failed
+    return {c: s[0] for c, s in said.items()}
 
 
 def scenario_with(at: dict[str, Any] | None, **changes: Any) -> Scenario:
