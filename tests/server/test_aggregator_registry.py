@@ -104,3 +104,31 @@ def test_non_finite_updates_are_rejected(name):
 def test_seed_is_validated_where_accepted(name):
     with pytest.raises(InvalidSettingError, match=f"{name} needs an integer seed"):
         build(name, **MINIMAL[name], seed=-1)
+
+
+@pytest.mark.parametrize("name", sorted(MINIMAL))
+def test_rules_leave_their_input_matrix_untouched(name):
+    # The vectorized runtime hands a rule the rows of the round's update matrix in place
+    # (server.replies.stack_updates): a rule that wrote into it would change every update the
+    # probes read afterwards.
+    x = rand(9, 8, seed=5)
+    before = x.clone()
+    rule = build(name, **MINIMAL[name])
+    for _ in range(3):  # stateful rules (FoolsGold, FLDetector) on their later rounds too
+        call(rule, name, x, list(range(9)))
+    assert torch.equal(x, before)
+
+
+@pytest.mark.parametrize("name", sorted(MINIMAL))
+def test_finite_true_only_skips_the_input_scan(name):
+    x = rand(9, 8, seed=6)
+    checked = call_finite(build(name, **MINIMAL[name]), name, x)
+    assert torch.equal(
+        checked.update, call(build(name, **MINIMAL[name]), name, x, list(range(9))).update
+    )
+
+
+def call_finite(rule, name, x):
+    if name == "fltrust":
+        rule.server_update = x.mean(0) + 0.1 * rand(1, x.shape[1], 0)[0]
+    return rule(x, torch.ones(x.shape[0]), list(range(x.shape[0])), finite=True)

@@ -236,4 +236,7 @@ def _batch(
 
 def run_vectorized(server_app: ServerApp, client_app: ClientApp, scenario: Scenario) -> None:
     """Run ``server_app`` against the scenario's clients on a :class:`VectorizedGrid`."""
-    run_on_grid(server_app, VectorizedGrid(client_app, scenario))
+    try:
+        run_on_grid(server_app, VectorizedGrid(client_app, scenario))
+    finally:
+        withdraw_update_batch()  # the last round's matrix is not kept after the run
