@@ -158,44 +158,22 @@ class VectorizedGrid(InlineGrid):
         plain = {m: job for m, job in jobs.items() if job.dp is None and job.adversarial is None}
         private = {m: job for m, job in jobs.items() if job.dp is not None}
         robust = {m: job for m, job in jobs.items() if job.dp is None and m not in plain}
-        trained = _batch(
-            plain,
-            lambda tasks: train_clients_vectorized(
-                model,
-                tasks,
-                settings,
-                augment=fed.data.dataset.augment,
-                chunk_size=chunk_size,
-            ),
-        )
+        augment = fed.data.dataset.augment
+
+        def trainer(**options: Any) -> Callable[[list[LocalTask]], list[ClientOutcome]]:
+            return lambda tasks: train_clients_vectorized(
+                model, tasks, settings, chunk_size=chunk_size, **options
+            )
+
+        trained = _batch(plain, trainer(augment=augment))
         adversarial = next((job.adversarial for job in robust.values()), None)
         if robust and adversarial is not None:  # honest clients under adversarial training
-            trained |= _batch(
-                robust,
-                lambda tasks: train_clients_vectorized(
-                    model,
-                    tasks,
-                    settings,
-                    augment=fed.data.dataset.augment,
-                    chunk_size=chunk_size,
-                    adversarial=adversarial,
-                ),
-            )
+            trained |= _batch(robust, trainer(augment=augment, adversarial=adversarial))
         local = fed.scenario.privacy.local_dp
         if private and local is not None:
             dp = DPSettings(local.max_grad_norm, local.poisson_sampling)
             private_adversarial = next(iter(private.values())).adversarial
-            trained |= _batch(
-                private,
-                lambda tasks: train_clients_vectorized(
-                    model,
-                    tasks,
-                    settings,
-                    dp=dp,
-                    chunk_size=chunk_size,
-                    adversarial=private_adversarial,
-                ),
-            )
+            trained |= _batch(private, trainer(dp=dp, adversarial=private_adversarial))
         log.debug(
             "vectorized round: %d plain, %d adversarial-training, %d DP-SGD clients",
             len(plain),
