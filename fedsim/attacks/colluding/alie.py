@@ -136,18 +136,11 @@ class ALIE(ColludingAttack):
     def craft(
         self, observed: torch.Tensor, *, n: int, f: int, generator: torch.Generator
     ) -> CraftedUpdates:
-        r"""Return *f* copies of :math:`\mu - z\sigma`."""
-        k = observed.shape[0]
-        if self.unbiased and k < 2:
-            raise InvalidSettingError(
-                f"alie with unbiased=True needs at least 2 observed updates, got {k}"
-            )
-        z = self.z_for(n, f)
-        mean = observed.mean(dim=0)
-        std = observed.std(dim=0, correction=1 if self.unbiased else 0)
-        malicious = mean - z * std
-        logger.debug("alie: n=%d f=%d k=%d z=%.6g", n, f, k, z)
-        info = {"z": z, "observed": k}
+        r"""Return *f* copies of :math:`\mu - z\sigma` (:meth:`tunable` at :meth:`z_for`)."""
+        round_ = self.tunable(observed, n=n, f=f)
+        z = round_.default
+        logger.debug("alie: n=%d f=%d k=%d z=%.6g", n, f, observed.shape[0], z)
+        info = round_.info(z)
         if self.z_mode == "paper":
             info["s"] = n // 2 + 1 - f
-        return CraftedUpdates(malicious.expand(f, -1).clone(), info)
+        return CraftedUpdates(round_.craft(z), info)
