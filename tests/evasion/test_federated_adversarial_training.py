@@ -71,23 +71,30 @@ def test_adversarial_training_is_seeded() -> None:
     assert all(torch.equal(first[c], second[c]) for c in first)
 
 
-@pytest.mark.parametrize("method", ["pgd", "trades", "fat"])
-def test_in_float64_vectorized_adversarial_training_is_train_local(method: str) -> None:
-    # normalised inputs (mean/std given) exercise the pixel-space mapping on both paths
-    training = AdversarialTraining(method, eps=0.1, steps=3, ratio=0.5 if method == "fat" else None)
-    adversarial = AdversarialSettings(training, mean=(0.3,), std=(0.2,))
-    settings = TrainSettings(epochs=2, batch_size=16, lr=0.05, momentum=0.9)
+def float64_clients(
+    sizes: tuple[int, ...],
+) -> tuple[torch.nn.Module, torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
+    """A seeded float64 8×8 CNN, its flat weights, and one normalised dataset per size."""
     torch.manual_seed(0)
     model = build_model("cnn", (1, 8, 8), 10, width=8).double()
-    start = flat_params(model)
     g = torch.Generator().manual_seed(1)
     data = [
         (
             (torch.rand(n, 1, 8, 8, generator=g, dtype=torch.float64) - 0.3) / 0.2,
             torch.randint(0, 10, (n,), generator=g),
         )
-        for n in (37, 20, 5)
+        for n in sizes
     ]
+    return model, flat_params(model), data
+
+
+@pytest.mark.parametrize("method", ["pgd", "trades", "fat"])
+def test_in_float64_vectorized_adversarial_training_is_train_local(method: str) -> None:
+    # normalised inputs (mean/std given) exercise the pixel-space mapping on both paths
+    training = AdversarialTraining(method, eps=0.1, steps=3, ratio=0.5 if method == "fat" else None)
+    adversarial = AdversarialSettings(training, mean=(0.3,), std=(0.2,))
+    settings = TrainSettings(epochs=2, batch_size=16, lr=0.05, momentum=0.9)
+    model, start, data = float64_clients((37, 20, 5))
     tasks = [
         LocalTask(start, x, y, torch.Generator().manual_seed(i)) for i, (x, y) in enumerate(data)
     ]
@@ -147,17 +154,7 @@ def test_in_float64_vectorized_dp_adversarial_training_is_opacus(
     adversarial = AdversarialSettings(training, mean=(0.3,), std=(0.2,))
     settings = TrainSettings(epochs=2, batch_size=batch_size, lr=0.1, momentum=0.5)
     dp = DPSettings(max_grad_norm=0.7, poisson_sampling=poisson)
-    torch.manual_seed(0)
-    model = build_model("cnn", (1, 8, 8), 10, width=8).double()
-    start = flat_params(model)
-    g = torch.Generator().manual_seed(1)
-    data = [
-        (
-            (torch.rand(n, 1, 8, 8, generator=g, dtype=torch.float64) - 0.3) / 0.2,
-            torch.randint(0, 10, (n,), generator=g),
-        )
-        for n in (17, 9)
-    ]
+    model, start, data = float64_clients((17, 9))
     tasks = [
         LocalTask(start, x, y, torch.Generator().manual_seed(10 + i), noise_multiplier=1.3)
         for i, (x, y) in enumerate(data)
