@@ -93,9 +93,8 @@ def parse_train_replies(
     for msg in replies:
         sender = msg.metadata.src_node_id
         if msg.has_error():
-            parsed.failed[node_to_client.get(sender, -1)] = f"client error: {msg.error.reason}"[
-                :500
-            ]
+            reason = f"client error: {msg.error.reason}"[:500]
+            parsed.failed[node_to_client.get(sender, -1)] = reason
             continue
         reference = msg.content.get(UPDATE_BATCH_KEY)  # not ``config_records``: copies them all
         if isinstance(reference, ConfigRecord):
