@@ -51,7 +51,7 @@ class ReusableMatrix:
             and _unshared(held)
         ):
             return held[:rows]
-        self._matrix = None  # whoever still holds the old one keeps it
+        self._matrix = None  # let an unshared old matrix go before the new one is allocated
         self._matrix = torch.empty(rows, cols, dtype=dtype, device=device)
         return self._matrix[:rows]
 
