@@ -32,7 +32,7 @@ from clients.train_round import (
     record_dp_round,
     start_train,
 )
-from fedsim.config import Scenario, load_scenario, scenario_path
+from fedsim.scenario import Scenario, load_scenario, scenario_path
 from fedsim.federation import Federation, federation_for
 from fedsim.params import flat_params, load_flat_params
 from fedsim.privacy import DPSettings, train_dp_sgd

@@ -142,7 +142,7 @@ def _main(argv: Sequence[str] | None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from fedsim.config import load_scenario
+    from fedsim.scenario import load_scenario
     from fedsim.run.runner import run_scenario
 
     scenario = load_scenario(args.file, args.overrides)
@@ -195,8 +195,8 @@ def _sweep(args: argparse.Namespace) -> int:
 
 def _report(directory: str) -> int:
     """A run directory (``metrics.jsonl``) gets the per-run report, anything else a sweep's."""
-    from fedsim.report import write_report
-    from fedsim.run_report import write_run_report
+    from fedsim.reporting.sweep_report import write_report
+    from fedsim.reporting.run_report import write_run_report
 
     if (Path(directory) / "metrics.jsonl").is_file():
         print(write_run_report(directory))
@@ -227,7 +227,7 @@ def _list() -> int:
 
 
 def _plot(args: argparse.Namespace) -> int:
-    from fedsim.plots import plot_run
+    from fedsim.reporting.plots import plot_run
 
     for path in plot_run(args.run_dir):
         print(path)

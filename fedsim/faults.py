@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fedsim.config import FaultsConfig
+from fedsim.scenario import FaultsConfig
 from fedsim.seeding import Stream, numpy_rng
 
 __all__ = ["ClientFaults", "client_faults"]
@@ -32,7 +32,7 @@ def client_faults(
 
     Examples
     --------
-    >>> from fedsim.config import FaultsConfig
+    >>> from fedsim.scenario import FaultsConfig
     >>> client_faults(FaultsConfig(), seed=0, server_round=1, client_id=3)
     ClientFaults(dropout=False, crash=False, straggler=False)
     >>> client_faults(FaultsConfig(crash=1.0), seed=0, server_round=1, client_id=3).crash

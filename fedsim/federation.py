@@ -18,7 +18,7 @@ from fedsim.attacks import Attack, UpdateAttack, accepts, build_attack, is_attac
 from fedsim.attacks.colluding import ColludingAttack
 from fedsim.attacks.strength import StrengthSearch
 from fedsim.audit.canaries import ExampleCanaries, example_canaries, insert_example_canaries
-from fedsim.config import Scenario
+from fedsim.scenario import Scenario
 from fedsim.data import FederatedData, federated_data
 from fedsim.errors import InvalidSettingError
 from fedsim.models import build_model

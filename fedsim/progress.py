@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from fedsim.config import Scenario
+from fedsim.scenario import Scenario
 from fedsim.results import RunRecorder
 
 __all__ = ["ProgressObserver", "summary_table"]

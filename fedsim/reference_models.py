@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from fedsim.config import Scenario, scenario_to_dict
+from fedsim.scenario import Scenario, scenario_to_dict
 
 __all__ = [
     "REFERENCE_DIR",

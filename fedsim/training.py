@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fedsim.config import ClientsConfig
+from fedsim.scenario import ClientsConfig
 from fedsim.data.transforms import Augment
 from fedsim.evasion import AdversarialTraining, model_in_pixel_space, to_pixel_space
 

@@ -26,7 +26,7 @@ from flwr.serverapp import Grid, ServerApp
 
 from fedsim.attacks import Backdoor, backdoor_asr, backdoor_lifespan
 from fedsim.checkpoint import Checkpoint, save_checkpoint
-from fedsim.config import Scenario, load_scenario, scenario_path, scenario_to_dict
+from fedsim.scenario import Scenario, load_scenario, scenario_path, scenario_to_dict
 from fedsim.errors import RunError, ScenarioError
 from fedsim.federation import Federation, federation_for
 from fedsim.params import load_flat_params

@@ -20,7 +20,7 @@ from torch import nn
 
 from fedsim.attacks import UpdateAttack
 from fedsim.attacks.colluding import ColludingAttack, ServerSideUpdate
-from fedsim.config import Scenario
+from fedsim.scenario import Scenario
 from fedsim.errors import SETTING_ERRORS, InvalidSettingError, ScenarioError
 from fedsim.federation import Federation
 from fedsim.seeding import Stream, derive_seed

@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from fedsim.config import Scenario
+from fedsim.scenario import Scenario
 from fedsim.data import FederatedData
 from fedsim.errors import InvalidSettingError
 from fedsim.privacy import AdaptiveClip, CentralAccountant, DPFedAvg, central_sample_rate

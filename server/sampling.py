@@ -6,7 +6,7 @@ inference's member clients) without importing the strategy, which imports them.
 
 from __future__ import annotations
 
-from fedsim.config import Scenario
+from fedsim.scenario import Scenario
 from fedsim.seeding import Stream, numpy_rng
 
 __all__ = ["sample_clients", "sampled_by"]

@@ -23,7 +23,7 @@ from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, MetricReco
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
-from fedsim.config import Scenario
+from fedsim.scenario import Scenario
 from fedsim.errors import InvalidSettingError
 from fedsim.faults import client_faults
 from fedsim.protocol import (

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from fedsim.config import Scenario, parse_scenario
+from fedsim.scenario import Scenario, parse_scenario
 from fedsim.run.logs import quiet_flower
 
 quiet_flower()

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from fedsim.config import read_raw
+from fedsim.scenario import read_raw
 from fedsim.data import VISION_DATASETS, available_offline
 from fedsim.models import build_model
 from fedsim.run.runner import preflight

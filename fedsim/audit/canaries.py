@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from fedsim.audit.one_shot import random_canaries
-from fedsim.config import AuditConfig, Scenario
+from fedsim.scenario import AuditConfig, Scenario
 from fedsim.data import Dataset, FederatedData
 from fedsim.membership.sampling import canary_inclusion
 from fedsim.seeding import Stream, derive_seed, numpy_rng
@@ -109,7 +109,7 @@ def example_canaries(
 
     Examples
     --------
-    >>> from fedsim.config import parse_scenario
+    >>> from fedsim.scenario import parse_scenario
     >>> from fedsim.data import federated_data
     >>> s = parse_scenario({"name": "a", "rounds": 1, "data": {"dataset": "digits",
     ...     "num_clients": 5}, "privacy": {"audit": {"canaries": 10}}})

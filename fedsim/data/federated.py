@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import torch
 
-from fedsim.config import DataConfig
+from fedsim.scenario import DataConfig
 from fedsim.data.datasets import Dataset, load_dataset
 from fedsim.data.partition import (
     Partitions,

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from fedsim.config import Scenario
+from fedsim.scenario import Scenario
 from fedsim.privacy.dp_sgd import calibrate_noise, local_steps
 from fedsim.privacy.ledger import AccountantName, PrivacyLedger
 
@@ -60,7 +60,7 @@ def local_dp_round(scenario: Scenario, num_examples: int) -> LocalDPRound:
 
     Examples
     --------
-    >>> from fedsim.config import parse_scenario
+    >>> from fedsim.scenario import parse_scenario
     >>> scenario = parse_scenario({"name": "s", "rounds": 5,
     ...     "clients": {"batch_size": 10, "local_epochs": 2},
     ...     "privacy": {"local_dp": {"noise_multiplier": 1.1}}})

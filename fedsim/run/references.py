@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from clients.app import make_client_app
-from fedsim.config import Scenario
+from fedsim.scenario import Scenario
 from fedsim.data.shadow import shadow_data
 from fedsim.federation import (
     Federation,

@@ -22,7 +22,7 @@ from opacus.validators.errors import UnsupportedModuleError
 from clients.app import make_client_app
 from fedsim.attacks import NO_ATTACK, Backdoor, attack_names
 from fedsim.checkpoint import load_checkpoint
-from fedsim.config import Scenario, scenario_to_dict
+from fedsim.scenario import Scenario, scenario_to_dict
 from fedsim.data import DATASETS, federated_data
 from fedsim.errors import SETTING_ERRORS, InvalidSettingError, ScenarioError
 from fedsim.federation import Federation, federation_for

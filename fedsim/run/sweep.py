@@ -28,7 +28,7 @@ may be swept (``seed``, ``rounds``, ``privacy.local_dp.noise_multiplier`` ...), 
 Every point is validated before anything runs — the schema and the cross-field checks, then
 :func:`~fedsim.run.runner.preflight` — so one bad point stops the sweep with exit code 2 and
 nothing written. The schema check of every point is part of validating the scenario itself
-(:func:`fedsim.config.parse_scenario`), so ``fedsim run`` refuses such a file too.
+(:func:`fedsim.scenario.parse_scenario`), so ``fedsim run`` refuses such a file too.
 
 The sweep directory
 -------------------
@@ -47,7 +47,7 @@ group is named by its first key alone when that key's values are distinct), plus
 ``sweep.json``
     The axes and the point names, for the report.
 ``report.md`` and ``figures/``
-    Written at the end by :func:`fedsim.report.write_report` (also ``fedsim report DIR``).
+    Written at the end by :func:`fedsim.reporting.sweep_report.write_report` (also ``fedsim report DIR``).
 
 A point is *finished* when its directory holds ``summary.json`` with the scenario's number of
 rounds (or one that says the run ``stopped`` early on purpose, e.g. at its privacy budget).
@@ -91,7 +91,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fedsim.config import (
+from fedsim.scenario import (
     Scenario,
     apply_overrides,
     parse_scenario,
@@ -100,11 +100,11 @@ from fedsim.config import (
     set_dotted,
 )
 from fedsim.errors import ScenarioError
-from fedsim.report import write_report
+from fedsim.reporting.sweep_report import write_report
 from fedsim.results import default_run_dir, is_summary_figure, write_json_atomic
 from fedsim.run.runner import preflight
 from fedsim.run.sweep_exec import SweepProgress, run_here, run_on_ray, runs_in_task
-from fedsim.sweep_grammar import SweepAxis, format_value, point_values, sweep_axes
+from fedsim.scenario.sweep_grammar import SweepAxis, format_value, point_values, sweep_axes
 
 __all__ = [
     "SweepAxis",

@@ -28,7 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fedsim.config import parse_scenario, scenario_to_dict
+from fedsim.scenario import parse_scenario, scenario_to_dict
 from fedsim.errors import RunError
 from fedsim.run import runner
 from fedsim.run.runtimes.ray import init_ray, ray_target

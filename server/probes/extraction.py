@@ -38,7 +38,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from fedsim.config import ExtractionConfig
+from fedsim.scenario import ExtractionConfig
 from fedsim.errors import InvalidSettingError, ScenarioError
 from fedsim.extraction import (
     EXTRACTION_ATTACKS,

@@ -45,7 +45,7 @@ import torch.nn.functional as F
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from fedsim.config import MembershipConfig
+from fedsim.scenario import MembershipConfig
 from fedsim.errors import RunError, ScenarioError
 from fedsim.federation import Federation
 from fedsim.membership import (

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from fedsim.config import MembershipConfig, Scenario
+from fedsim.scenario import MembershipConfig, Scenario
 from fedsim.errors import ScenarioError
 from fedsim.federation import Federation
 from fedsim.membership import membership_split, reference_masks

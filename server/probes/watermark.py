@@ -35,7 +35,7 @@ from typing import Any
 
 from torch import nn
 
-from fedsim.config import RemovalConfig, WatermarkConfig
+from fedsim.scenario import RemovalConfig, WatermarkConfig
 from fedsim.federation import Federation
 from fedsim.params import load_flat_params
 from fedsim.seeding import Stream, torch_generator

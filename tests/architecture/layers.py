@@ -7,8 +7,8 @@ Layers, bottom to top (an import may point down or sideways within a layer, neve
 2. **protocol** — ``fedsim.protocol``: the names both sides agree on and the array codec.
    Imports the core and ``flwr``.
 3. **clients** / **server** — the Flower adapters. They import the core and the protocol,
-   never each other. The server's pure cores (``server.aggregators``, ``server.inversion``)
-   import no ``flwr`` and no protocol.
+   never each other. The server's pure core (``server.aggregators``) imports no ``flwr``
+   and no protocol. Every threat family's math (gradient inversion included) is core.
 4. **orchestration** — ``fedsim.run`` (runner, runtimes, sweeps) and ``fedsim.cli``: the only
    code that imports both sides.
 """
@@ -42,10 +42,7 @@ def layer(module: str) -> str:
         return "orchestration"
     if module == "fedsim.protocol":
         return "protocol"
-    if module.startswith(("server.aggregators", "server.inversion")) or module in (
-        "server.aggregators",
-        "server.inversion",
-    ):
+    if module == "server.aggregators" or module.startswith("server.aggregators."):
         return "server-core"
     top = module.split(".")[0]
     if top == "fedsim":

@@ -11,7 +11,7 @@ from fedsim.faults import client_faults
 from fedsim.results import read_metrics
 from fedsim.run.runner import run_scenario
 from tests.conftest import interrupt_in_round, make_scenario
-from tests.fedsim.test_run import run_scenario_in_memory
+from tests.fedsim.run.test_runner import run_scenario_in_memory
 
 SIX = {"data.num_clients": 6, "clients.per_round": 6}
 

@@ -13,7 +13,7 @@ from fedsim.run.runner import preflight
 from server import aggregators
 from server.parts import build_aggregator
 from tests.conftest import make_scenario
-from tests.fedsim.test_run import failing_app, run_scenario_in_memory
+from tests.fedsim.run.test_runner import failing_app, run_scenario_in_memory
 
 RULE_PARAMS = {
     "deepsight": {"output_size": 10, "penultimate_size": 64},  # TINY's cnn head: Linear(64, 10)

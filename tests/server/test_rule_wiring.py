@@ -8,7 +8,7 @@ from fedsim.federation import federation_for
 from server.aggregators.fldetector import FLDetector, lbfgs_hvp
 from server.parts import ServerParts, build_aggregator, output_layer
 from tests.conftest import make_scenario
-from tests.fedsim.test_run import run_scenario_in_memory
+from tests.fedsim.run.test_runner import run_scenario_in_memory
 
 
 def test_deepsight_reads_its_output_layer_from_the_model() -> None:

@@ -55,7 +55,7 @@ class ClientWorker:
 
     def __init__(self, scenario: dict[str, Any]) -> None:
         from clients.app import make_client_app
-        from fedsim.config import parse_scenario
+        from fedsim.scenario import parse_scenario
         from fedsim.run.logs import quiet_flower
 
         quiet_flower()

@@ -55,7 +55,7 @@ from clients.train_round import (
     record_dp_round,
     start_train,
 )
-from fedsim.config import Scenario
+from fedsim.scenario import Scenario
 from fedsim.errors import RunError
 from fedsim.federation import Federation, federation_for
 from fedsim.protocol import UpdateBatch, publish_update_batch, withdraw_update_batch

@@ -1,0 +1,127 @@
+"""The robustness probe in runs: figures per evaluated round, summary, seeding, errors, report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from fedsim.cli import main
+from fedsim.errors import ScenarioError
+from fedsim.federation import federation_for
+from fedsim.run.runner import preflight
+from server.parts import ServerParts
+from server.probes.robustness import held_out_set
+from tests.conftest import make_scenario
+from tests.fedsim.run.test_runner import run_scenario_in_memory
+
+ATTACKS = [
+    {"name": "fgsm", "eps": 0.1},
+    {"name": "pgd", "norm": "linf", "eps": 0.1, "steps": 5},
+]
+ROBUSTNESS = {"samples": 48, "rounds": [2], "attacks": ATTACKS}
+
+
+def test_run_reports_robust_accuracy_in_the_evaluated_round_and_the_report_shows_it(
+    tmp_path: Path,
+    capsys,  # noqa: ANN001
+) -> None:
+    scenario = make_scenario(rounds=2, robustness=ROBUSTNESS)
+    path = tmp_path / "scenario.yaml"
+    path.write_text(yaml.safe_dump(scenario.model_dump(mode="json")))
+    run_dir = tmp_path / "run"
+    assert main(["run", str(path), "--out", str(run_dir), "--no-progress"]) == 0
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert "robust_accuracy" not in rows[0]
+    figures = rows[1]["robust_accuracy"]
+    assert set(figures) == {"fgsm-0.1", "pgd-linf-0.1", "worst_case"}
+    clean = rows[1]["robustness_clean_accuracy"]
+    assert all(figures["worst_case"] <= v <= clean for v in figures.values())
+    assert figures["worst_case"] < clean  # an attack at eps 0.1 fools a 2-round model
+    for key in ("ece", "ece_adversarial", "robustness_s"):
+        assert rows[1][key] >= 0
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["final_robust_accuracy"] == figures["worst_case"]
+    assert summary["final_ece"] == rows[1]["ece"]
+    (probe,) = summary["probes"]
+    assert (probe["name"], probe["direction"], probe["threat_model"]) == (
+        "robustness",
+        "data→model",
+        "global_model",
+    )
+    assert (run_dir / "robustness" / "round002_reliability.png").stat().st_size > 0
+
+    assert main(["report", str(run_dir)]) == 0
+    capsys.readouterr()
+    data_model = (run_dir / "report.md").read_text().split("## model→data")[0]
+    assert "### Probe: robustness" in data_model
+    assert "robust_accuracy.worst_case" in data_model and "| ece |" in data_model
+    assert "robustness/round002_reliability.png" in data_model
+
+
+def test_same_seed_same_figures_and_rounds_default_to_the_last() -> None:
+    block = {
+        "samples": 32,
+        "attacks": ATTACKS,
+        "transfer": {"epochs": 1, "public_samples": 64},
+        "client_spread": 8,
+    }
+    scenario = make_scenario(rounds=2, robustness=block)
+    first, summary = run_scenario_in_memory(scenario)
+    second, _ = run_scenario_in_memory(scenario)
+    assert "robust_accuracy" not in first[0]
+    keys = ("robust_accuracy", "ece", "ece_adversarial", "transfer_success_rate")
+    assert (
+        summary["final_robust_accuracy_mifgsm-linf-0.1-transfer"]
+        == (first[1]["robust_accuracy"]["mifgsm-linf-0.1-transfer"])
+    )
+    assert [first[1][k] for k in keys] == [second[1][k] for k in keys]
+    assert "mifgsm-linf-0.1-transfer" in first[1]["robust_accuracy"]
+    assert 0.0 <= first[1]["transfer_success_rate"] <= 1.0
+    assert summary["final_robust_accuracy"] == first[1]["robust_accuracy"]["worst_case"]
+    spread = first[1]["robust_accuracy_clients"]
+    assert spread == second[1]["robust_accuracy_clients"]
+    assert 0.0 <= spread["min"] <= spread["median"] <= spread["max"] <= 1.0
+
+
+@pytest.mark.parametrize(
+    ("block", "path"),
+    [
+        ({"attacks": [{"name": "pgd", "eps": -0.1}]}, "robustness.attacks.0"),
+        ({"attacks": [{"name": "fgsm", "eps": 0.1}, {"name": "cw"}]}, "robustness.attacks.1"),
+        ({"attacks": [{"name": "fgsm", "eps": 0.1}] * 2}, "robustness.attacks"),
+        ({"rounds": [3]}, "robustness.rounds"),
+        ({"samples": 0}, "robustness.samples"),
+        ({"transfer": {"surrogates": ["nope"]}}, "robustness.transfer.surrogates.0"),
+        ({"transfer": {"data": "client", "client": 9}}, "robustness.transfer.client"),
+    ],
+)
+def test_bad_robustness_settings_fail_preflight(block: dict, path: str) -> None:
+    with pytest.raises(ScenarioError) as info:
+        preflight(make_scenario(rounds=2, robustness=block))
+    assert info.value.path == path
+
+
+def test_bad_settings_exit_2_naming_the_key(tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    raw = make_scenario(rounds=1).model_dump(mode="json")
+    raw["robustness"] = {"attacks": [{"name": "pgd", "eps": 0.1, "steps": 0}]}
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    assert main(["run", str(path), "--out", str(tmp_path / "run"), "--no-progress"]) == 2
+    assert "robustness.attacks.0" in capsys.readouterr().err
+
+
+def test_the_probe_draws_from_the_servers_held_out_set_without_fltrusts_root() -> None:
+    scenario = make_scenario(
+        rounds=1, robustness={"samples": 1000}, defense={"aggregator": "fltrust"}
+    )
+    fed = federation_for(scenario)
+    parts = ServerParts.build(fed)
+    x, y = held_out_set(fed)
+    assert torch.equal(x, parts.test_set[0]) and torch.equal(y, parts.test_set[1])
+    assert len(y) < len(fed.data.dataset.y_test)
+    (probe,) = parts.probes.probes
+    assert len(probe.y) == len(y)  # at most the held-out set
