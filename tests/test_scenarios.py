@@ -38,6 +38,6 @@ def test_scenario_and_every_sweep_point_pass_preflight(path: Path) -> None:
                 build_model(model.name, spec.input_shape, spec.num_classes, **model.params)
         data = missing[0]
         where = f"at {data.path}" if data.path else "in the Hugging Face cache"
-        pytest.skip(f"{data.dataset!r} is not {where} (README: Datasets); schema and model checked")
+        pytest.skip(f"{data.dataset!r} is not {where} (docs/datasets.md); schema and model checked")
     for point in points:
         preflight(point.scenario)
