@@ -123,6 +123,19 @@ class RobustnessConfig(StrictBlock):
 
     @field_validator("attacks")
     @classmethod
+    def _at_least_one(cls, attacks: list[EvasionAttackConfig]) -> list[EvasionAttackConfig]:
+        # With no attack the robust accuracy would be the clean accuracy: a figure with no
+        # attack behind it (the transfer attacker does not count: client_spread ignores it).
+        if not attacks:
+            raise ValueError(
+                "at least one attack (e.g. [{name: fgsm, eps: 0.1}]), or leave attacks out "
+                "for the default fgsm and pgd; with none the robust accuracy would just be the "
+                "clean accuracy"
+            )
+        return attacks
+
+    @field_validator("attacks")
+    @classmethod
     def _distinct_labels(cls, attacks: list[EvasionAttackConfig]) -> list[EvasionAttackConfig]:
         labels = [a.label for a in attacks]
         if len(set(labels)) != len(labels):
