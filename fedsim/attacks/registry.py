@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from fedsim.components import Describable
 from fedsim.registry import Registry
 
 __all__ = ["ATTACKS", "NO_ATTACK", "STAGES", "Attack"]
@@ -15,7 +16,7 @@ STAGES = ("data", "update", "colluding")
 """Where an attack runs (see the module docstring)."""
 
 
-class Attack:
+class Attack(Describable):
     """Base class of every attack.
 
     Subclasses set the class variables ``name`` (the registry name) and ``stage`` (one of
@@ -26,13 +27,6 @@ class Attack:
 
     name: ClassVar[str] = "attack"
     stage: ClassVar[str] = "update"
-
-    def describe(self) -> str:
-        """One line naming the attack and its settings, for the run log."""
-        settings = ", ".join(
-            f"{k}={v!r}" for k, v in sorted(vars(self).items()) if not k.startswith("_")
-        )
-        return f"{self.name}({settings})"
 
 
 ATTACKS: Registry[type[Attack]] = Registry("attack")

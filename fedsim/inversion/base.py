@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fedsim.components import Describable
 from fedsim.errors import InvalidSettingError
 from fedsim.validation import require_int, require_real
 from fedsim.inversion.labels import last_layer_weight_grad, recover_label, recover_labels
@@ -91,7 +92,7 @@ def differentiable(params: Sequence[torch.Tensor]) -> Iterator[None]:
             p.requires_grad_(flag)
 
 
-class InversionAttack:
+class InversionAttack(Describable):
     r"""Base class of gradient-inversion attacks.
 
     Subclasses validate their own settings in ``__init__`` (calling ``super().__init__`` for the
@@ -146,11 +147,6 @@ class InversionAttack:
         ``softmax(logits)`` starting from ``logits0``.
         """
         raise NotImplementedError
-
-    def describe(self) -> str:
-        """One line naming the attack and its settings, for the run log."""
-        settings = ", ".join(f"{k}={v!r}" for k, v in sorted(vars(self).items()))
-        return f"{self.name}({settings})"
 
     def __call__(
         self,

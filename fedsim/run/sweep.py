@@ -25,10 +25,11 @@ may be swept (``seed``, ``rounds``, ``privacy.local_dp.noise_multiplier`` ...), 
 ``sweep`` itself; one key may appear in one axis only, and not together with a key inside it
 (``attack`` and ``attack.name``). Values of an axis must be distinct, so every point differs.
 
-Every point is validated before anything runs — the schema and the cross-field checks, then
-:func:`~fedsim.run.runner.preflight` — so one bad point stops the sweep with exit code 2 and
-nothing written. The schema check of every point is part of validating the scenario itself
-(:func:`fedsim.scenario.parse_scenario`), so ``fedsim run`` refuses such a file too.
+Every point is validated before anything runs — the schema and the cross-field checks
+(:mod:`fedsim.run.sweep_points`), then :func:`~fedsim.run.runner.preflight` — so one bad point
+stops the sweep with exit code 2 and nothing written. The schema check of every point is part
+of validating the scenario itself (:func:`fedsim.scenario.parse_scenario`), so ``fedsim run``
+refuses such a file too.
 
 The sweep directory
 -------------------
@@ -47,7 +48,8 @@ group is named by its first key alone when that key's values are distinct), plus
 ``sweep.json``
     The axes and the point names, for the report.
 ``report.md`` and ``figures/``
-    Written at the end by :func:`fedsim.reporting.sweep_report.write_report` (also ``fedsim report DIR``).
+    Written at the end by :func:`fedsim.reporting.sweep_report.write_report` (also
+    ``fedsim report DIR``).
 
 A point is *finished* when its directory holds ``summary.json`` with the scenario's number of
 rounds (or one that says the run ``stopped`` early on purpose, e.g. at its privacy budget).
@@ -81,9 +83,7 @@ in the ``runtime`` column of ``results.csv`` and in its progress line.
 
 from __future__ import annotations
 
-import copy
 import csv
-import hashlib
 import json
 import os
 import traceback
@@ -91,20 +91,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fedsim.scenario import (
-    Scenario,
-    apply_overrides,
-    parse_scenario,
-    read_raw,
-    scenario_to_dict,
-    set_dotted,
-)
 from fedsim.errors import ScenarioError
 from fedsim.reporting.sweep_report import write_report
 from fedsim.results import default_run_dir, is_summary_figure, write_json_atomic
 from fedsim.run.runner import preflight
 from fedsim.run.sweep_exec import SweepProgress, run_here, run_on_ray, runs_in_task
-from fedsim.scenario.sweep_grammar import SweepAxis, format_value, point_values, sweep_axes
+from fedsim.run.sweep_points import SweepPoint, expand_sweep, plan_sweep
+from fedsim.scenario import apply_overrides, parse_scenario, read_raw, scenario_to_dict
+from fedsim.scenario.sweep_grammar import SweepAxis, format_value, sweep_axes
 
 __all__ = [
     "SweepAxis",
@@ -120,17 +114,6 @@ __all__ = [
 FIRST_METRICS = ["final_accuracy", "best_accuracy", "final_asr"]
 """Result columns always present; other ``final_*``/``best_*`` summary keys follow them."""
 
-MAX_NAME = 150
-
-
-class SweepPoint:
-    """One validated point: its swept values, its scenario and its directory name."""
-
-    def __init__(self, values: dict[str, Any], scenario: Scenario, name: str) -> None:
-        self.values = values
-        self.scenario = scenario
-        self.name = name
-
 
 @dataclass(frozen=True)
 class SweepOutcome:
@@ -145,60 +128,6 @@ class SweepOutcome:
     failed: int
     skipped: int
     report_error: str | None = None
-
-
-def expand_sweep(raw: Any) -> list[SweepPoint]:
-    """Validate the base scenario and every point of its sweep; return the points in order.
-
-    Parameters
-    ----------
-    raw : dict
-        A scenario as plain data (overrides already applied).
-
-    Raises
-    ------
-    ScenarioError
-        The base scenario, the sweep block or one point is invalid (the message names the
-        point).
-    """
-    return _plan(raw)[1]
-
-
-def _plan(raw: Any) -> tuple[list[SweepAxis], list[SweepPoint]]:
-    base = parse_scenario(raw)  # checks the base, the sweep block and every point's schema
-    axes = sweep_axes(base.sweep) if base.sweep is not None else []
-    raw = copy.deepcopy(raw)
-    raw.pop("sweep", None)
-    points = []
-    for values in point_values(axes):
-        label = [f"{k}={format_value(values[k])}" for axis in axes for k in axis.label_keys]
-        point_raw = copy.deepcopy(raw)
-        for key, value in values.items():
-            set_dotted(point_raw, key, copy.deepcopy(value))
-        try:
-            scenario = parse_scenario(point_raw)
-        except ScenarioError as e:
-            raise ScenarioError(e.path, e.value, f"{e.allowed} (sweep point {values})") from None
-        points.append(SweepPoint(values, scenario, ",".join(label)))
-    _name_points(points)
-    return axes, points
-
-
-def _name_points(points: list[SweepPoint]) -> None:
-    """Turn labels into safe, unique directory names (a hash suffix where needed)."""
-
-    def digest(label: str) -> str:
-        return hashlib.sha1(label.encode()).hexdigest()[:8]
-
-    names = []
-    for point in points:
-        safe = "".join(ch if ch.isalnum() or ch in "-_.=," else "-" for ch in point.name)
-        safe = safe or "point"
-        if len(safe) > MAX_NAME:
-            safe = f"{safe[: MAX_NAME - 9]}-{digest(point.name)}"
-        names.append(safe)
-    for point, name in zip(points, names, strict=True):
-        point.name = name if names.count(name) == 1 else f"{name}-{digest(point.name)}"
 
 
 # ---------------------------------------------------------------------------- points on disk
@@ -339,7 +268,7 @@ def run_sweep(
     if parallel is not None and parallel < 1:
         raise ScenarioError("--parallel", parallel, "a positive number of points run at once")
     raw = apply_overrides(read_raw(file), overrides or [])
-    axes, points = _plan(raw)
+    axes, points = plan_sweep(raw)
     _preflight_all(points)
     name = points[0].scenario.name
     sweep_dir = Path(out) if out is not None else default_run_dir(f"{name}-sweep")

@@ -26,15 +26,13 @@ import time
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from fedsim.scenario import parse_scenario, scenario_to_dict
 from fedsim.errors import RunError
 from fedsim.run import runner
 from fedsim.run.runtimes.ray import init_ray, ray_target
-
-if TYPE_CHECKING:
-    from fedsim.run.sweep import SweepPoint
+from fedsim.run.sweep_points import SweepPoint
+from fedsim.scenario import parse_scenario, scenario_to_dict
 
 __all__ = [
     "IN_DRIVER",
@@ -62,7 +60,7 @@ def fresh_dir(point_dir: Path) -> None:
         shutil.rmtree(point_dir)
 
 
-Started = Callable[["SweepPoint"], None]
+Started = Callable[[SweepPoint], None]
 Done = Callable[..., None]  # done(point, error or None, details="")
 
 

@@ -1,38 +1,22 @@
 """Scenario files: the typed schema, YAML reading, ``--set`` overrides and the sweep grammar.
 
 One home for what a scenario *is*: :mod:`fedsim.scenario.reading` reads YAML safely,
-:mod:`fedsim.scenario.schema` validates it into :class:`Scenario`, and
-:mod:`fedsim.scenario.sweep_grammar` expands a ``sweep:`` block into points.
+:mod:`fedsim.scenario.loading` applies overrides and validates the result into
+:class:`Scenario` (:mod:`fedsim.scenario.scenario`: the whole model and its cross-field
+checks), and :mod:`fedsim.scenario.sweep_grammar` expands a ``sweep:`` block into points.
+The blocks live by concern, each a strict model (:mod:`fedsim.scenario.block`):
+:mod:`~fedsim.scenario.data_model` (``data``, ``model``), :mod:`~fedsim.scenario.clients`
+(``clients``, ``faults``), :mod:`~fedsim.scenario.attack_defense` (``attack``, ``defense``),
+:mod:`~fedsim.scenario.privacy` (local and central DP, inversion, audit, membership),
+:mod:`~fedsim.scenario.robustness` (evasion attacks, transfer, adversarial training),
+:mod:`~fedsim.scenario.theft` (extraction, watermark, removal) and
+:mod:`~fedsim.scenario.runtime` (``ray``, ``vectorized``).
 """
 
-from fedsim.scenario.schema import (
-    AdversarialTrainingConfig,
-    AttackConfig,
-    AuditConfig,
-    CRFLConfig,
-    CentralDPConfig,
-    ClientsConfig,
-    DataConfig,
-    DefenseConfig,
-    EvasionAttackConfig,
-    ExtractionConfig,
-    FaultsConfig,
-    FineTuneConfig,
-    InversionConfig,
-    LocalDPConfig,
-    MAX_CLIENTS,
-    MembershipConfig,
-    ModelConfig,
-    PrivacyConfig,
-    RayConfig,
-    RemovalConfig,
-    RobustnessConfig,
-    Scenario,
-    SurrogateConfig,
-    TheftTrainConfig,
-    TransferConfig,
-    VectorizedConfig,
-    WatermarkConfig,
+from fedsim.scenario.attack_defense import AttackConfig, CRFLConfig, DefenseConfig
+from fedsim.scenario.clients import ClientsConfig, FaultsConfig
+from fedsim.scenario.data_model import MAX_CLIENTS, DataConfig, ModelConfig
+from fedsim.scenario.loading import (
     apply_overrides,
     load_scenario,
     parse_scenario,
@@ -40,6 +24,30 @@ from fedsim.scenario.schema import (
     scenario_path,
     scenario_to_dict,
     set_dotted,
+)
+from fedsim.scenario.privacy import (
+    AuditConfig,
+    CentralDPConfig,
+    InversionConfig,
+    LocalDPConfig,
+    MembershipConfig,
+    PrivacyConfig,
+)
+from fedsim.scenario.robustness import (
+    AdversarialTrainingConfig,
+    EvasionAttackConfig,
+    RobustnessConfig,
+    TransferConfig,
+)
+from fedsim.scenario.runtime import RayConfig, VectorizedConfig
+from fedsim.scenario.scenario import Scenario
+from fedsim.scenario.theft import (
+    ExtractionConfig,
+    FineTuneConfig,
+    RemovalConfig,
+    SurrogateConfig,
+    TheftTrainConfig,
+    WatermarkConfig,
 )
 
 __all__ = [

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 
 import torch
 
+from fedsim.components import Checkpointable, Describable
 from fedsim.errors import InvalidSettingError
 from fedsim.params import all_finite
 
@@ -38,7 +39,7 @@ class Aggregate:
     info: dict[str, Any] | None = None
 
 
-class Aggregator:
+class Aggregator(Describable, Checkpointable):
     """Base class of aggregation rules.
 
     Subclasses validate their settings in ``__init__`` (raising
@@ -90,20 +91,6 @@ class Aggregator:
         DP noise. A no-op by default; rules that model the global trajectory (FLDetector)
         override it.
         """
-
-    def state_dict(self) -> dict[str, Any]:
-        """Return the state carried across rounds (for checkpoints); empty if stateless."""
-        return {}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore what :meth:`state_dict` returned; a no-op for stateless rules."""
-
-    def describe(self) -> str:
-        """One line naming the rule and its settings, for the run log."""
-        settings = ", ".join(
-            f"{k}={v!r}" for k, v in sorted(vars(self).items()) if not k.startswith("_")
-        )
-        return f"{self.name}({settings})"
 
 
 def check_inputs(

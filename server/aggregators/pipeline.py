@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 import torch
 
+from fedsim.components import Checkpointable, Describable
 from fedsim.errors import InvalidSettingError
 from fedsim.validation import require_int
 from server.aggregators.base import Aggregate, Aggregator
@@ -43,7 +44,7 @@ class StageOutput:
     groups: list[list[int]]
 
 
-class PreStage:
+class PreStage(Describable, Checkpointable):
     """Base class of pre-aggregation stages (registered in ``PRE_STAGES``).
 
     A stage validates its settings in ``__init__``, says how many rows it produces from n
@@ -62,20 +63,6 @@ class PreStage:
     ) -> StageOutput:
         """Map one round's rows (validated float64 inputs)."""
         raise NotImplementedError
-
-    def state_dict(self) -> dict[str, Any]:
-        """Return the state carried across rounds; empty for stateless stages."""
-        return {}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore what :meth:`state_dict` returned; a no-op for stateless stages."""
-
-    def describe(self) -> str:
-        """Return one line naming the stage and its settings."""
-        settings = ", ".join(
-            f"{k}={v!r}" for k, v in sorted(vars(self).items()) if not k.startswith("_")
-        )
-        return f"{self.name}({settings})"
 
 
 class ByzantineStage(PreStage):

@@ -105,6 +105,8 @@ def test_malformed_scenario_exits_2_with_one_line(
         ("model_width_zero", "model.params: got {'width': 0}; sizes that leave no layer empty"),
         ("model_width_bool", "model.params"),
         ("pre_params_list", "defense.pre"),
+        # a figure with nothing behind it: robust accuracy under no attack is clean accuracy
+        ("robustness_attacks_empty", "robustness.attacks: got []; at least one attack"),
     ],
 )
 def test_messages_name_the_problem(

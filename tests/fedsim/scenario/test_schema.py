@@ -122,3 +122,13 @@ def test_oversized_file_is_refused(tmp_path: Path) -> None:
     path = write(tmp_path, GOOD + "# " + "x" * 1_100_000 + "\n")
     with pytest.raises(ScenarioError, match="at most 1000000 bytes"):
         load_scenario(path)
+
+
+def test_robustness_without_attacks_is_refused() -> None:
+    """No attack would report the clean accuracy as ``final_robust_accuracy``."""
+    with pytest.raises(ScenarioError) as info:
+        parse_scenario({"name": "x", "rounds": 2, "robustness": {"attacks": []}})
+    assert (info.value.path, info.value.value) == ("robustness.attacks", [])
+    assert str(info.value).startswith("robustness.attacks: got []; at least one attack")
+    default = parse_scenario({"name": "x", "rounds": 2, "robustness": {}}).robustness
+    assert default is not None and [a.name for a in default.attacks] == ["fgsm", "pgd"]

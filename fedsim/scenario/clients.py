@@ -1,0 +1,38 @@
+"""``clients:`` and ``faults:`` blocks: sampling, local training and seeded client failures."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from fedsim.scenario.block import StrictBlock
+from fedsim.scenario.robustness import AdversarialTrainingConfig
+
+__all__ = ["ClientsConfig", "FaultsConfig"]
+
+
+class ClientsConfig(StrictBlock):
+    """``clients:`` per-round sampling and the local training procedure."""
+
+    per_round: int | None = Field(
+        None, ge=1, description="clients sampled per round (all if unset)"
+    )
+    local_epochs: int = Field(1, ge=1, le=1000)
+    batch_size: int = Field(32, ge=1)
+    lr: float = Field(0.05, gt=0)
+    momentum: float = Field(0.0, ge=0, lt=1)
+    weight_decay: float = Field(0.0, ge=0)
+    timeout_s: float | None = Field(
+        None, gt=0, description="round timeout: aggregate the replies that arrived by then"
+    )
+    adversarial_training: AdversarialTrainingConfig | None = Field(
+        None, description="honest clients train on adversarial examples (pgd | trades | fat)"
+    )
+
+
+class FaultsConfig(StrictBlock):
+    """``faults:`` seeded client failures: dropouts, crashes, stragglers."""
+
+    dropout: float = Field(0.0, ge=0, le=1, description="P(a sampled client never replies)")
+    crash: float = Field(0.0, ge=0, le=1, description="P(a client raises while training)")
+    straggler: float = Field(0.0, ge=0, le=1, description="P(a client is slow)")
+    straggler_delay_s: float = Field(1.0, ge=0, le=3600, description="a straggler's delay")
