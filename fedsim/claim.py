@@ -81,9 +81,11 @@ def claim_run_dir(run_dir: str | os.PathLike[str], option: str = "--out") -> Ite
         os.pwrite(fd, owner.encode(), 0)
         yield run_dir
     finally:
-        if _is_at(fd, run_dir / LOCK_FILE):
-            os.unlink(run_dir / LOCK_FILE)  # still locked: nobody can take the deleted file
-        os.close(fd)  # releases the lock
+        try:
+            if _is_at(fd, run_dir / LOCK_FILE):
+                os.unlink(run_dir / LOCK_FILE)  # still locked: nobody takes the deleted file
+        finally:
+            os.close(fd)  # releases the lock
 
 
 def _lock(run_dir: Path, option: str) -> int:

@@ -31,7 +31,6 @@ from typing import TYPE_CHECKING, Any
 from fedsim.scenario import parse_scenario, scenario_to_dict
 from fedsim.errors import RunError
 from fedsim.run import runner
-from fedsim.claim import LOCK_FILE
 from fedsim.run.runtimes.ray import init_ray, ray_target
 
 if TYPE_CHECKING:
@@ -119,7 +118,7 @@ def run_point_task(scenario: dict[str, Any]) -> dict[str, bytes]:
         files = {
             p.relative_to(run_dir).as_posix(): p.read_bytes()
             for p in sorted(run_dir.rglob("*"))
-            if p.is_file() and p.name != LOCK_FILE
+            if p.is_file()
         }
     return files
 
