@@ -106,7 +106,12 @@ def test_a_second_run_on_a_running_directory_is_refused_naming_the_owner(
         go.touch()
     _, err = first.communicate(timeout=120)
     assert first.returncode == 0, err
-    # only the first run's files: its scenario, its one round, its summary
+    # only the first run's files: its scenario, its one round, its summary (no lock left)
+    assert sorted(p.name for p in out.iterdir()) == [
+        "metrics.jsonl",
+        "scenario.yaml",
+        "summary.json",
+    ]
     assert yaml.safe_load((out / "scenario.yaml").read_text())["name"] == "first"
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 1
     assert json.loads((out / "summary.json").read_text())["rounds"] == 1
