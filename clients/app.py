@@ -29,6 +29,7 @@ from flwr.clientapp import ClientApp
 from clients.train_round import (
     TrainJob,
     finish_train,
+    global_weights_of,
     record_dp_round,
     start_train,
 )
@@ -36,15 +37,7 @@ from fedsim.scenario import Scenario, load_scenario, scenario_path
 from fedsim.federation import Federation, federation_for
 from fedsim.params import flat_params, load_flat_params
 from fedsim.privacy import DPSettings, train_dp_sgd
-from fedsim.protocol import (
-    ARRAYS,
-    IDENTIFY,
-    METRICS,
-    NUM_EXAMPLES,
-    PARTITION_ID,
-    WEIGHTS_KEY,
-    from_shared_array_record,
-)
+from fedsim.protocol import IDENTIFY, METRICS, NUM_EXAMPLES, PARTITION_ID
 from fedsim.training import TrainResult, evaluate, single_thread, train_local
 
 __all__ = ["app", "make_client_app"]
@@ -92,7 +85,7 @@ def make_client_app(scenario: Scenario | None = None) -> ClientApp:
         fed = federation(context)
         client_id = int(context.node_config["partition-id"])
         model = fed.model("client")
-        load_flat_params(model, from_shared_array_record(msg.content[ARRAYS], WEIGHTS_KEY))
+        load_flat_params(model, global_weights_of(msg))
         x, y = fed.data.client(client_id)
         result = evaluate(model, x, y)
         metrics = MetricRecord(

@@ -59,7 +59,9 @@ __all__ = [
     "finish_train",
     "finish_train_in_batch",
     "float64_delta",
+    "global_weights_of",
     "local_attack",
+    "message_round",
     "record_dp_round",
     "reply_metric_values",
     "start_train",
@@ -175,13 +177,13 @@ def start_train(fed: Federation, msg: Message, context: Context) -> TrainJob:
         The DP-SGD round is impossible for this client (batch size above its data size).
     """
     client_id = int(context.node_config["partition-id"])
-    server_round = int(msg.content[CONFIG][SERVER_ROUND])
+    server_round = message_round(msg)
+    global_weights = global_weights_of(msg)
     adopt_state(msg.content, context.state)  # the state a resumed run hands back
     scenario = fed.scenario
     faults = client_faults(scenario.faults, scenario.seed, server_round, client_id)
     if faults.crash:
         raise RuntimeError(f"injected crash of client {client_id} (faults.crash)")
-    global_weights = from_shared_array_record(msg.content[ARRAYS], WEIGHTS_KEY)
     attack = local_attack(fed, client_id, server_round)
     attack_rng, poisoned = None, None
     if attack is not None:
@@ -206,6 +208,40 @@ def start_train(fed: Federation, msg: Message, context: Context) -> TrainJob:
         straggler=faults.straggler,
         dp=local_dp_round(scenario, num_examples) if private else None,
     )
+
+
+def message_round(msg: Message) -> int:
+    """The server round a train message is for (its ``config`` record's ``server-round``).
+
+    Raises
+    ------
+    ValueError
+        The message carries no round: the reply is an error naming what is missing.
+    """
+    try:
+        return int(msg.content[CONFIG][SERVER_ROUND])
+    except KeyError:
+        raise ValueError(
+            f"{msg.metadata.message_type} message without its round "
+            f"(config record {CONFIG!r}, key {SERVER_ROUND!r})"
+        ) from None
+
+
+def global_weights_of(msg: Message) -> torch.Tensor:
+    """The flat global weights a train or evaluate message carries (shared: do not modify).
+
+    Raises
+    ------
+    ValueError
+        The message carries no weights: the reply is an error naming what is missing.
+    """
+    try:
+        return from_shared_array_record(msg.content[ARRAYS], WEIGHTS_KEY)
+    except KeyError:
+        raise ValueError(
+            f"{msg.metadata.message_type} message without the global weights "
+            f"(array record {ARRAYS!r}, key {WEIGHTS_KEY!r})"
+        ) from None
 
 
 def record_dp_round(context: Context, job: TrainJob) -> PrivacyMetrics:

@@ -78,12 +78,19 @@ def flat_params(model: nn.Module) -> torch.Tensor:
 
 
 def load_flat_params(model: nn.Module, flat: torch.Tensor) -> None:
-    """Copy a flat vector (any float dtype) into ``model``'s parameters, in place."""
+    """Copy a flat vector (any float dtype) into ``model``'s parameters, in place.
+
+    Raises
+    ------
+    ValueError
+        The vector's length is not the model's parameter count (nothing is copied then).
+    """
+    size = sum(p.numel() for p in model.parameters())
+    if size != flat.numel():
+        raise ValueError(f"vector has {flat.numel()} values, model has {size} parameters")
     offset = 0
     with torch.no_grad():
         for p in model.parameters():
             n = p.numel()
             p.copy_(flat[offset : offset + n].view_as(p).to(device=p.device, dtype=p.dtype))
             offset += n
-    if offset != flat.numel():
-        raise ValueError(f"vector has {flat.numel()} values, model has {offset} parameters")

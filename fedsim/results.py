@@ -54,13 +54,22 @@ def is_summary_figure(key: str) -> bool:
 
 
 def default_run_dir(name: str, root: str | os.PathLike[str] = "runs") -> Path:
-    """``runs/<name>-<YYYYmmdd-HHMMSS>`` (with a numeric suffix if it already exists)."""
+    """``runs/<name>-<YYYYmmdd-HHMMSS>`` (with a numeric suffix if it already exists), created.
+
+    The directory is created here, atomically (``mkdir`` fails on an existing one): two runs
+    started in the same second get two directories, never one.
+    """
     safe = "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in name)
     base = Path(root) / f"{safe}-{time.strftime('%Y%m%d-%H%M%S')}"
+    base.parent.mkdir(parents=True, exist_ok=True)
     path, i = base, 1
-    while path.exists():
-        path, i = Path(f"{base}-{i}"), i + 1
-    return path
+    while True:
+        try:
+            path.mkdir()
+        except FileExistsError:
+            path, i = Path(f"{base}-{i}"), i + 1
+        else:
+            return path
 
 
 RUN_FILES = (

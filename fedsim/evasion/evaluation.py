@@ -12,7 +12,7 @@ from torch import nn
 
 from fedsim.errors import InvalidSettingError
 from fedsim.evasion.base import EvasionAttack
-from fedsim.evasion.calibration import expected_calibration_error
+from fedsim.evasion.calibration import ReliabilityDiagram, reliability_diagram
 from fedsim.validation import require_int
 
 __all__ = ["RobustAccuracy", "robust_accuracy"]
@@ -39,6 +39,8 @@ class RobustAccuracy:
         given order, that fooled it; the last attack's example if none did).
     seconds : dict of str to float
         Wall time per attack.
+    reliability, reliability_adversarial : ReliabilityDiagram or None
+        The reliability diagrams behind ``ece`` and ``ece_adversarial``.
     """
 
     clean: float
@@ -48,6 +50,8 @@ class RobustAccuracy:
     ece: float = float("nan")
     ece_adversarial: float = float("nan")
     seconds: dict[str, float] = field(default_factory=dict)
+    reliability: ReliabilityDiagram | None = field(default=None, repr=False)
+    reliability_adversarial: ReliabilityDiagram | None = field(default=None, repr=False)
 
     def figures(self) -> dict[str, float]:
         """The ``robust_accuracy`` metric: attack label → accuracy, plus ``worst_case``."""
@@ -133,14 +137,18 @@ def robust_accuracy(
             per_attack[attack.label],
             seconds[attack.label],
         )
+    clean_diagram = reliability_diagram(probs_clean, y)
+    worst_diagram = reliability_diagram(worst_probs, y)
     return RobustAccuracy(
         clean=float(correct.sum()) / n,
         per_attack=per_attack,
         worst_case=float(robust.sum()) / n,
         robust=robust,
-        ece=expected_calibration_error(probs_clean, y),
-        ece_adversarial=expected_calibration_error(worst_probs, y),
+        ece=clean_diagram.ece,
+        ece_adversarial=worst_diagram.ece,
         seconds=seconds,
+        reliability=clean_diagram,
+        reliability_adversarial=worst_diagram,
     )
 
 

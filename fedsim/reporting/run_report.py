@@ -1,8 +1,9 @@
 """``fedsim report RUN_DIR``: one run's ``report.md``, organised by the four threat directions.
 
 Input is a run directory (``scenario.yaml``, ``metrics.jsonl``, ``summary.json``). The report
-holds the run's settings and headline figures, the accuracy and loss curves, then one section
-per threat direction — data → model (poisoning and backdoors; evasion at test time), model →
+opens with what the run found: the ``## Scorecard`` (:mod:`fedsim.reporting.scorecard`), one
+row per headline figure with the section it comes from; then ``## Training``, the run's
+settings and the accuracy and loss curves; then one section per threat direction — data → model (poisoning and backdoors; evasion at test time), model →
 data (gradient inversion, membership inference, privacy audits, the accountant's ε), model →
 model (extraction), data → data (watermark removal) — each with the attack the scenario ran
 in it and every probe that ran in it (``summary.json``'s ``probes``: direction, threat model,
@@ -21,7 +22,8 @@ import yaml
 
 from fedsim.errors import ScenarioError
 from fedsim.reporting.plots import plot_run
-from fedsim.reporting.sweep_report import markdown_table
+from fedsim.reporting.scorecard import scorecard_section
+from fedsim.reporting.tables import format_figure, markdown_table
 from fedsim.results import read_metrics
 from fedsim.threats import DIRECTIONS
 
@@ -48,6 +50,8 @@ def write_run_report(run_dir: str | os.PathLike[str]) -> Path:
     summary = _read(run_dir / "summary.json", json.load)
     plot_run(run_dir)
     lines = [f"# Run report: {scenario.get('name', run_dir.name)}", ""]
+    lines += scorecard_section(summary, rows)
+    lines += ["## Training", ""]
     lines += _overview(scenario, summary, rows)
     lines += ["", "![test accuracy](accuracy.png) ![test loss](loss.png)", ""]
     probes = summary.get("probes") or []
@@ -87,9 +91,9 @@ def _overview(scenario: dict, summary: dict, rows: list[dict]) -> list[str]:
         ),
         ("model", (scenario.get("model") or {}).get("name")),
         ("aggregator", defense.get("aggregator")),
-        ("final accuracy", _fmt(rows[-1].get("accuracy"))),
-        ("best accuracy", _fmt(summary.get("best_accuracy"))),
-        ("wall time (s)", _fmt(summary.get("wall_s"))),
+        ("final accuracy", format_figure(rows[-1].get("accuracy"))),
+        ("best accuracy", format_figure(summary.get("best_accuracy"))),
+        ("wall time (s)", format_figure(summary.get("wall_s"))),
     ]
     return [markdown_table(["setting", "value"], [[k, str(v)] for k, v in cells])]
 
@@ -115,7 +119,7 @@ def _privacy_section(summary: dict) -> list[str]:
     keys = [k for k in ("final_epsilon", "final_delta", "final_epsilon_central") if k in summary]
     if not keys:
         return []
-    cells = [[k.removeprefix("final_"), _fmt(summary[k])] for k in keys]
+    cells = [[k.removeprefix("final_"), format_figure(summary[k])] for k in keys]
     return ["### Accounted privacy", "", markdown_table(["figure", "value"], cells), ""]
 
 
@@ -156,11 +160,6 @@ def _flatten(row: dict, figures: list[str]) -> dict:
 
 
 def _per_round_table(rows: list[dict], keys: list[str]) -> str:
-    body = [[str(r["round"]), *(_fmt(r.get(k)) for k in keys)] for r in rows]
+    body = [[str(r["round"]), *(format_figure(r.get(k)) for k in keys)] for r in rows]
     return markdown_table(["round", *keys], body)
 
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return "–" if value is None else str(value)

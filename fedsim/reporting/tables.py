@@ -6,7 +6,16 @@ import statistics
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-__all__ = ["AGGREGATOR", "ATTACK", "Group", "Stat", "format_stat", "markdown_table", "mean_std"]
+__all__ = [
+    "AGGREGATOR",
+    "ATTACK",
+    "Group",
+    "Stat",
+    "format_figure",
+    "format_stat",
+    "markdown_table",
+    "mean_std",
+]
 
 AGGREGATOR = "defense.aggregator"
 ATTACK = "attack.name"
@@ -58,6 +67,17 @@ def format_stat(stat: Stat | None, digits: int = 3, expected_n: int | None = Non
     if expected_n is not None and stat.n != expected_n:
         text += f" (n={stat.n})"
     return text
+
+
+def format_figure(value: object) -> str:
+    """One figure in a report's table: a float to 4 significant digits, nothing as ``–``.
+
+    >>> format_figure(0.912345), format_figure(None), format_figure(7)
+    ('0.9123', '–', '7')
+    """
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "–" if value is None else str(value)
 
 
 def markdown_table(header: list[str], body: list[list[str]]) -> str:

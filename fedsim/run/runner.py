@@ -22,6 +22,7 @@ from opacus.validators.errors import UnsupportedModuleError
 from clients.app import make_client_app
 from fedsim.attacks import NO_ATTACK, Backdoor, attack_names
 from fedsim.checkpoint import load_checkpoint
+from fedsim.claim import claim_run_dir
 from fedsim.scenario import Scenario, scenario_to_dict
 from fedsim.data import DATASETS, federated_data
 from fedsim.errors import SETTING_ERRORS, InvalidSettingError, ScenarioError
@@ -228,21 +229,43 @@ def run_scenario(
     overwrite : bool
         Replace the run already in ``out``; without it such a directory is refused (see
         :func:`~fedsim.results.check_new_run_dir`).
+
+    Raises
+    ------
+    ScenarioError
+        A bad scenario or argument; a directory that holds a run (without ``overwrite``); a
+        directory another live run owns (:func:`~fedsim.claim.claim_run_dir`), with or
+        without ``overwrite`` and ``resume``.
     """
     preflight(scenario)
-    checkpoint = None
     if resume is not None:
         if out is not None and Path(out) != Path(resume):
             raise ScenarioError("--out", str(out), "no --out with --resume (it writes RUN_DIR)")
         if overwrite:
             raise ScenarioError("--overwrite", True, "no --overwrite with --resume")
-        check_same_scenario(resume, scenario)
-        checkpoint = load_checkpoint(resume)
-        if checkpoint is None:
-            log.warning("%s has no checkpoint yet: running it from round 1", resume)
-        run_dir = Path(resume)
+        if not Path(resume).is_dir():
+            raise ScenarioError("--resume", str(resume), "a run directory written by fedsim run")
+        run_dir, option = Path(resume), "--resume"
     else:
         run_dir = Path(out) if out is not None else default_run_dir(scenario.name)
+        option = "--out"
+    # Owned from before the first look at the directory to the end of the run: two runs
+    # never decide together that it is theirs (see fedsim.claim).
+    with claim_run_dir(run_dir, option):
+        return _run_in(run_dir, scenario, show_progress, resume is not None, overwrite)
+
+
+def _run_in(
+    run_dir: Path, scenario: Scenario, show_progress: bool, resume: bool, overwrite: bool
+) -> tuple[Path, dict[str, Any]]:
+    """:func:`run_scenario` in a run directory this process owns."""
+    checkpoint = None
+    if resume:
+        check_same_scenario(run_dir, scenario)
+        checkpoint = load_checkpoint(run_dir)
+        if checkpoint is None:
+            log.warning("%s has no checkpoint yet: running it from round 1", run_dir)
+    else:
         check_new_run_dir(run_dir, overwrite)
     history = checkpoint.history if checkpoint is not None else None
     recorder = RunRecorder(run_dir, scenario_to_dict(scenario), history)

@@ -19,8 +19,10 @@ out) and reports
   worst-case robust accuracy on each client's own data).
 
 ``summary.json`` gets ``final_robust_accuracy`` (the last evaluated round's worst case),
-``final_robust_accuracy_<label>`` per attack and ``final_ece``. A reliability diagram of the
-clean subset is drawn per evaluated round in ``<run dir>/robustness/``.
+``final_robust_accuracy_<label>`` per attack and ``final_ece``. Per evaluated round,
+``<run dir>/robustness/round<r>_reliability.png`` draws the reliability diagrams of the clean
+subset and of each sample's worst adversarial example (the two behind ``ece`` and
+``ece_adversarial``), with a legend; ``round<r>_reliability.json`` holds their bins.
 
 Threat model ``global_model`` (white-box). The *insider* — a malicious client crafting
 adversarial inputs on the global model it received — is white-box by construction, so it is
@@ -36,6 +38,7 @@ from __future__ import annotations
 import logging
 import statistics
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -46,16 +49,17 @@ from fedsim.errors import InvalidSettingError, ScenarioError
 from fedsim.evasion import (
     MIFGSM,
     EvasionAttack,
+    RobustAccuracy,
     build_attack,
     model_in_pixel_space,
     plot_reliability,
-    reliability_diagram,
     robust_accuracy,
     to_pixel_space,
 )
 from fedsim.federation import Federation
 from fedsim.models import build_model
 from fedsim.params import load_flat_params
+from fedsim.results import write_json_atomic
 from fedsim.seeding import Stream, derive_seed, torch_generator
 from fedsim.training import TrainSettings, single_thread, train_local
 from server.aggregators.fltrust import FLTrust
@@ -210,7 +214,7 @@ class RobustnessProbe(Probe):
                 )
             figures["robustness_s"] = time.perf_counter() - start
             if config.save_plots and self.out_dir is not None:
-                self._plot(pixel_model, x, y, view.round)
+                self._plot(result, view.round)
         log.info("round %d robustness: %s", view.round, figures)
         self.last = figures
         return figures
@@ -279,14 +283,20 @@ class RobustnessProbe(Probe):
             return {}
         return {"min": min(values), "median": statistics.median(values), "max": max(values)}
 
-    def _plot(self, pixel_model: nn.Module, x: torch.Tensor, y: torch.Tensor, round_: int) -> None:
-        pixel_model.eval()
-        with torch.no_grad():
-            probs = torch.softmax(pixel_model(x), dim=1)
-        diagram = reliability_diagram(probs.cpu(), y.cpu())
+    def _plot(self, result: RobustAccuracy, round_: int) -> None:
+        """The round's reliability diagrams, clean and adversarial: a PNG and its data (JSON)."""
+        diagrams = {
+            "clean": result.reliability,
+            "adversarial (worst attack per sample)": result.reliability_adversarial,
+        }
         folder = self.out_dir / self.name  # type: ignore[operator]
         folder.mkdir(parents=True, exist_ok=True)
-        plot_reliability(diagram, folder / f"round{round_:03d}_reliability.png", f"round {round_}")
+        stem = folder / f"round{round_:03d}_reliability"
+        plot_reliability(diagrams, stem.with_suffix(".png"), f"round {round_}")
+        write_json_atomic(
+            stem.with_suffix(".json"),
+            {name: {**asdict(d), "ece": d.ece} for name, d in diagrams.items()},
+        )
 
     def summary(self) -> dict[str, Any]:
         """``final_robust_accuracy`` (worst case) and ``final_robust_accuracy_<label>`` per attack.

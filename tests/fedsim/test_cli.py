@@ -252,8 +252,12 @@ def test_a_federation_of_the_wrong_size_fails_fast_with_the_fix(nodes: int) -> N
     assert 'flwr run . --federation-config "num-supernodes=3"' in message
 
 
-def test_flwr_run_directory_comes_from_the_run_config(tmp_path: Path) -> None:
+def test_flwr_run_directory_comes_from_the_run_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from server.app import flwr_run_dir
+
+    monkeypatch.chdir(tmp_path)  # the default directory is created (atomically) under runs/
 
     assert flwr_run_dir({"out": str(tmp_path / "x")}, "demo") == tmp_path / "x"
     default = flwr_run_dir({"out": ""}, "demo")

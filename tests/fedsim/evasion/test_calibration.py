@@ -59,3 +59,29 @@ def test_plot_writes_a_png(tmp_path):
         title="clean",
     )
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_plot_shows_clean_and_adversarial_with_a_legend(tmp_path, monkeypatch):
+    import matplotlib.axes
+
+    legends = []
+    real = matplotlib.axes.Axes.legend
+
+    def spy(ax, *args, **kwargs):
+        legend = real(ax, *args, **kwargs)
+        legends.append([t.get_text() for t in legend.get_texts()])
+        return legend
+
+    monkeypatch.setattr(matplotlib.axes.Axes, "legend", spy)
+    g = torch.Generator().manual_seed(0)
+    y = torch.randint(0, 3, (200,), generator=g)
+    clean = reliability_diagram(torch.softmax(3 * torch.randn(200, 3, generator=g), dim=1), y)
+    adversarial = reliability_diagram(torch.softmax(5 * torch.randn(200, 3, generator=g), dim=1), y)
+    path = plot_reliability(
+        {"clean": clean, "adversarial": adversarial}, tmp_path / "reliability.png", "round 2"
+    )
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    (texts,) = legends
+    assert texts[0] == "perfect calibration"
+    assert f"clean (ECE {clean.ece:.3f}, n = 200)" in texts
+    assert f"adversarial (ECE {adversarial.ece:.3f}, n = 200)" in texts

@@ -33,6 +33,13 @@ def test_worst_case_is_per_sample_not_the_minimum_of_means():
     assert result.worst_case == 0.5  # min of means would say 0.75
     assert result.robust.tolist() == [False, True, False, True]
     assert result.figures()["worst_case"] == 0.5
+    # the reliability diagrams behind ece and ece_adversarial: each sample's worst example
+    # (samples 0 and 2 fooled) makes half the adversarial predictions wrong
+    clean, adversarial = result.reliability, result.reliability_adversarial
+    assert (clean.ece, adversarial.ece) == (result.ece, result.ece_adversarial)
+    assert sum(clean.count) == sum(adversarial.count) == 4
+    hits = sum(a * c for a, c in zip(adversarial.accuracy, adversarial.count, strict=True) if c)
+    assert hits == 2 and sum(a * c for a, c in zip(clean.accuracy, clean.count, strict=True) if c) == 4
 
 
 def test_a_clean_mistake_is_never_robust():

@@ -53,6 +53,11 @@ def test_run_reports_robust_accuracy_in_the_evaluated_round_and_the_report_shows
         "global_model",
     )
     assert (run_dir / "robustness" / "round002_reliability.png").stat().st_size > 0
+    bins = json.loads((run_dir / "robustness" / "round002_reliability.json").read_text())
+    clean, adversarial = bins["clean"], bins["adversarial (worst attack per sample)"]
+    assert clean["ece"] == pytest.approx(rows[1]["ece"])
+    assert adversarial["ece"] == pytest.approx(rows[1]["ece_adversarial"])
+    assert sum(clean["count"]) == sum(adversarial["count"]) == ROBUSTNESS["samples"]
 
     assert main(["report", str(run_dir)]) == 0
     capsys.readouterr()
