@@ -95,7 +95,7 @@ class ExtractionProbe(Probe):
         settings = TrainSettings(
             train.epochs, train.batch_size, train.lr, train.momentum, train.weight_decay
         )
-        self.attack: ExtractionAttack = EXTRACTION_ATTACKS[config.attack](
+        self.attack: ExtractionAttack = EXTRACTION_ATTACKS.get(config.attack)(
             config.queries, settings, shift=config.shift
         )
         split = held_out_split(fed, config.public_fraction, "extraction.public_fraction")
