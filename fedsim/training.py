@@ -4,12 +4,17 @@ A client's local procedure is plain minibatch SGD (optionally with momentum and 
 over ``epochs`` passes of a seeded shuffle of its data; with :class:`AdversarialSettings`
 (``clients.adversarial_training``) each batch's loss is the adversarial-training loss of
 :class:`fedsim.evasion.AdversarialTraining`, attacked in [0, 1] pixel space.
+
+:func:`sgd_steps` is fedsim's one SGD minibatch loop: clients' :func:`train_local`, the
+extraction surrogate (:func:`fedsim.extraction.train_surrogate`) and the server's WAFFLE
+retraining (:func:`fedsim.watermark.embed`) differ only in their batches' loss and in when
+they stop.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -19,6 +24,7 @@ from torch import nn
 from fedsim.scenario import ClientsConfig
 from fedsim.data.transforms import Augment
 from fedsim.evasion import AdversarialTraining, model_in_pixel_space, to_pixel_space
+from fedsim.validation import require_int
 
 __all__ = [
     "AdversarialSettings",
@@ -27,6 +33,7 @@ __all__ = [
     "TrainSettings",
     "evaluate",
     "minibatches",
+    "sgd_steps",
     "single_thread",
     "train_local",
 ]
@@ -51,6 +58,22 @@ class TrainSettings:
             clients.lr,
             clients.momentum,
             clients.weight_decay,
+        )
+
+    def optimizer(self, model: nn.Module) -> torch.optim.SGD:
+        """A fresh SGD optimizer on ``model``'s parameters with this ``lr``, momentum and decay.
+
+        Examples
+        --------
+        >>> opt = TrainSettings(1, 8, lr=0.1, momentum=0.9).optimizer(nn.Linear(2, 2))
+        >>> opt.defaults["lr"], opt.defaults["momentum"], opt.defaults["weight_decay"]
+        (0.1, 0.9, 0.0)
+        """
+        return torch.optim.SGD(
+            model.parameters(),
+            lr=self.lr,
+            momentum=self.momentum,
+            weight_decay=self.weight_decay,
         )
 
 
@@ -147,52 +170,103 @@ def train_local(
 ) -> TrainResult:
     """Run local SGD on ``(x, y)`` in place; shuffles come from ``generator`` (CPU).
 
-    Tensors are moved to the device of ``model``'s parameters once, before the loop. On the
-    CPU the loop runs on one thread (see :func:`single_thread`). ``augment`` (e.g. the
-    dataset's random crop and flip) is applied to each minibatch, drawing from ``generator``
-    too (so with it the shuffles of later epochs differ from a run without it).
-    ``adversarial`` replaces each batch's cross-entropy by the adversarial-training loss; its
-    draws (random starts, FAT's replaced samples) come from ``generator`` after the batch's
-    augmentation.
+    Tensors are moved to the device of ``model``'s parameters once, before the loop
+    (:func:`sgd_steps`, on one CPU thread). ``augment`` (e.g. the dataset's random crop and
+    flip) is applied to each minibatch, drawing from ``generator`` too (so with it the shuffles
+    of later epochs differ from a run without it). ``adversarial`` replaces each batch's
+    cross-entropy by the adversarial-training loss; its draws (random starts, FAT's replaced
+    samples) come from ``generator`` after the batch's augmentation. The reported loss is the
+    mean of the steps' losses, summed in float32 on the model's device.
     """
     device = next(model.parameters()).device
-    with single_thread(device):
-        return _train(model, x, y, settings, generator, device, augment, adversarial)
-
-
-def _train(
-    model: nn.Module,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    settings: TrainSettings,
-    generator: torch.Generator,
-    device: torch.device,
-    augment: Augment | None = None,
-    adversarial: AdversarialSettings | None = None,
-) -> TrainResult:
     x, y = x.to(device), y.to(device)
-    optimizer = torch.optim.SGD(
-        model.parameters(),
-        lr=settings.lr,
-        momentum=settings.momentum,
-        weight_decay=settings.weight_decay,
-    )
-    model.train()
-    n = len(y)
-    total, steps = torch.zeros((), device=device), 0
-    for batch in minibatches(n, settings, generator):
-        batch = batch.to(device)
+
+    def batch_loss(batch: torch.Tensor) -> torch.Tensor:
         xb = x[batch] if augment is None else augment(x[batch], generator)
-        optimizer.zero_grad(set_to_none=True)
         if adversarial is None:
-            loss = F.cross_entropy(model(xb), y[batch])
-        else:
-            loss = adversarial.loss(model, xb, y[batch], generator)
-        loss.backward()
-        optimizer.step()
-        total += loss.detach()
-        steps += 1
-    return TrainResult(loss=float(total) / max(steps, 1), steps=steps, num_examples=n)
+            return F.cross_entropy(model(xb), y[batch])
+        return adversarial.loss(model, xb, y[batch], generator)
+
+    batches = minibatches(len(y), settings, generator)
+    losses = sgd_steps(model, settings.optimizer(model), batches, batch_loss)
+    total = torch.zeros((), device=device)
+    for loss in losses:
+        total += loss
+    steps = len(losses)
+    return TrainResult(loss=float(total) / max(steps, 1), steps=steps, num_examples=len(y))
+
+
+def sgd_steps(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    batches: Iterable[torch.Tensor],
+    batch_loss: Callable[[torch.Tensor], torch.Tensor],
+    max_steps: int | None = None,
+) -> list[torch.Tensor]:
+    r"""One optimizer step per index batch; return each step's loss (detached).
+
+    For each batch :math:`B` (moved to the model's device) the step is
+
+    .. math:: \theta \leftarrow \mathrm{step}\big(\theta, \nabla_\theta L(B)\big),
+
+    :math:`L` = ``batch_loss`` (which may draw from a generator of its own: augmentation,
+    adversarial examples) and ``step`` the ``optimizer``'s update (SGD with momentum and weight
+    decay in fedsim); gradients are cleared before each. The model is put in training mode
+    first, the loop runs on one CPU thread (:func:`single_thread`), and it stops after
+    ``max_steps`` steps when given, before drawing the next batch. ``batches`` is consumed
+    lazily, so draws of :func:`minibatches` interleave with those of ``batch_loss`` in batch
+    order. The one SGD minibatch loop of fedsim: local training, surrogate training and the
+    watermark embedding all call it.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Trained in place.
+    optimizer : torch.optim.Optimizer
+        Over ``model``'s parameters (:meth:`TrainSettings.optimizer`); its state (momentum)
+        carries over between calls.
+    batches : iterable of Tensor
+        Index batches, e.g. :func:`minibatches`.
+    batch_loss : callable
+        ``batch_loss(indices) -> scalar loss`` on the batch's examples.
+    max_steps : int, optional
+        At most this many steps (at least 1).
+
+    Returns
+    -------
+    list of Tensor
+        The loss of every step taken, in order (their count is the step count).
+
+    Examples
+    --------
+    Fit :math:`w` in :math:`y = wx` by mean squared error (the gradient is
+    :math:`\frac{1}{|B|}\sum_i 2(wx_i - y_i)x_i`: :math:`w` goes 0 → 1 → 1.5, and the third
+    batch is never taken):
+
+    >>> model = nn.Linear(1, 1, bias=False)
+    >>> _ = nn.init.zeros_(model.weight)
+    >>> x, y = torch.tensor([[1.0], [2.0]]), torch.tensor([[2.0], [4.0]])
+    >>> losses = sgd_steps(model, torch.optim.SGD(model.parameters(), lr=0.1),
+    ...     [torch.tensor([0, 1])] * 3, lambda b: F.mse_loss(model(x[b]), y[b]), max_steps=2)
+    >>> [round(float(loss), 4) for loss in losses], round(model.weight.item(), 4)
+    ([10.0, 2.5], 1.5)
+    """
+    if max_steps is not None:
+        require_int("sgd_steps", "max_steps", max_steps, minimum=1)
+    device = next(model.parameters()).device
+    losses: list[torch.Tensor] = []
+    model.train()
+    with single_thread(device):
+        for batch in batches:
+            batch = batch.to(device)
+            optimizer.zero_grad(set_to_none=True)
+            loss = batch_loss(batch)
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.detach())
+            if len(losses) == max_steps:
+                break
+    return losses
 
 
 def minibatches(

@@ -25,6 +25,7 @@ from fedsim.errors import SETTING_ERRORS, InvalidSettingError, ScenarioError
 from fedsim.federation import Federation
 from fedsim.seeding import Stream, derive_seed
 from fedsim.validation import require_known
+from fedsim.watermark import WaffleEmbedding
 from server import aggregators
 from server.adversary_stage import AdversaryStage
 from server.aggregators.fltrust import FLTrust
@@ -33,7 +34,6 @@ from server.client_state import ClientStateMirror
 from server.privacy import ServerPrivacy
 from server.probes import ProbeSet
 from server.root_update import RootUpdate, split_root
-from server.watermark import ServerWatermark
 
 __all__ = ["ServerParts", "build_aggregator", "default_f", "fltrust_rule", "output_layer"]
 
@@ -152,7 +152,7 @@ class ServerParts:
         The probes the scenario configures.
     client_states : ClientStateMirror or None
         The server's copy of the clients' node states (for checkpoints and resumes).
-    watermark : ServerWatermark or None
+    watermark : WaffleEmbedding or None
         WAFFLE embedding of each round's aggregate (``watermark:`` with ``embed: true``).
     """
 
@@ -164,7 +164,7 @@ class ServerParts:
     privacy: ServerPrivacy
     probes: ProbeSet
     client_states: ClientStateMirror | None
-    watermark: ServerWatermark | None = None
+    watermark: WaffleEmbedding | None = None
 
     @classmethod
     def build(
@@ -233,7 +233,7 @@ class ServerParts:
             privacy=privacy,
             probes=ProbeSet.from_federation(fed, out_dir),
             client_states=ClientStateMirror(fed) if mirror_client_states else None,
-            watermark=ServerWatermark.from_scenario(fed),
+            watermark=WaffleEmbedding.from_scenario(fed),
         )
 
     def before_aggregate(self, global_weights: torch.Tensor, server_round: int) -> None:

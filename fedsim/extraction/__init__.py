@@ -33,6 +33,7 @@ from fedsim.extraction.queries import (
     public_split,
     translate,
 )
+from fedsim.extraction.registry import EXTRACTION_ATTACKS
 from fedsim.extraction.surrogate import (
     build_surrogate,
     check_train_settings,
@@ -40,12 +41,6 @@ from fedsim.extraction.surrogate import (
     train_surrogate,
 )
 from fedsim.extraction.victim import ANSWER_TYPES, AnswerType, QueryBudgetError, Victim, answer
-
-EXTRACTION_ATTACKS: dict[str, type[ExtractionAttack]] = {
-    KnockoffNets.name: KnockoffNets,
-    Copycat.name: Copycat,
-}
-"""The extraction attacks by the name a scenario's ``extraction.attack`` gives."""
 
 __all__ = [
     "ANSWER_TYPES",

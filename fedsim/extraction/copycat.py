@@ -8,10 +8,12 @@ import torch
 import torch.nn.functional as F
 
 from fedsim.extraction.base import ExtractionAttack
+from fedsim.extraction.registry import EXTRACTION_ATTACKS
 
 __all__ = ["Copycat"]
 
 
+@EXTRACTION_ATTACKS.register("copycat")
 class Copycat(ExtractionAttack):
     r"""Copycat CNN: label the attacker's (non-problem-domain) images with the victim's top-1.
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 from typing import ClassVar
 
 from fedsim.extraction.base import ExtractionAttack
+from fedsim.extraction.registry import EXTRACTION_ATTACKS
 
 __all__ = ["KnockoffNets"]
 
 
+@EXTRACTION_ATTACKS.register("knockoff")
 class KnockoffNets(ExtractionAttack):
     r"""Knockoff Nets with the ``random`` sampling strategy.
 

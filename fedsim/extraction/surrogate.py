@@ -22,7 +22,7 @@ from torch import nn
 
 from fedsim.errors import InvalidSettingError
 from fedsim.models import build_model
-from fedsim.training import TrainResult, TrainSettings, minibatches, single_thread
+from fedsim.training import TrainResult, TrainSettings, minibatches, sgd_steps
 from fedsim.validation import require_int, require_real
 
 __all__ = ["build_surrogate", "check_train_settings", "soft_targets", "train_surrogate"]
@@ -75,7 +75,8 @@ def train_surrogate(
 
     The loss is the module docstring's :math:`\mathcal{L}`; the batches are
     :func:`fedsim.training.minibatches` of ``generator`` (seeded shuffles, nothing global),
-    and the loop runs on one CPU thread like every fedsim training loop.
+    and the loop is fedsim's one SGD loop (:func:`fedsim.training.sgd_steps`, on one CPU
+    thread). The reported loss is the mean of the steps' losses, summed in float64.
 
     Parameters
     ----------
@@ -120,24 +121,14 @@ def train_surrogate(
     device = next(model.parameters()).device
     targets = soft_targets(answers).to(device)
     x = x.to(device)
-    optimizer = torch.optim.SGD(
-        model.parameters(),
-        lr=settings.lr,
-        momentum=settings.momentum,
-        weight_decay=settings.weight_decay,
+    losses = sgd_steps(
+        model,
+        settings.optimizer(model),
+        minibatches(len(x), settings, generator),
+        lambda batch: F.cross_entropy(model(x[batch]), targets[batch]),
     )
-    model.train()
-    total, steps = 0.0, 0
-    with single_thread(device):
-        for batch in minibatches(len(x), settings, generator):
-            batch = batch.to(device)
-            optimizer.zero_grad(set_to_none=True)
-            loss = F.cross_entropy(model(x[batch]), targets[batch])
-            loss.backward()
-            optimizer.step()
-            total += float(loss.detach())
-            steps += 1
-    return TrainResult(loss=total / max(steps, 1), steps=steps, num_examples=len(x))
+    total = sum(float(loss) for loss in losses)
+    return TrainResult(loss=total / max(len(losses), 1), steps=len(losses), num_examples=len(x))
 
 
 def build_surrogate(

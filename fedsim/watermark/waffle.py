@@ -5,9 +5,10 @@ After each round's aggregation the server runs SGD on the cross-entropy of the t
 .. math:: \theta \leftarrow \theta - \eta \nabla_\theta \frac{1}{|B|}\sum_{i \in B}
           \ell(f_\theta(x_i), y_i), \qquad (x_i, y_i) \in \text{trigger set},
 
-epoch by epoch, until the trigger accuracy reaches the threshold (checked before each epoch)
-or the step budget is spent. Clients never see the triggers; the watermark persists in the
-model every client receives (and any copy that leaks).
+epoch by epoch (:func:`fedsim.training.sgd_steps`, fedsim's one SGD loop), until the trigger
+accuracy reaches the threshold (checked before each epoch) or the step budget is spent.
+Clients never see the triggers; the watermark persists in the model every client receives
+(and any copy that leaks).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fedsim.errors import InvalidSettingError
-from fedsim.training import TrainSettings, minibatches, single_thread
+from fedsim.training import TrainSettings, minibatches, sgd_steps
 from fedsim.validation import require_int, require_real
 from fedsim.watermark.trigger import TriggerSet, watermark_accuracy
 
@@ -113,18 +114,17 @@ def embed(
     trigger = TriggerSet(trigger_x, trigger_y)
     device = next(model.parameters()).device
     x, y = trigger_x.to(device), trigger_y.to(device)
-    optimizer = torch.optim.SGD(model.parameters(), lr=settings.lr, momentum=settings.momentum)
-    epoch = TrainSettings(epochs=1, batch_size=settings.batch_size, lr=settings.lr)
+    epoch = TrainSettings(
+        epochs=1, batch_size=settings.batch_size, lr=settings.lr, momentum=settings.momentum
+    )
+    optimizer = epoch.optimizer(model)  # one per call: momentum carries across epochs only
+
+    def batch_loss(batch: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(model(x[batch]), y[batch])
+
     steps = 0
     while steps < settings.max_steps and watermark_accuracy(model, trigger) < settings.threshold:
-        model.train()
-        with single_thread(device):
-            for batch in minibatches(len(y), epoch, generator):
-                batch = batch.to(device)
-                optimizer.zero_grad(set_to_none=True)
-                F.cross_entropy(model(x[batch]), y[batch]).backward()
-                optimizer.step()
-                steps += 1
-                if steps >= settings.max_steps:
-                    break
+        batches = minibatches(len(y), epoch, generator)
+        left = settings.max_steps - steps
+        steps += len(sgd_steps(model, optimizer, batches, batch_loss, max_steps=left))
     return steps

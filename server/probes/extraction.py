@@ -58,11 +58,10 @@ from fedsim.params import load_flat_params
 from fedsim.seeding import Stream, derive_seed, torch_generator
 from fedsim.training import TrainSettings
 from fedsim.validation import require_known
-from fedsim.watermark import TriggerSet, watermark_accuracy
+from fedsim.watermark import TriggerSet, data_range, run_trigger_set, watermark_accuracy
 from server.probes.base import PROBES, Probe, RoundView, check_rounds
 from server.probes.held_out import held_out_split
 from server.probes.theft_plots import save_extraction_curve
-from server.watermark import data_range, run_trigger_set
 
 __all__ = ["ExtractionProbe"]
 
@@ -95,7 +94,7 @@ class ExtractionProbe(Probe):
         settings = TrainSettings(
             train.epochs, train.batch_size, train.lr, train.momentum, train.weight_decay
         )
-        self.attack: ExtractionAttack = EXTRACTION_ATTACKS[config.attack](
+        self.attack: ExtractionAttack = EXTRACTION_ATTACKS.get(config.attack)(
             config.queries, settings, shift=config.shift
         )
         split = held_out_split(fed, config.public_fraction, "extraction.public_fraction")

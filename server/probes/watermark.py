@@ -1,7 +1,7 @@
 """The watermark probe (data → data): the owner's watermark, its cost, and a thief's removal.
 
 Configured by the top-level ``watermark:`` block (the server's WAFFLE embedding itself is a
-server part, :class:`~server.watermark.ServerWatermark`). Threat model ``global_model``: the
+server part, :class:`~fedsim.watermark.WaffleEmbedding`). Threat model ``global_model``: the
 thief holds a leaked copy of the global model's weights and labelled public images of the task
 (a seeded share of the held-out set, :mod:`server.probes.held_out`). In each chosen round
 (default: every round) the probe reports
@@ -40,11 +40,10 @@ from fedsim.federation import Federation
 from fedsim.params import load_flat_params
 from fedsim.seeding import Stream, torch_generator
 from fedsim.training import TrainSettings, evaluate
-from fedsim.watermark import RemovalPoint, removal_curve, watermark_accuracy
+from fedsim.watermark import RemovalPoint, removal_curve, run_trigger_set, watermark_accuracy
 from server.probes.base import PROBES, Probe, RoundView, check_rounds
 from server.probes.held_out import held_out_split
 from server.probes.theft_plots import save_removal_chart
-from server.watermark import run_trigger_set
 
 __all__ = ["WatermarkProbe", "best_removal"]
 
