@@ -8,7 +8,8 @@ drive it in memory:
    masks and ``(sk2, pk2)`` for the channel to each neighbour; returns ``(pk1, pk2)``.
 2. :meth:`~SecAggClient.share_keys`: draws the private-mask seed ``b`` (32 bytes of
    ``os.urandom``: the masks cancel exactly, so results stay deterministic), splits ``b`` and
-   ``sk1`` into ``k`` Shamir shares with threshold ``t``, keeps its own, and encrypts each
+   ``sk1`` (its 48-byte scalar; Flower shares the PEM) into ``k`` Shamir shares with threshold
+   ``t``, keeps its own, and encrypts each
    neighbour's pair (Fernet under the ECDH key of ``sk2`` and the neighbour's ``pk2``).
 3. :meth:`~SecAggClient.masked_vector`: decrypts the shares its neighbours sent, checks their
    sender and recipient, and masks its quantized vector
@@ -43,12 +44,11 @@ from flwr.common.secure_aggregation.secaggplus_utils import (
 from flwr.supercore.primitives.asymmetric import (
     bytes_to_public_key,
     generate_key_pairs,
-    private_key_to_bytes,
     public_key_to_bytes,
 )
 
 from fedsim.secagg.errors import SecAggAbortedError
-from fedsim.secagg.masks import pairwise_mask, private_mask
+from fedsim.secagg.masks import pairwise_mask, private_mask, secret_key_to_bytes
 from fedsim.secagg.settings import Cohort, SecAggSettings
 
 __all__ = ["SecAggClient"]
@@ -143,7 +143,7 @@ class SecAggClient:
         self._neighbour_keys = {int(nid): (pk1, pk2) for nid, (pk1, pk2) in public_keys.items()}
         self._seed = os.urandom(SEED_BYTES)
         seed_shares = create_shares(self._seed, t, k)
-        sk1_shares = create_shares(private_key_to_bytes(self._sk1), t, k)
+        sk1_shares = create_shares(secret_key_to_bytes(self._sk1), t, k)
         ciphertexts = {}
         for index, (nid, (_, pk2)) in enumerate(self._neighbour_keys.items()):
             if nid == self.node_id:

@@ -28,10 +28,9 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 from flwr.common.secure_aggregation.crypto.shamir import combine_shares
-from flwr.supercore.primitives.asymmetric import bytes_to_private_key
 
 from fedsim.secagg.errors import SecAggAbortedError
-from fedsim.secagg.masks import pairwise_mask, private_mask
+from fedsim.secagg.masks import pairwise_mask, private_mask, secret_key_from_bytes
 from fedsim.secagg.neighbours import neighbour_graph
 from fedsim.secagg.settings import Cohort, SecAggSettings
 
@@ -193,7 +192,7 @@ class SecAggServer:
             if owner in self.masked:
                 total -= private_mask(secret, shape, m)
             else:
-                sk1 = bytes_to_private_key(secret)
+                sk1 = secret_key_from_bytes(secret)
                 for v in sorted(self.graph[owner] & self.masked):
                     total += pairwise_mask(owner, sk1, v, self._public_keys[v][0], shape, m)
             total &= m - 1
