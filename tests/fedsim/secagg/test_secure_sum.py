@@ -1,4 +1,4 @@
-"""A whole SecAgg+ round: the sum is the plain sum of the clipped vectors, with and without drops."""
+"""A whole SecAgg+ round: the plain sum of the clipped vectors, with and without drops."""
 
 from __future__ import annotations
 
@@ -116,3 +116,25 @@ def test_the_server_refuses_both_shares_of_one_node_and_replies_from_strangers()
     server = SecAggServer([1, 2, 3], s, cohort, np.random.default_rng(0))
     with pytest.raises(SecAggAbortedError, match=r"replies from nodes \[4\], not asked"):
         server.receive_public_keys({4: (b"a", b"b")})
+
+
+def test_public_weights_are_applied_before_clipping() -> None:
+    x, w = vectors(5, seed=6), [1.0, 2.0, 0.5, 3.0, 1.0]
+    out = secure_sum(x, SETTINGS, seed=6, weights=w)
+    expected = np.clip(x * np.array(w)[:, None], -2.0, 2.0).sum(axis=0)
+    assert np.abs(out.total - expected).max() < sum_error_bound(5, SETTINGS)
+
+
+def test_the_server_sees_masked_vectors_that_look_nothing_like_the_quantized_ones() -> None:
+    s = SecAggSettings(1, 2)
+    cohort = s.for_cohort(3)
+    server = SecAggServer([1, 2, 3], s, cohort, np.random.default_rng(0))
+    nodes = {i: SecAggClient(i, s, cohort) for i in (1, 2, 3)}
+    server.receive_public_keys({i: n.setup() for i, n in nodes.items()})
+    server.receive_ciphertexts(
+        {i: n.share_keys(server.public_keys_for(i)) for i, n in nodes.items()}
+    )
+    q = np.full(1000, 7, dtype=np.int64)
+    y = nodes[1].masked_vector(server.ciphertexts_for(1), q)
+    assert 0 <= y.min() and y.max() < s.modulus_range
+    assert np.mean(y == q) < 0.01 and y.std() > s.modulus_range / 4  # spread over [0, m)
