@@ -2,10 +2,11 @@
 
 Layers, bottom to top (an import may point down or sideways within a layer, never up):
 
-1. **core** — everything in ``fedsim/`` except the three below: scenario, data, models,
+1. **core** — everything in ``fedsim/`` except the modules named below: scenario, data, models,
    training, DP, attacks, results. Imports no ``flwr``, ``clients``, ``server``.
-2. **protocol** — ``fedsim.protocol``: the names both sides agree on and the array codec.
-   Imports the core and ``flwr``.
+2. **protocol** — ``fedsim.protocol``: the names both sides agree on and the array codec; and
+   ``fedsim.secagg`` (with its submodules): Flower's SecAgg+ protocol core, built on Flower's
+   own cryptographic primitives. Imports the core and ``flwr``.
 3. **clients** / **server** — the Flower adapters. They import the core and the protocol,
    never each other. The server's pure core (``server.aggregators``) imports no ``flwr``
    and no protocol. Every threat family's math (gradient inversion included) is core.
@@ -40,7 +41,7 @@ def layer(module: str) -> str:
         return "orchestration"
     if module == "fedsim.run":
         return "orchestration"
-    if module == "fedsim.protocol":
+    if module in ("fedsim.protocol", "fedsim.secagg") or module.startswith("fedsim.secagg."):
         return "protocol"
     if module == "server.aggregators" or module.startswith("server.aggregators."):
         return "server-core"

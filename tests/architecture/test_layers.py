@@ -32,6 +32,11 @@ def test_no_import_breaks_the_layers() -> None:
         ),
         ("fedsim/params.py", "from flwr.app import Array", "(core) imports flwr"),
         (
+            "fedsim/federation.py",
+            "from fedsim.secagg.masks import private_mask",
+            "(core) imports fedsim.secagg.masks (protocol)",
+        ),
+        (
             "server/aggregators/base.py",
             "from fedsim.protocol import to_array_record",
             "(server-core)",

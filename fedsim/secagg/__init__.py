@@ -1,0 +1,33 @@
+"""Secure aggregation: Flower's SecAgg+ protocol (Bell et al., CCS 2020) on fedsim's updates.
+
+The protocol core, stage by stage and on plain bytes, ints and arrays: settings
+(:mod:`~fedsim.secagg.settings`), quantization (:mod:`~fedsim.secagg.quantize`), the
+neighbour graph (:mod:`~fedsim.secagg.neighbours`), masks (:mod:`~fedsim.secagg.masks`), one
+client's and the server's stages (:mod:`~fedsim.secagg.client`, :mod:`~fedsim.secagg.server`)
+and a whole round in memory (:mod:`~fedsim.secagg.simulate`). Flower's own primitives (key
+agreement, Shamir shares, Fernet, its PRG) are used by import. This package is at the protocol
+layer: it imports ``flwr``, and fedsim's core never imports it.
+"""
+
+from fedsim.secagg.client import SecAggClient
+from fedsim.secagg.errors import SecAggAbortedError
+from fedsim.secagg.quantize import decode_sum, dequantize, quantize, sum_error_bound
+from fedsim.secagg.server import SecAggServer
+from fedsim.secagg.settings import Cohort, SecAggSettings
+from fedsim.secagg.simulate import STAGES, SecureSum, StageCost, secure_sum
+
+__all__ = [
+    "Cohort",
+    "STAGES",
+    "SecAggAbortedError",
+    "SecAggClient",
+    "SecAggServer",
+    "SecAggSettings",
+    "SecureSum",
+    "StageCost",
+    "decode_sum",
+    "dequantize",
+    "quantize",
+    "secure_sum",
+    "sum_error_bound",
+]
