@@ -185,7 +185,7 @@ def run_server(
         if server_round == 0 or strategy.report is None:
             return None
         server_round += strategy.round_offset
-        result = _evaluate_global(fed, arrays, parts.test_set)
+        result = _evaluate_global(fed, arrays, parts.data.held_out)
         if (on_model := getattr(observer, "on_model", None)) is not None:
             on_model(server_round, from_array_record(arrays, WEIGHTS_KEY))
         report = strategy.report

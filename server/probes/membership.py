@@ -74,6 +74,7 @@ from server.probes.membership_targets import (
     membership_targets,
     reference_in_mask,
 )
+from server.server_data import ServerData
 
 __all__ = ["MembershipProbe", "min_references"]
 
@@ -101,6 +102,8 @@ class MembershipProbe(Probe):
     ----------
     fed : Federation
         The run's data, model factory and malicious set.
+    data : ServerData
+        The server's held-out set (FLTrust's root set taken out): the non-members.
     out_dir : Path, optional
         The run directory: reference models are read from and ROC curves written to
         ``out_dir / "membership"``.
@@ -109,13 +112,13 @@ class MembershipProbe(Probe):
     name = "membership"
     direction = "model→data"
 
-    def __init__(self, fed: Federation, out_dir: Path | None = None) -> None:
+    def __init__(self, fed: Federation, data: ServerData, out_dir: Path | None = None) -> None:
         config = fed.scenario.privacy.membership
         if config is None:
             raise ValueError("the scenario has no privacy.membership block")
         self.fed, self.config, self.out_dir = fed, config, out_dir
         self.audited = audited_rounds(config, fed.scenario)
-        self.targets: MembershipTargets = membership_targets(fed, config)
+        self.targets: MembershipTargets = membership_targets(fed, data, config)
         self.in_mask = reference_in_mask(config, self.targets, fed.scenario.seed)
         self.references: ReferenceModels | None = None
         self.sums = np.zeros(self.targets.size)
@@ -123,7 +126,9 @@ class MembershipProbe(Probe):
         self.history: dict[int, dict[str, float]] = {}
 
     @classmethod
-    def from_scenario(cls, fed: Federation, out_dir: Path | None = None) -> MembershipProbe | None:
+    def from_scenario(
+        cls, fed: Federation, data: ServerData, out_dir: Path | None = None
+    ) -> MembershipProbe | None:
         """The probe ``privacy.membership`` asks for (``None`` without that block).
 
         Raises
@@ -172,7 +177,7 @@ class MembershipProbe(Probe):
                 f"at least {needed} for {kind} {config.attack} (fix_variance: "
                 f"{str(config.fix_variance).lower()})",
             )
-        return cls(fed, out_dir)
+        return cls(fed, data, out_dir)
 
     @property
     def threat_model(self) -> str:
