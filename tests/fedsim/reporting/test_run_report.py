@@ -8,6 +8,7 @@ from pathlib import Path
 import yaml
 
 from fedsim.cli import main
+from fedsim.reporting.run_report import write_run_report
 from tests.conftest import make_scenario
 from tests.server.probes.test_inversion import ONE_IMAGE_CLIENTS, PROBE
 
@@ -53,3 +54,25 @@ def test_report_refuses_a_directory_that_is_neither(tmp_path: Path, capsys) -> N
     assert main(["report", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("fedsim: error") and "results.csv" in err
+
+
+def test_a_backdoors_asr_is_tabled_once_under_its_probe(tmp_path: Path) -> None:
+    rows = [
+        {"round": r, "accuracy": 0.5, "loss": 1.0, "asr": a, "detection_precision": 1.0}
+        for r, a in ((1, 0.25), (2, 0.75))
+    ]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "scenario.yaml").write_text(yaml.safe_dump({"attack": {"name": "backdoor"}}))
+    probe = {
+        "name": "backdoor",
+        "direction": "data→model",
+        "threat_model": "global_model",
+        "rounds": [1, 2],
+        "figures": ["asr"],
+    }
+    (tmp_path / "summary.json").write_text(json.dumps({"final_asr": 0.75, "probes": [probe]}))
+    report = write_run_report(tmp_path).read_text()
+    data_model = report.split("## model→data")[0]
+    assert "### Poisoning: backdoor" in data_model and "### Probe: backdoor" in data_model
+    assert "| round | detection_precision |" in data_model and "| round | asr |" in data_model
+    assert data_model.count("| asr") == 1  # not also in the poisoning table
