@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import typing
 from pathlib import Path
 
 import numpy as np
@@ -11,11 +12,14 @@ import yaml
 
 from fedsim.cli import main
 from fedsim.data.shadow import shadow_data
+from fedsim.errors import UnknownNameError
 from fedsim.federation import Federation, federation_for
 from fedsim.reference_models import reference_fingerprint
 from fedsim.run.references import reference_scenario
+from fedsim.scenario import MembershipConfig
 from server.parts import ServerParts
 from server.probes.membership import MembershipProbe
+from server.probes.membership_attacks import MEMBERSHIP_ATTACKS
 from server.sampling import sampled_by
 from tests.conftest import TINY, make_scenario
 
@@ -118,3 +122,10 @@ def test_reference_scenarios_do_not_depend_on_the_main_runtime() -> None:
     a, b = (reference_scenario(s, 1, 2, "inline") for s in (inline, vectorized))
     assert a == b and a.privacy.membership is None and a.seed != inline.seed
     assert reference_fingerprint(inline) != reference_fingerprint(make_scenario(seed=1))
+
+
+def test_every_scenario_attack_name_is_a_registered_attack() -> None:
+    names = typing.get_args(MembershipConfig.model_fields["attack"].annotation)
+    assert MEMBERSHIP_ATTACKS.names() == sorted(names)
+    with pytest.raises(UnknownNameError, match="known: gradient_norm, lira, loss, rmia, update"):
+        MEMBERSHIP_ATTACKS.get("shadow")
