@@ -8,7 +8,8 @@
 2. build the server's parts (:class:`~server.parts.ServerParts`: rule, adversary stage,
    central DP, probes) and the :class:`~server.strategy.FedsimStrategy`;
 3. run ``strategy.start`` for ``rounds`` rounds; after each round evaluate the global model on
-   the held-out test set and hand the round's record to the observer (which writes
+   the server's held-out set (FLTrust's root set taken out) and hand the round's record, with
+   the probes' figures (a backdoor's ASR among them), to the observer (which writes
    ``metrics.jsonl`` and updates the progress display).
 """
 
@@ -24,7 +25,6 @@ import torch
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.serverapp import Grid, ServerApp
 
-from fedsim.attacks import Backdoor, backdoor_asr, backdoor_lifespan
 from fedsim.checkpoint import Checkpoint, save_checkpoint
 from fedsim.scenario import Scenario, load_scenario, scenario_path, scenario_to_dict
 from fedsim.errors import RunError, ScenarioError
@@ -185,7 +185,7 @@ def run_server(
         if server_round == 0 or strategy.report is None:
             return None
         server_round += strategy.round_offset
-        result = _evaluate_global(fed, arrays, parts.test_set)
+        result = _evaluate_global(fed, arrays, parts.data.held_out)
         if (on_model := getattr(observer, "on_model", None)) is not None:
             on_model(server_round, from_array_record(arrays, WEIGHTS_KEY))
         report = strategy.report
@@ -256,19 +256,12 @@ def _restore(checkpoint: Checkpoint, strategy: FedsimStrategy, parts: ServerPart
 def _evaluate_global(
     fed: Federation, arrays: ArrayRecord, test_set: tuple[torch.Tensor, torch.Tensor]
 ) -> dict[str, float]:
-    """Test accuracy and loss of the global model; for backdoor attacks also the ASR."""
+    """Test accuracy and loss of the global model (a backdoor's ASR: the backdoor probe)."""
     model = fed.model("server")
     load_flat_params(model, from_array_record(arrays, WEIGHTS_KEY))
     x_test, y_test = test_set
     result = evaluate(model, x_test, y_test)
-    metrics = {"accuracy": result.accuracy, "loss": result.loss}
-    if isinstance(fed.attack, Backdoor):
-        device = next(model.parameters()).device
-        with torch.no_grad():
-            metrics["asr"] = backdoor_asr(
-                lambda xb: model(xb.to(device)), x_test, y_test, fed.attack
-            )
-    return metrics
+    return {"accuracy": result.accuracy, "loss": result.loss}
 
 
 def _summarise(scenario: Scenario, history: list[dict[str, Any]], wall_s: float) -> dict[str, Any]:
@@ -286,9 +279,6 @@ def _summarise(scenario: Scenario, history: list[dict[str, Any]], wall_s: float)
         "wall_s": wall_s,
         "malicious_clients": sorted(federation_for(scenario).malicious),
     }
-    if "asr" in last:
-        summary["final_asr"] = last["asr"]
-        summary.update(_lifespan(scenario, history))
     for key in ("detection_precision", "detection_recall", "false_rejection_rate"):
         values = [r[key] for r in history if r.get(key) is not None]
         if values:
@@ -300,22 +290,6 @@ def _summarise(scenario: Scenario, history: list[dict[str, Any]], wall_s: float)
         if key in last:
             summary[f"final_{key}"] = last[key]
     return summary
-
-
-def _lifespan(scenario: Scenario, history: list[dict[str, Any]]) -> dict[str, Any]:
-    """``backdoor_lifespan`` when the attack window closed before the run's last round.
-
-    The last poisoned round is the last round of the window in which a malicious client was
-    sampled; the key is absent when the attack never stops within the run (or never ran).
-    """
-    attack = scenario.attack
-    if attack.stop_round is None or not history or attack.stop_round >= history[-1]["round"]:
-        return {}
-    poisoned = [r["round"] for r in history if r.get("malicious") and attack.active(r["round"])]
-    if not poisoned:
-        return {}
-    asr = {r["round"]: r["asr"] for r in history if r.get("asr") is not None}
-    return {"backdoor_lifespan": backdoor_lifespan(asr, max(poisoned))}
 
 
 def make_server_app(

@@ -1,10 +1,12 @@
 """The server's parts, built once from a validated scenario: one owner for preflight and run.
 
 :meth:`ServerParts.build` makes the aggregation pipeline, the colluding adversary stage, the
-FLTrust root update, DP on the server, the probes and (when asked) the mirror of the clients'
-node states. Preflight builds them to find every problem before the first round; the
-ServerApp builds them to run. A setting a part refuses becomes a
-:class:`~fedsim.errors.ScenarioError` naming the scenario key, so both report it the same way.
+server's data (:class:`~server.server_data.ServerData`: the held-out set, FLTrust's root set
+taken out), the FLTrust root update, DP on the server, the probes (each given the server's
+data) and (when asked) the mirror of the clients' node states. Preflight builds them to find
+every problem before the first round; the ServerApp builds them to run. A setting a part
+refuses becomes a :class:`~fedsim.errors.ScenarioError` naming the scenario key, so both report
+it the same way.
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ from server.aggregators.pipeline import Pipeline
 from server.client_state import ClientStateMirror
 from server.privacy import ServerPrivacy
 from server.probes import ProbeSet
-from server.root_update import RootUpdate, split_root
+from server.root_update import RootUpdate
+from server.server_data import ServerData
 
 __all__ = ["ServerParts", "build_aggregator", "default_f", "fltrust_rule", "output_layer"]
 
@@ -144,8 +147,9 @@ class ServerParts:
         The colluding attack's stage, run on the checked updates before aggregation.
     root_update : RootUpdate or None
         FLTrust's server update from its root set (``None`` for other rules).
-    test_set : tuple of Tensor
-        The held-out set the global model is evaluated on (FLTrust's root set taken out).
+    data : ServerData
+        The held-out set the global model is evaluated on and the probes measure on
+        (FLTrust's root set taken out), and the root set.
     privacy : ServerPrivacy
         Central DP, the budget check and the clients' local-DP reports.
     probes : ProbeSet
@@ -160,7 +164,7 @@ class ServerParts:
     aggregator: aggregators.Aggregator
     adversary: AdversaryStage | None
     root_update: RootUpdate | None
-    test_set: tuple[torch.Tensor, torch.Tensor]
+    data: ServerData
     privacy: ServerPrivacy
     probes: ProbeSet
     client_states: ClientStateMirror | None
@@ -210,18 +214,18 @@ class ServerParts:
                 aggregator=aggregator,
                 search=fed.strength,
             )
-        test_set = (fed.data.dataset.x_test, fed.data.dataset.y_test)
-        root_update = None
+        x_test, y_test = fed.data.dataset.x_test, fed.data.dataset.y_test
+        root_size = None
         if (fltrust := fltrust_rule(aggregator)) is not None:
-            held_out = len(test_set[1])
-            if not fltrust.root_size < held_out:
+            root_size = fltrust.root_size
+            if not root_size < len(y_test):
                 raise ScenarioError(
                     "defense.params.root_size",
-                    fltrust.root_size,
-                    f"fewer than the {held_out} held-out samples it is drawn from",
+                    root_size,
+                    f"fewer than the {len(y_test)} held-out samples it is drawn from",
                 )
-            root, test_set = split_root(*test_set, fltrust.root_size, scenario.seed)
-            root_update = RootUpdate(fed, *root)
+        data = ServerData.split(x_test, y_test, root_size, scenario.seed)
+        root_update = None if data.root is None else RootUpdate(fed, *data.root)
         with scenario_key("privacy.central_dp", scenario.privacy.central_dp):
             privacy = ServerPrivacy(scenario, fed.data, aggregator, fed.malicious)
         return cls(
@@ -229,9 +233,9 @@ class ServerParts:
             aggregator=aggregator,
             adversary=adversary,
             root_update=root_update,
-            test_set=test_set,
+            data=data,
             privacy=privacy,
-            probes=ProbeSet.from_federation(fed, out_dir),
+            probes=ProbeSet.from_federation(fed, data, out_dir),
             client_states=ClientStateMirror(fed) if mirror_client_states else None,
             watermark=WaffleEmbedding.from_scenario(fed),
         )

@@ -1,7 +1,8 @@
 """FLTrust's server update g₀: the clients' local procedure on the server's small root set.
 
-The root set (``root_size`` samples) is a seeded draw from the held-out split; those samples are
-then left out of the server's evaluation, so the server never evaluates on data it trained on.
+The root set (``root_size`` samples) is a seeded draw from the held-out split
+(:meth:`server.server_data.ServerData.split`); those samples are then left out of the server's
+evaluation and of every probe, so the server never measures on data it trained on.
 """
 
 from __future__ import annotations
@@ -13,20 +14,7 @@ from fedsim.params import flat_params, load_flat_params
 from fedsim.seeding import Stream, torch_generator
 from fedsim.training import TrainSettings, train_local
 
-__all__ = ["RootUpdate", "split_root"]
-
-
-def split_root(
-    x: torch.Tensor, y: torch.Tensor, root_size: int, seed: int
-) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
-    """Split a held-out set into a seeded root set of ``root_size`` and the rest."""
-    if not 1 <= root_size < len(y):
-        raise ValueError(
-            f"root_size must be in 1..{len(y) - 1} (held-out samples), got {root_size}"
-        )
-    order = torch.randperm(len(y), generator=torch_generator(seed, Stream.DEFENSE, 0))
-    root, rest = order[:root_size].sort().values, order[root_size:].sort().values
-    return (x[root], y[root]), (x[rest], y[rest])
+__all__ = ["RootUpdate"]
 
 
 class RootUpdate:

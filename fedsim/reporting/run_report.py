@@ -30,6 +30,8 @@ from fedsim.threats import DIRECTIONS
 __all__ = ["write_run_report"]
 
 ATTACK_FIGURES = ("asr", "detection_precision", "detection_recall")
+"""Per-round figures of the attack section; one a probe of the run reports (the backdoor probe's
+``asr``) is left to that probe's section, so no table repeats it."""
 
 
 def write_run_report(run_dir: str | os.PathLike[str]) -> Path:
@@ -59,7 +61,8 @@ def write_run_report(run_dir: str | os.PathLike[str]) -> Path:
         lines += [f"## {direction}", ""]
         body = []
         if direction == "data→model":
-            body += _attack_section(scenario, summary, rows)
+            probed = {f for probe in probes for f in probe.get("figures") or []}
+            body += _attack_section(scenario, summary, rows, probed)
         if direction == "model→data":
             body += _privacy_section(summary)
         for probe in probes:
@@ -98,7 +101,9 @@ def _overview(scenario: dict, summary: dict, rows: list[dict]) -> list[str]:
     return [markdown_table(["setting", "value"], [[k, str(v)] for k, v in cells])]
 
 
-def _attack_section(scenario: dict, summary: dict, rows: list[dict]) -> list[str]:
+def _attack_section(
+    scenario: dict, summary: dict, rows: list[dict], probed: set[str]
+) -> list[str]:
     attack = scenario.get("attack") or {}
     if attack.get("name", "none") == "none":
         return []
@@ -109,7 +114,11 @@ def _attack_section(scenario: dict, summary: dict, rows: list[dict]) -> list[str
         f"defence: {(scenario.get('defense') or {}).get('aggregator')}.",
         "",
     ]
-    shown = [k for k in ATTACK_FIGURES if any(r.get(k) is not None for r in rows)]
+    shown = [
+        k
+        for k in ATTACK_FIGURES
+        if k not in probed and any(r.get(k) is not None for r in rows)
+    ]
     if shown:
         lines += [_per_round_table(rows, shown), ""]
     return lines

@@ -50,6 +50,7 @@ from fedsim.run.runtimes.vectorized import run_vectorized
 from fedsim.seeding import Stream, derive_seed
 from fedsim.vectorized.trial import trial_step
 from server.app import make_server_app
+from server.parts import ServerParts
 from server.probes import PROBES
 from server.probes.membership import MembershipProbe
 
@@ -116,8 +117,9 @@ def prepare_references(
     if config is None:
         return None
     fed = federation_for(scenario)
-    probe = MembershipProbe.from_scenario(fed, None)
-    if probe is None or not probe.reference_rounds:
+    # The probe as the server builds it: its non-members come from the server's held-out set.
+    probe = ServerParts.build(fed).probes.find(MembershipProbe.name)
+    if not isinstance(probe, MembershipProbe) or not probe.reference_rounds:
         return None
     fingerprint = reference_fingerprint(scenario)
     cached = load_references(run_dir)

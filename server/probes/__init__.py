@@ -1,4 +1,5 @@
-"""Probes: what observes a run without training (inversion, extraction, watermark; more next).
+"""Probes: what observes a run without training (backdoor ASR, inversion, membership, audits,
+evasion, extraction, watermark).
 
 Importing this package registers every probe in :data:`PROBES`; :class:`ProbeSet` builds the
 ones a scenario configures. See :mod:`server.probes.base` for the interface.
@@ -9,6 +10,7 @@ from __future__ import annotations
 from fedsim.threats import DIRECTIONS, THREAT_MODELS
 from server.probes import (  # noqa: F401  (each import registers its probe)
     audit,
+    backdoor,
     extraction,
     inversion,
     membership,

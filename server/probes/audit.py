@@ -51,6 +51,7 @@ from fedsim.membership.scores import loss_score
 from fedsim.params import load_flat_params
 from fedsim.training import single_thread
 from server.probes.base import PROBES, InsertedUpdates, Probe, RoundView, check_rounds
+from server.server_data import ServerData
 
 __all__ = ["AuditProbe", "canary_points", "guess_grid"]
 
@@ -147,7 +148,9 @@ class AuditProbe(Probe):
         self.history: list[dict[str, Any]] = []
 
     @classmethod
-    def from_scenario(cls, fed: Federation, out_dir: Path | None = None) -> AuditProbe | None:
+    def from_scenario(
+        cls, fed: Federation, data: ServerData, out_dir: Path | None = None
+    ) -> AuditProbe | None:
         """The probe ``privacy.audit`` asks for (``None`` without that block).
 
         Raises

@@ -16,6 +16,10 @@ A probe that audits central DP may also *insert* updates into a round's aggregat
 (:meth:`Probe.inserted_updates`: canary clients); the server adds them to the DP-FedAvg sum
 before the noise and counts them as no client anywhere.
 
+A probe is built with the server's data (:class:`~server.server_data.ServerData`: the held-out
+set with FLTrust's root set taken out), so every probe measures on the examples the server
+evaluates on and none on an example the server trained on.
+
 Probes draw every random number from generators seeded by the scenario (never global state),
 keep what they carry across rounds in :meth:`Probe.state_dict` (checkpoints and resumes) and
 run on the run's device.
@@ -36,6 +40,7 @@ from fedsim.federation import Federation
 from fedsim.registry import Registry
 from fedsim.threats import DIRECTIONS, THREAT_MODELS
 from server.replies import ClientUpdate
+from server.server_data import ServerData
 
 __all__ = ["DIRECTIONS", "PROBES", "THREAT_MODELS", "InsertedUpdates", "Probe", "RoundView"]
 
@@ -110,8 +115,13 @@ class Probe(ABC):
 
     @classmethod
     @abstractmethod
-    def from_scenario(cls, fed: Federation, out_dir: Path | None) -> Probe | None:
+    def from_scenario(
+        cls, fed: Federation, data: ServerData, out_dir: Path | None = None
+    ) -> Probe | None:
         """The probe the run's scenario asks for, or ``None`` if it does not ask for one.
+
+        ``data`` is the server's held-out set (FLTrust's root set taken out), the only
+        held-out examples a probe may measure on; ``out_dir`` the run directory, if any.
 
         Raises
         ------

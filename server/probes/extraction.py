@@ -62,6 +62,7 @@ from fedsim.watermark import TriggerSet, data_range, run_trigger_set, watermark_
 from server.probes.base import PROBES, Probe, RoundView, check_rounds
 from server.probes.held_out import held_out_split
 from server.probes.theft_plots import save_extraction_curve
+from server.server_data import ServerData
 
 __all__ = ["ExtractionProbe"]
 
@@ -76,6 +77,9 @@ class ExtractionProbe(Probe):
     ----------
     fed : Federation
         The run's data and model factory (the server's process).
+    data : ServerData
+        The server's held-out set (FLTrust's root set taken out): the thief's public images
+        and the evaluation images.
     out_dir : Path, optional
         The run directory; the curve goes to ``out_dir / "extraction"`` (none without it).
     """
@@ -83,7 +87,7 @@ class ExtractionProbe(Probe):
     name = "extraction"
     direction = "model→model"
 
-    def __init__(self, fed: Federation, out_dir: Path | None = None) -> None:
+    def __init__(self, fed: Federation, data: ServerData, out_dir: Path | None = None) -> None:
         config = fed.scenario.extraction
         if config is None:
             raise ValueError("the scenario has no extraction block")
@@ -97,7 +101,8 @@ class ExtractionProbe(Probe):
         self.attack: ExtractionAttack = EXTRACTION_ATTACKS.get(config.attack)(
             config.queries, settings, shift=config.shift
         )
-        split = held_out_split(fed, config.public_fraction, "extraction.public_fraction")
+        key = "extraction.public_fraction"
+        split = held_out_split(data, fed.scenario.seed, config.public_fraction, key)
         self.x_eval, self.y_eval = split.eval_x, split.eval_y
         self.budgets = sorted(set(config.budgets or []) | {config.queries})
         self.pool = self._pool(split.public_x)
@@ -124,7 +129,9 @@ class ExtractionProbe(Probe):
         return public
 
     @classmethod
-    def from_scenario(cls, fed: Federation, out_dir: Path | None = None) -> ExtractionProbe | None:
+    def from_scenario(
+        cls, fed: Federation, data: ServerData, out_dir: Path | None = None
+    ) -> ExtractionProbe | None:
         """The probe ``extraction`` asks for (``None`` without that block).
 
         Raises
@@ -142,7 +149,7 @@ class ExtractionProbe(Probe):
         if name is not None:
             require_known("extraction.surrogate.name", name, MODELS.names())
         try:
-            probe = cls(fed, out_dir)
+            probe = cls(fed, data, out_dir)
         except InvalidSettingError as e:
             raise ScenarioError("extraction", config.model_dump(), str(e)) from None
         if config.shift == 0 and probe.budgets[-1] > len(probe.pool):

@@ -1,8 +1,9 @@
 """What a model thief holds: a seeded part of the held-out set, the rest kept for evaluation.
 
 Extraction attackers and watermark removers both hold "public" images of the task: a part of
-the federation's held-out (test) set, which no client trains on. The split is one seeded
-permutation of the held-out set per run, from the generator (seed, ``THEFT_DATA``)
+the server's held-out set (:class:`~server.server_data.ServerData`: the test split no client
+trains on, FLTrust's root set taken out). The split is one seeded permutation of that set per
+run, from the generator (seed, ``THEFT_DATA``)
 (:func:`~fedsim.extraction.public_split`): the thief holds its first ⌊f·n⌉ entries, the
 probes evaluate on the rest. Both probes use the same permutation, so with equal fractions
 they see the same split, and with different ones the smaller public part is inside the larger.
@@ -16,8 +17,8 @@ import torch
 
 from fedsim.errors import InvalidSettingError, ScenarioError
 from fedsim.extraction import public_split
-from fedsim.federation import Federation
 from fedsim.seeding import Stream, torch_generator
+from server.server_data import ServerData
 
 __all__ = ["HeldOut", "held_out_split"]
 
@@ -31,17 +32,19 @@ class HeldOut(NamedTuple):
     eval_y: torch.Tensor
 
 
-def held_out_split(fed: Federation, fraction: float, key: str) -> HeldOut:
-    """Split the held-out set: the share ``fraction`` for the thief, the rest for evaluation.
+def held_out_split(data: ServerData, seed: int, fraction: float, key: str) -> HeldOut:
+    """Split the server's held-out set: the share ``fraction`` for the thief, the rest for tests.
+
+    ``seed`` is the scenario's seed; ``key`` the scenario key of ``fraction`` (for errors).
 
     Raises
     ------
     ScenarioError
         At ``key`` when either part would be empty.
     """
-    x, y = fed.data.dataset.x_test, fed.data.dataset.y_test
+    x, y = data.held_out
     size = round(fraction * len(y))
-    generator = torch_generator(fed.scenario.seed, Stream.THEFT_DATA)
+    generator = torch_generator(seed, Stream.THEFT_DATA)
     try:
         public, held = public_split(len(y), size, generator)
     except InvalidSettingError as e:

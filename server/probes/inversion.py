@@ -45,6 +45,7 @@ from fedsim.inversion.plot import save_reconstruction_grid
 from fedsim.inversion.updates import unflatten_like, update_as_gradient
 from server.probes.base import PROBES, Probe, RoundView, check_rounds
 from server.replies import ClientUpdate
+from server.server_data import ServerData
 
 __all__ = ["InversionProbe", "first_batch", "local_step_count"]
 
@@ -112,7 +113,9 @@ class InversionProbe(Probe):
         self.history: list[dict[str, float]] = []
 
     @classmethod
-    def from_scenario(cls, fed: Federation, out_dir: Path | None = None) -> InversionProbe | None:
+    def from_scenario(
+        cls, fed: Federation, data: ServerData, out_dir: Path | None = None
+    ) -> InversionProbe | None:
         """The probe ``privacy.inversion`` asks for (``None`` without that block).
 
         Raises

@@ -28,8 +28,10 @@ Attacks on the model's outputs: ``loss`` (Yeom et al., CSF 2018), ``lira`` (onli
 Carlini et al., IEEE S&P 2022) and ``rmia`` (Zarifzadeh et al., ICML 2024). LiRA and RMIA need
 reference federations: ``fedsim run`` trains them before the run
 (:mod:`fedsim.run.references`) and caches them in ``RUN_DIR/membership/references.pt``; the
-probe reads them there and reports their cost as ``mia_reference_s``. The probe carries the
-running sums of the per-round scores across rounds, in :meth:`state_dict` for checkpoints.
+probe reads them there and reports their cost as ``mia_reference_s``. Each attack is a class in
+:data:`~server.probes.membership_attacks.MEMBERSHIP_ATTACKS` (what it needs and how it scores a
+round); the probe carries the running sums of the per-round scores across rounds, in
+:meth:`state_dict` for checkpoints.
 """
 
 from __future__ import annotations
@@ -41,24 +43,13 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from fedsim.scenario import MembershipConfig
 from fedsim.errors import RunError, ScenarioError
 from fedsim.federation import Federation
-from fedsim.membership import (
-    example_gradients,
-    lira_offline,
-    lira_online,
-    logit_confidence,
-    loss_score,
-    membership_metrics,
-    rmia_scores,
-    roc_curve,
-    true_label_probability,
-)
+from fedsim.membership import example_gradients, membership_metrics, roc_curve
 from fedsim.params import load_flat_params
 from fedsim.reference_models import (
     REFERENCE_DIR,
@@ -67,30 +58,23 @@ from fedsim.reference_models import (
     reference_fingerprint,
 )
 from fedsim.training import single_thread
+from fedsim.validation import require_known
 from server.probes.base import PROBES, Probe, RoundView
+from server.probes.membership_attacks import MEMBERSHIP_ATTACKS, MembershipAttack
 from server.probes.membership_targets import (
     MembershipTargets,
     audited_rounds,
     membership_targets,
     reference_in_mask,
 )
+from server.server_data import ServerData
 
-__all__ = ["MembershipProbe", "min_references"]
+__all__ = ["MembershipProbe"]
 
 log = logging.getLogger(__name__)
 
 THREAT_MODELS = {"outsider": "query", "client": "global_model", "server": "update"}
 EVAL_BATCH = 1024
-
-
-def min_references(config: MembershipConfig) -> int:
-    """The fewest reference federations the attack can fit its statistics with (0: none)."""
-    if config.attack == "lira":
-        per_side = 1 if config.fix_variance else 2
-        return 2 * per_side if config.online else per_side
-    if config.attack == "rmia":
-        return 2 if config.online else 1
-    return 0
 
 
 @PROBES.register("membership")
@@ -101,6 +85,8 @@ class MembershipProbe(Probe):
     ----------
     fed : Federation
         The run's data, model factory and malicious set.
+    data : ServerData
+        The server's held-out set (FLTrust's root set taken out): the non-members.
     out_dir : Path, optional
         The run directory: reference models are read from and ROC curves written to
         ``out_dir / "membership"``.
@@ -109,13 +95,14 @@ class MembershipProbe(Probe):
     name = "membership"
     direction = "model→data"
 
-    def __init__(self, fed: Federation, out_dir: Path | None = None) -> None:
+    def __init__(self, fed: Federation, data: ServerData, out_dir: Path | None = None) -> None:
         config = fed.scenario.privacy.membership
         if config is None:
             raise ValueError("the scenario has no privacy.membership block")
         self.fed, self.config, self.out_dir = fed, config, out_dir
+        self.attack: MembershipAttack = MEMBERSHIP_ATTACKS.get(config.attack)(config)
         self.audited = audited_rounds(config, fed.scenario)
-        self.targets: MembershipTargets = membership_targets(fed, config)
+        self.targets: MembershipTargets = membership_targets(fed, data, config)
         self.in_mask = reference_in_mask(config, self.targets, fed.scenario.seed)
         self.references: ReferenceModels | None = None
         self.sums = np.zeros(self.targets.size)
@@ -123,47 +110,25 @@ class MembershipProbe(Probe):
         self.history: dict[int, dict[str, float]] = {}
 
     @classmethod
-    def from_scenario(cls, fed: Federation, out_dir: Path | None = None) -> MembershipProbe | None:
+    def from_scenario(
+        cls, fed: Federation, data: ServerData, out_dir: Path | None = None
+    ) -> MembershipProbe | None:
         """The probe ``privacy.membership`` asks for (``None`` without that block).
 
         Raises
         ------
         ScenarioError
-            An attack the threat model cannot run, ``level: client`` without the server's
-            view, too few references, rounds past the run's end, more targets than the
-            member clients or the held-out pool hold.
+            An attack the threat model cannot run, ``level: client`` with an attack that
+            cannot see clients, too few references, rounds past the run's end, more targets
+            than the member clients or the held-out pool hold.
         """
         config = fed.scenario.privacy.membership
         if config is None:
             return None
-        if config.threat_model == "server" and config.attack not in ("update", "gradient_norm"):
-            raise ScenarioError(
-                "privacy.membership.attack",
-                config.attack,
-                "update or gradient_norm for threat_model: server (loss, lira, rmia: outsider "
-                "or client)",
-            )
-        if config.attack == "gradient_norm" and config.threat_model == "outsider":
-            raise ScenarioError(
-                "privacy.membership.threat_model",
-                config.threat_model,
-                "client or server for attack: gradient_norm (it needs the model's weights)",
-            )
-        if config.attack == "update" and config.threat_model != "server":
-            raise ScenarioError(
-                "privacy.membership.threat_model",
-                config.threat_model,
-                "server for attack: update (only the server sees each client's update)",
-            )
-        if config.level == "client" and config.attack != "update":
-            raise ScenarioError(
-                "privacy.membership.level",
-                config.level,
-                f"example for threat_model: {config.threat_model}, attack: {config.attack}, "
-                "which cannot see clients (level: client needs threat_model: server, "
-                "attack: update)",
-            )
-        needed = min_references(config)
+        require_known("privacy.membership.attack", config.attack, MEMBERSHIP_ATTACKS.names())
+        attack = MEMBERSHIP_ATTACKS.get(config.attack)(config)
+        _check_attack(config, attack)
+        needed = attack.min_references()
         if config.references < needed:
             kind = "online" if config.online else "offline"
             raise ScenarioError(
@@ -172,7 +137,7 @@ class MembershipProbe(Probe):
                 f"at least {needed} for {kind} {config.attack} (fix_variance: "
                 f"{str(config.fix_variance).lower()})",
             )
-        return cls(fed, out_dir)
+        return cls(fed, data, out_dir)
 
     @property
     def threat_model(self) -> str:
@@ -189,18 +154,16 @@ class MembershipProbe(Probe):
     @property
     def reference_rounds(self) -> list[int]:
         """The rounds whose reference global models the attack needs (none without references)."""
-        return self.rounds if min_references(self.config) else []
+        return self.rounds if self.attack.min_references() else []
 
     # -- observing ------------------------------------------------------------------------
 
     def observe(self, view: RoundView) -> dict[str, Any]:
         """Score the audited examples on this round's view; figures on the audited rounds."""
-        if self.config.attack == "update":
-            if view.updates:
-                self._accumulate_updates(view)
-        else:
-            self.sums += self._model_scores(view.model, view.round)
-            self.counts += 1
+        scored = self.attack.round_scores(self, view)
+        if scored is not None:
+            self.sums[scored.scored] += scored.scores[scored.scored]
+            self.counts[scored.scored] += 1
         if view.round not in self.audited:
             return {}
         scores = self.sums / np.maximum(self.counts, 1)
@@ -214,33 +177,10 @@ class MembershipProbe(Probe):
             self._save_roc(self.out_dir / REFERENCE_DIR, view.round, scores, figures)
         return figures
 
-    def _model_scores(self, weights: torch.Tensor, server_round: int) -> np.ndarray:
-        """The attack's score of every audited example on the global model ``weights``."""
-        targets, config = self.targets, self.config
-        if config.attack == "gradient_norm":
-            return self._gradient_norms(weights)
-        logits = self._logits([weights], targets.x)[0]
-        if config.attack == "loss":
-            return loss_score(logits, targets.y)
-        refs = self._reference_weights(server_round)
-        ref_logits = self._logits(list(refs), targets.x)
-        if config.attack == "lira":
-            phi = logit_confidence(logits, targets.y)
-            ref_phi = np.stack([logit_confidence(z, targets.y) for z in ref_logits])
-            attack = lira_online if config.online else lira_offline
-            return attack(phi, ref_phi, self.in_mask, fix_variance=config.fix_variance)
-        z_x, z_y = targets.population
-        z_logits = self._logits([weights, *refs], z_x)
-        return rmia_scores(
-            true_label_probability(logits, targets.y),
-            np.stack([true_label_probability(z, targets.y) for z in ref_logits]),
-            true_label_probability(z_logits[0], z_y),
-            np.stack([true_label_probability(z, z_y) for z in z_logits[1:]]),
-            gamma=config.rmia_gamma,
-            offline_a=None if config.online else config.rmia_offline_a,
-        )
+    # -- what the attacks ask for (server.probes.membership_attacks.Scorer) -----------------
 
-    def _logits(self, weights: list[torch.Tensor], x: torch.Tensor) -> list[torch.Tensor]:
+    def logits(self, weights: list[torch.Tensor], x: torch.Tensor) -> list[torch.Tensor]:
+        """The model's logits on ``x`` under each of ``weights`` (in batches, on one thread)."""
         model = self.fed.model("membership")
         device = next(model.parameters()).device
         out = []
@@ -255,51 +195,22 @@ class MembershipProbe(Probe):
                 )
         return out
 
-    def _accumulate_updates(self, view: RoundView) -> None:
-        """Server: add this round's cosines between candidates' gradients and the updates."""
-        targets = self.targets
-        model = self.fed.model("membership")
-        load_flat_params(model, view.before)
-        model.eval()
-        device = next(model.parameters()).device
-        updates = {u.client_id: u.update.to(torch.float64) for u in view.updates}
-        with single_thread(device):
-            if self.config.level == "example":
-                for client, delta in updates.items():
-                    idx = np.flatnonzero(targets.home == client)
-                    if idx.size:
-                        grads = self._gradients(model, idx, device)
-                        cos = F.cosine_similarity(-grads, delta[None, :], dim=1, eps=1e-300)
-                        self.sums[idx] += cos.numpy()
-                        self.counts[idx] += 1
-                return
-            deltas = torch.stack(list(updates.values()))
-            for k in range(targets.size):
-                mean = self._gradients(model, np.flatnonzero(targets.group == k), device).mean(0)
-                cos = F.cosine_similarity(-mean[None, :], deltas, dim=1, eps=1e-300)
-                self.sums[k] += float(cos.max())
-                self.counts[k] += 1
-
-    def _gradient_norms(self, weights: torch.Tensor) -> np.ndarray:
-        """Minus each audited example's gradient norm at ``weights`` (Nasr et al., S&P 2019)."""
+    def model_at(self, weights: torch.Tensor) -> torch.nn.Module:
+        """The probe's model holding ``weights``, in evaluation mode."""
         model = self.fed.model("membership")
         load_flat_params(model, weights)
         model.eval()
-        device = next(model.parameters()).device
-        chunks = np.array_split(np.arange(self.targets.size), max(1, self.targets.size // 256))
-        with single_thread(device):
-            norms = [
-                torch.linalg.vector_norm(self._gradients(model, idx, device), dim=1)
-                for idx in chunks
-            ]
-        return -torch.cat(norms).numpy()
+        return model
 
-    def _gradients(self, model: torch.nn.Module, idx: np.ndarray, device: torch.device) -> Any:
+    def gradients(self, model: torch.nn.Module, idx: np.ndarray) -> torch.Tensor:
+        """``(len(idx), d)`` float64 per-example gradients of the audited examples ``idx``."""
+        device = next(model.parameters()).device
         index = torch.from_numpy(idx)
         x, y = self.targets.x[index].to(device), self.targets.y[index].to(device)
         return example_gradients(model, x, y).cpu().to(torch.float64)
 
-    def _reference_weights(self, server_round: int) -> torch.Tensor:
+    def reference_weights(self, server_round: int) -> torch.Tensor:
+        """``(R, d)`` the reference federations' global weights after ``server_round``."""
         if self.references is None:
             self.references = self._load_references()
         return self.references.at(server_round)
@@ -362,7 +273,7 @@ class MembershipProbe(Probe):
     def summary(self) -> dict[str, Any]:
         """The reference models' cost and how many examples were audited."""
         refs = self.references
-        if refs is None and min_references(self.config) and self.out_dir is not None:
+        if refs is None and self.attack.min_references() and self.out_dir is not None:
             refs = load_references(self.out_dir)
         return {
             "mia_reference_s": refs.seconds if refs is not None else 0.0,
@@ -385,3 +296,34 @@ class MembershipProbe(Probe):
             self.sums = state["sums"].numpy().astype(np.float64)
             self.counts = state["counts"].numpy().astype(np.float64)
         self.history = {int(r): dict(f) for r, f in state.get("history", {}).items()}
+
+
+def _check_attack(config: MembershipConfig, attack: MembershipAttack) -> None:
+    """Raise a ScenarioError unless ``config``'s threat model and level can run ``attack``."""
+    names = MEMBERSHIP_ATTACKS.names()
+    if config.threat_model not in attack.threat_models:
+        if config.threat_model == "server":  # the server's view: only its own attacks
+            server = [n for n in names if "server" in MEMBERSHIP_ATTACKS.get(n).threat_models]
+            others = [n for n in names if n not in server]
+            raise ScenarioError(
+                "privacy.membership.attack",
+                config.attack,
+                f"{' or '.join(server)} for threat_model: server ({', '.join(others)}: "
+                "outsider or client)",
+            )
+        raise ScenarioError(
+            "privacy.membership.threat_model",
+            config.threat_model,
+            f"{' or '.join(attack.threat_models)} for attack: {config.attack} ({attack.needs})",
+        )
+    if config.level not in attack.levels:
+        seeing = [MEMBERSHIP_ATTACKS.get(n) for n in names]
+        seeing = [a for a in seeing if config.level in a.levels]
+        models = sorted({m for a in seeing for m in a.threat_models})
+        raise ScenarioError(
+            "privacy.membership.level",
+            config.level,
+            f"{' or '.join(attack.levels)} for threat_model: {config.threat_model}, attack: "
+            f"{config.attack}, which cannot see clients (level: {config.level} needs "
+            f"threat_model: {' or '.join(models)}, attack: {' or '.join(a.name for a in seeing)})",
+        )

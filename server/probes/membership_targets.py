@@ -9,7 +9,8 @@ keyed by (scenario seed, ``Stream.MEMBERSHIP``, purpose).
 first audited round, so every member was trained on by the target federation before each
 audited round (with partial participation the partitions of never-sampled clients are left
 out: they are training data the model never saw). Non-members: as many examples of the
-held-out pool (the test set minus FLTrust's root set), never trained on, same distribution.
+held-out pool (the server's held-out set, :class:`~server.server_data.ServerData`: the test
+set minus FLTrust's root set), never trained on, same distribution.
 Each non-member gets a seeded *home client* among the member clients: the client a reference
 federation adds it to when it is "in", and the client whose updates the server's update
 attack compares it with.
@@ -32,14 +33,12 @@ from fedsim.errors import ScenarioError
 from fedsim.federation import Federation
 from fedsim.membership import membership_split, reference_masks
 from fedsim.seeding import Stream, derive_seed, numpy_rng
-from server.aggregators.fltrust import FLTrust
-from server.root_update import split_root
 from server.sampling import sampled_by
+from server.server_data import ServerData
 
 __all__ = [
     "MembershipTargets",
     "audited_rounds",
-    "held_out_pool",
     "membership_targets",
     "reference_in_mask",
 ]
@@ -106,20 +105,12 @@ def audited_rounds(config: MembershipConfig, scenario: Scenario) -> list[int]:
     return rounds
 
 
-def held_out_pool(fed: Federation) -> tuple[torch.Tensor, torch.Tensor]:
-    """The held-out examples no client trains on: the test set minus FLTrust's root set."""
-    dataset, scenario = fed.data.dataset, fed.scenario
-    x, y = dataset.x_test, dataset.y_test
-    if scenario.defense.aggregator != "fltrust":
-        return x, y
-    params = scenario.defense.params
-    root_size = FLTrust(**{k: v for k, v in params.items() if k == "root_size"}).root_size
-    (_, _), (rest, _) = split_root(torch.arange(len(y)), y, root_size, scenario.seed)
-    return x[rest], y[rest]
-
-
-def membership_targets(fed: Federation, config: MembershipConfig) -> MembershipTargets:
+def membership_targets(
+    fed: Federation, data: ServerData, config: MembershipConfig
+) -> MembershipTargets:
     """The scenario's audited examples or data sets (see the module docstring).
+
+    Non-members come from ``data.held_out``, the server's held-out set.
 
     Raises
     ------
@@ -136,7 +127,7 @@ def membership_targets(fed: Federation, config: MembershipConfig) -> MembershipT
             config.rounds,
             f"a round by which an honest client has trained (none by round {first})",
         )
-    x_out, y_out = held_out_pool(fed)
+    x_out, y_out = data.held_out
     if config.level == "client":
         return _client_targets(fed, config, clients, x_out, y_out)
     owner = np.concatenate([np.full(len(fed.data.partitions[c]), c) for c in clients])

@@ -10,6 +10,7 @@ import torch
 
 from fedsim.federation import Federation
 from server.probes.base import PROBES, InsertedUpdates, Probe, RoundView
+from server.server_data import ServerData
 
 __all__ = ["ProbeSet"]
 
@@ -29,17 +30,26 @@ class ProbeSet:
         self.last_figures: dict[str, dict[str, Any]] = {}
 
     @classmethod
-    def from_federation(cls, fed: Federation, out_dir: Path | None = None) -> ProbeSet:
-        """Build every registered probe the scenario configures (validating its settings)."""
+    def from_federation(
+        cls, fed: Federation, data: ServerData, out_dir: Path | None = None
+    ) -> ProbeSet:
+        """Build every registered probe the scenario configures (validating its settings).
+
+        Each is given the server's ``data`` (the held-out set, FLTrust's root set taken out).
+        """
         probes = []
         for name in PROBES.names():
-            probe = PROBES.get(name).from_scenario(fed, out_dir)
+            probe = PROBES.get(name).from_scenario(fed, data, out_dir)
             if probe is not None:
                 probes.append(probe)
         return cls(probes)
 
     def __bool__(self) -> bool:
         return bool(self.probes)
+
+    def find(self, name: str) -> Probe | None:
+        """The probe registered as ``name``, if the scenario configures it."""
+        return next((p for p in self.probes if p.name == name), None)
 
     def observe(self, view: RoundView) -> None:
         """Run each probe whose rounds include ``view.round``; keep their figures."""

@@ -2,8 +2,8 @@
 
 Configured by the scenario's top-level ``robustness:`` block. In each evaluated round (default:
 the last) the probe attacks the global model on a seeded subset of ``samples`` held-out
-examples (:attr:`~server.parts.ServerParts.test_set`'s examples: FLTrust's root set is taken
-out) and reports
+examples (the server's held-out set, :class:`~server.server_data.ServerData`: FLTrust's root
+set is taken out) and reports
 
 - ``robust_accuracy``: attack label → the share of the subset classified correctly both clean
   and under that attack, plus ``worst_case`` (correct under every attack: the per-sample worst
@@ -62,29 +62,12 @@ from fedsim.params import load_flat_params
 from fedsim.results import write_json_atomic
 from fedsim.seeding import Stream, derive_seed, torch_generator
 from fedsim.training import TrainSettings, single_thread, train_local
-from server.aggregators.fltrust import FLTrust
 from server.probes.base import PROBES, Probe, RoundView, check_rounds
-from server.root_update import split_root
+from server.server_data import ServerData
 
-__all__ = ["RobustnessProbe", "held_out_set"]
+__all__ = ["RobustnessProbe"]
 
 log = logging.getLogger(__name__)
-
-
-def held_out_set(fed: Federation) -> tuple[torch.Tensor, torch.Tensor]:
-    """The held-out examples the server evaluates on: FLTrust's root set taken out.
-
-    The same split as :meth:`server.parts.ServerParts.build` (:func:`split_root`).
-    """
-    dataset, scenario = fed.data.dataset, fed.scenario
-    x, y = dataset.x_test, dataset.y_test
-    if scenario.defense.aggregator != "fltrust":
-        return x, y
-    root_size = scenario.defense.params.get("root_size", FLTrust().root_size)
-    if not isinstance(root_size, int) or not 1 <= root_size < len(y):
-        return x, y  # ServerParts.build reports the bad root_size
-    _, rest = split_root(x, y, root_size, scenario.seed)
-    return rest
 
 
 @PROBES.register("robustness")
@@ -95,6 +78,9 @@ class RobustnessProbe(Probe):
     ----------
     fed : Federation
         The run's data and model factory (the server's own process).
+    data : ServerData
+        The server's held-out set (FLTrust's root set taken out): the attacked subset and
+        the transfer attacker's public examples are drawn from it.
     out_dir : Path, optional
         The run directory; reliability diagrams go to ``out_dir / "robustness"``.
 
@@ -107,13 +93,13 @@ class RobustnessProbe(Probe):
     name = "robustness"
     direction = "data→model"
 
-    def __init__(self, fed: Federation, out_dir: Path | None = None) -> None:
+    def __init__(self, fed: Federation, data: ServerData, out_dir: Path | None = None) -> None:
         config = fed.scenario.robustness
         if config is None:
             raise InvalidSettingError("the scenario has no robustness block")
         self.fed, self.config, self.out_dir = fed, config, out_dir
         dataset = fed.data.dataset
-        x, y = held_out_set(fed)
+        self.held_out = x, y = data.held_out
         order = torch.randperm(
             len(y), generator=torch_generator(fed.scenario.seed, Stream.ROBUSTNESS)
         )
@@ -132,7 +118,9 @@ class RobustnessProbe(Probe):
         self.last: dict[str, Any] = {}
 
     @classmethod
-    def from_scenario(cls, fed: Federation, out_dir: Path | None = None) -> RobustnessProbe | None:
+    def from_scenario(
+        cls, fed: Federation, data: ServerData, out_dir: Path | None = None
+    ) -> RobustnessProbe | None:
         """The probe ``robustness`` asks for (``None`` without that block).
 
         Raises
@@ -157,7 +145,7 @@ class RobustnessProbe(Probe):
                     raise ScenarioError(
                         f"robustness.transfer.surrogates.{index}", name, str(e)
                     ) from None
-        probe = cls(fed, out_dir)
+        probe = cls(fed, data, out_dir)
         if transfer is not None and transfer.data == "public" and not len(probe.public):
             raise ScenarioError(
                 "robustness.samples",
@@ -230,7 +218,7 @@ class RobustnessProbe(Probe):
         if transfer.data == "client":
             x, y = fed.data.client(transfer.client)
         else:
-            held_x, held_y = held_out_set(fed)
+            held_x, held_y = self.held_out
             public = self.public[: transfer.public_samples].sort().values
             x, y = held_x[public], held_y[public]
         settings = TrainSettings(

@@ -44,6 +44,7 @@ from fedsim.watermark import RemovalPoint, removal_curve, run_trigger_set, water
 from server.probes.base import PROBES, Probe, RoundView, check_rounds
 from server.probes.held_out import held_out_split
 from server.probes.theft_plots import save_removal_chart
+from server.server_data import ServerData
 
 __all__ = ["WatermarkProbe", "best_removal"]
 
@@ -79,6 +80,9 @@ class WatermarkProbe(Probe):
     ----------
     fed : Federation
         The run's data and model factory (the server's process).
+    data : ServerData
+        The server's held-out set (FLTrust's root set taken out): the thief's public images
+        and the evaluation images.
     out_dir : Path, optional
         The run directory; the removal table goes to ``out_dir / "watermark"``.
     """
@@ -86,7 +90,7 @@ class WatermarkProbe(Probe):
     name = "watermark"
     direction = "data→data"
 
-    def __init__(self, fed: Federation, out_dir: Path | None = None) -> None:
+    def __init__(self, fed: Federation, data: ServerData, out_dir: Path | None = None) -> None:
         config = fed.scenario.watermark
         if config is None:
             raise ValueError("the scenario has no watermark block")
@@ -97,12 +101,14 @@ class WatermarkProbe(Probe):
         removal = config.removal
         fraction = removal.public_fraction if removal is not None else 0.5
         key = "watermark.removal.public_fraction"
-        self.split = held_out_split(fed, fraction, key)
+        self.split = held_out_split(data, fed.scenario.seed, fraction, key)
         self.removal: list[dict[str, Any]] = []
         self.removed: bool | None = None
 
     @classmethod
-    def from_scenario(cls, fed: Federation, out_dir: Path | None = None) -> WatermarkProbe | None:
+    def from_scenario(
+        cls, fed: Federation, data: ServerData, out_dir: Path | None = None
+    ) -> WatermarkProbe | None:
         """The probe ``watermark`` asks for (``None`` without that block).
 
         Raises
@@ -114,7 +120,7 @@ class WatermarkProbe(Probe):
         if config is None:
             return None
         check_rounds("watermark.rounds", config.rounds, scenario.rounds)
-        return cls(fed, out_dir)
+        return cls(fed, data, out_dir)
 
     @property
     def threat_model(self) -> str:

@@ -175,3 +175,25 @@ def test_an_interrupted_run_scores_its_last_recorded_figures(tmp_path: Path) -> 
 def test_a_figure_written_as_null_shows_a_dash(tmp_path: Path) -> None:
     report = write_run_report(_run_dir(tmp_path, {"rounds": 3, "final_accuracy": None})).read_text()
     assert _table(report, "## Scorecard")[1:] == [["final accuracy (main task)", "–", "Training"]]
+
+
+def test_a_backdoors_asr_is_tabled_once_under_its_probe(tmp_path: Path) -> None:
+    rows = [
+        {"round": r, "accuracy": 0.5, "loss": 1.0, "asr": a, "detection_precision": 1.0}
+        for r, a in ((1, 0.25), (2, 0.75))
+    ]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "scenario.yaml").write_text(yaml.safe_dump({"attack": {"name": "backdoor"}}))
+    probe = {
+        "name": "backdoor",
+        "direction": "data→model",
+        "threat_model": "global_model",
+        "rounds": [1, 2],
+        "figures": ["asr"],
+    }
+    (tmp_path / "summary.json").write_text(json.dumps({"final_asr": 0.75, "probes": [probe]}))
+    report = write_run_report(tmp_path).read_text()
+    data_model = report.split("## model→data")[0]
+    assert "### Poisoning: backdoor" in data_model and "### Probe: backdoor" in data_model
+    assert "| round | detection_precision |" in data_model and "| round | asr |" in data_model
+    assert data_model.count("| asr") == 1  # not also in the poisoning table

@@ -137,7 +137,8 @@ def test_plot_and_list_commands(tmp_path: Path, capsys: pytest.CaptureFixture[st
     out = capsys.readouterr().out
     datasets = "datasets: cifar10, digits, fashion_mnist, femnist, mnist, synthetic"
     assert datasets in out and "fedavg" in out and "cnn" in out
-    assert "probes: audit, extraction, inversion, membership, robustness, watermark" in out
+    probes = "probes: audit, backdoor, extraction, inversion, membership, robustness, watermark"
+    assert probes in out
     assert "pre-stages: arc, bucketing, nnm, norm_bound" in out
     assert main(["plot", str(tmp_path)]) == 2
 

@@ -122,7 +122,8 @@ def test_canaries_stay_out_of_the_test_set_and_only_in_their_owners_data() -> No
     assert canaries is not None and not set(canaries.owners.tolist()) & fed.malicious
     for split in ("x_test", "y_test"):
         assert torch.equal(getattr(fed.data.dataset, split), getattr(plain.data.dataset, split))
-    assert torch.equal(ServerParts.build(fed).test_set[1], ServerParts.build(plain).test_set[1])
+    held_out = ServerParts.build(fed).data.held_out
+    assert torch.equal(held_out[1], ServerParts.build(plain).data.held_out[1])
     added = 0
     for client in range(scenario.data.num_clients):
         x, y = fed.data.client(client)
@@ -143,8 +144,8 @@ def test_a_bound_above_the_accounted_epsilon_is_a_loud_violation(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     scenario = make_scenario(**{"privacy.audit": {"canaries": 100}})
-    probe = AuditProbe.from_scenario(federation_for(scenario))
-    assert probe is not None
+    probe = ServerParts.build(federation_for(scenario)).probes.find("audit")
+    assert isinstance(probe, AuditProbe)
     probe.scores = lambda weights: probe.included.astype(float)  # a perfect attack
     weights = federation_for(scenario).initial_weights()
     view = RoundView(2, weights, weights, [], accounted={"epsilon": 0.5, "delta": 1e-5})

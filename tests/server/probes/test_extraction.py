@@ -16,6 +16,7 @@ from fedsim.cli import main
 from fedsim.federation import federation_for
 from fedsim.run.runtimes.inline import InlineGrid
 from server.app import run_server
+from server.parts import ServerParts
 from server.probes import RoundView
 from server.probes.extraction import ExtractionProbe
 from server.probes.held_out import held_out_split
@@ -80,8 +81,8 @@ def test_curve_is_written_and_contains_the_configured_budget(tmp_path: Path) -> 
 def test_query_pools_attacks_and_answers(changes: dict[str, Any]) -> None:
     scenario = make_scenario(rounds=1, extraction={**SMALL, **changes})
     fed = federation_for(scenario)
-    probe = ExtractionProbe.from_scenario(fed)
-    assert probe is not None
+    probe = ServerParts.build(fed).probes.find("extraction")
+    assert isinstance(probe, ExtractionProbe)
     weights = fed.initial_weights()
     figures = probe.observe(RoundView(1, weights, weights, []))
     assert figures["extraction_queries"] == 200
@@ -90,13 +91,14 @@ def test_query_pools_attacks_and_answers(changes: dict[str, Any]) -> None:
 
 def test_thief_split_is_seeded_and_nested() -> None:
     fed = federation_for(make_scenario(rounds=1))
-    half = held_out_split(fed, 0.5, "extraction.public_fraction")
+    data, seed = ServerParts.build(fed).data, fed.scenario.seed
+    half = held_out_split(data, seed, 0.5, "extraction.public_fraction")
     n = len(fed.data.dataset.y_test)
     assert len(half.public_y) == round(n / 2) and len(half.eval_y) == n - round(n / 2)
-    again = held_out_split(fed, 0.5, "extraction.public_fraction")
+    again = held_out_split(data, seed, 0.5, "extraction.public_fraction")
     assert torch.equal(again.public_x, half.public_x)
     # a smaller share is a subset of the larger one (one permutation per run)
-    quarter = held_out_split(fed, 0.25, "watermark.removal.public_fraction")
+    quarter = held_out_split(data, seed, 0.25, "watermark.removal.public_fraction")
     rows = {tuple(x.flatten().tolist()) for x in half.public_x}
     assert all(tuple(x.flatten().tolist()) in rows for x in quarter.public_x)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import typing
 from pathlib import Path
 
 import numpy as np
@@ -11,11 +12,14 @@ import yaml
 
 from fedsim.cli import main
 from fedsim.data.shadow import shadow_data
-from fedsim.federation import federation_for
+from fedsim.errors import UnknownNameError
+from fedsim.federation import Federation, federation_for
 from fedsim.reference_models import reference_fingerprint
 from fedsim.run.references import reference_scenario
+from fedsim.scenario import MembershipConfig
+from server.parts import ServerParts
 from server.probes.membership import MembershipProbe
-from server.probes.membership_targets import held_out_pool
+from server.probes.membership_attacks import MEMBERSHIP_ATTACKS
 from server.sampling import sampled_by
 from tests.conftest import TINY, make_scenario
 
@@ -30,6 +34,13 @@ BAD = {
     "unknown attack": ({"attack": "shadow"}, "privacy.membership.attack"),
     "unknown threat model": ({"threat_model": "god"}, "privacy.membership.threat_model"),
 }
+
+
+def _probe(fed: Federation) -> MembershipProbe:
+    """The membership probe as the server builds it."""
+    probe = ServerParts.build(fed).probes.find("membership")
+    assert isinstance(probe, MembershipProbe)
+    return probe
 
 
 @pytest.mark.parametrize("block, key", BAD.values(), ids=BAD.keys())
@@ -54,9 +65,7 @@ def test_targets_are_seeded_members_of_sampled_clients_and_unseen_non_members() 
         }
     )
     fed = federation_for(scenario)
-    probe = MembershipProbe.from_scenario(fed)
-    again = MembershipProbe.from_scenario(fed)
-    assert probe is not None and again is not None
+    probe, again = (_probe(fed) for _ in range(2))
     t = probe.targets
     assert torch.equal(t.x, again.targets.x) and np.array_equal(t.home, again.targets.home)
     assert t.members.tolist() == [True] * 30 + [False] * 30
@@ -64,7 +73,7 @@ def test_targets_are_seeded_members_of_sampled_clients_and_unseen_non_members() 
     assert set(t.home.tolist()) <= sampled and len(sampled) == 2
     for i, c in zip(t.train_index, t.home[:30], strict=True):
         assert i in fed.data.partitions[c]
-    x_out, _ = held_out_pool(fed)
+    x_out, _ = ServerParts.build(fed).data.held_out
     train = fed.data.dataset.x_train.reshape(len(fed.data.dataset.y_train), -1)
     for row in t.x[30:].reshape(30, -1):  # non-members: held-out rows, never training rows
         assert (x_out.reshape(len(x_out), -1) == row).all(1).any()
@@ -74,15 +83,14 @@ def test_targets_are_seeded_members_of_sampled_clients_and_unseen_non_members() 
 
 
 def test_client_threat_model_runs_every_round_and_server_sees_updates() -> None:
-    client = MembershipProbe.from_scenario(
+    client = _probe(
         federation_for(make_scenario(**{"privacy.membership": {"threat_model": "client"}}))
     )
-    server = MembershipProbe.from_scenario(
+    server = _probe(
         federation_for(
             make_scenario(**{"privacy.membership": {"threat_model": "server", "attack": "update"}})
         )
     )
-    assert client is not None and server is not None
     assert (client.threat_model, client.rounds, client.reference_rounds) == (
         "global_model",
         [1, 2],
@@ -93,8 +101,7 @@ def test_client_threat_model_runs_every_round_and_server_sees_updates() -> None:
 
 def test_shadow_data_drops_out_members_and_adds_in_non_members() -> None:
     fed = federation_for(make_scenario(**{"privacy.membership": {"targets": 10}}))
-    probe = MembershipProbe.from_scenario(fed)
-    assert probe is not None
+    probe = _probe(fed)
     t, mask = probe.targets, probe.in_mask[0]
     data = shadow_data(fed.data, t.train_index, mask[:10], t.extra, mask[10:], t.home[10:])
     kept = np.concatenate(data.partitions)
@@ -115,3 +122,10 @@ def test_reference_scenarios_do_not_depend_on_the_main_runtime() -> None:
     a, b = (reference_scenario(s, 1, 2, "inline") for s in (inline, vectorized))
     assert a == b and a.privacy.membership is None and a.seed != inline.seed
     assert reference_fingerprint(inline) != reference_fingerprint(make_scenario(seed=1))
+
+
+def test_every_scenario_attack_name_is_a_registered_attack() -> None:
+    names = typing.get_args(MembershipConfig.model_fields["attack"].annotation)
+    assert MEMBERSHIP_ATTACKS.names() == sorted(names)
+    with pytest.raises(UnknownNameError, match="known: gradient_norm, lira, loss, rmia, update"):
+        MEMBERSHIP_ATTACKS.get("shadow")

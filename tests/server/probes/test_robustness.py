@@ -14,7 +14,6 @@ from fedsim.errors import ScenarioError
 from fedsim.federation import federation_for
 from fedsim.run.runner import preflight
 from server.parts import ServerParts
-from server.probes.robustness import held_out_set
 from tests.conftest import make_scenario
 from tests.fedsim.run.test_runner import run_scenario_in_memory
 
@@ -125,8 +124,9 @@ def test_the_probe_draws_from_the_servers_held_out_set_without_fltrusts_root() -
     )
     fed = federation_for(scenario)
     parts = ServerParts.build(fed)
-    x, y = held_out_set(fed)
-    assert torch.equal(x, parts.test_set[0]) and torch.equal(y, parts.test_set[1])
-    assert len(y) < len(fed.data.dataset.y_test)
+    x, y = parts.data.held_out
+    assert parts.data.root is not None and len(y) + len(parts.data.root[1]) == len(
+        fed.data.dataset.y_test
+    )
     (probe,) = parts.probes.probes
     assert len(probe.y) == len(y)  # at most the held-out set
