@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -26,6 +27,7 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, 
 from flwr.serverapp import Grid, ServerApp
 
 from fedsim.checkpoint import Checkpoint, save_checkpoint
+from fedsim.claim import claim_run_dir
 from fedsim.scenario import Scenario, load_scenario, scenario_path, scenario_to_dict
 from fedsim.errors import RunError, ScenarioError
 from fedsim.federation import Federation, federation_for
@@ -311,16 +313,19 @@ def make_server_app(
         # Under `flwr run`: write a run directory (see flwr_run_dir), no live display.
         resolved = scenario or _run_config_scenario(context)
         run_dir = flwr_run_dir(context.run_config, resolved.name)
-        try:
-            check_new_run_dir(run_dir, overwrite=False)
-        except ScenarioError as e:
-            raise RunError(f"run config out = {str(run_dir)!r}: {e.allowed}") from None
-        log.warning("fedsim run directory: %s", run_dir.resolve())
-        recorder = RunRecorder(run_dir, scenario_to_dict(resolved))
-        try:
-            run_server(grid, resolved, ProgressObserver(recorder, resolved, enabled=False))
-        finally:
-            recorder.close()
+        with ExitStack() as owned:
+            try:
+                # One run owns its directory from the first byte, as under `fedsim run`.
+                owned.enter_context(claim_run_dir(run_dir, "run config out"))
+                check_new_run_dir(run_dir, overwrite=False)
+            except ScenarioError as e:
+                raise RunError(f"run config out = {str(run_dir)!r}: {e.allowed}") from None
+            log.warning("fedsim run directory: %s", run_dir.resolve())
+            recorder = RunRecorder(run_dir, scenario_to_dict(resolved))
+            try:
+                run_server(grid, resolved, ProgressObserver(recorder, resolved, enabled=False))
+            finally:
+                recorder.close()
         log.warning("fedsim run finished: %s", run_dir.resolve())
 
     return app

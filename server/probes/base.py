@@ -35,6 +35,7 @@ from typing import Any, ClassVar
 
 import torch
 
+from fedsim.components import Checkpointable
 from fedsim.errors import ScenarioError
 from fedsim.federation import Federation
 from fedsim.registry import Registry
@@ -101,7 +102,7 @@ class InsertedUpdates:
     count: int
 
 
-class Probe(ABC):
+class Probe(Checkpointable, ABC):
     """Base class of every probe.
 
     Subclasses set ``name`` (the registry name; by convention the scenario block that
@@ -150,13 +151,6 @@ class Probe(ABC):
     def inserted_updates(self, server_round: int, dim: int) -> InsertedUpdates | None:
         """Updates to add to ``server_round``'s central-DP sum (default: none)."""
         return None
-
-    def state_dict(self) -> dict[str, Any]:
-        """What the probe carries across rounds (plain data and tensors), for checkpoints."""
-        return {}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:  # noqa: B027  (stateless default)
-        """Restore :meth:`state_dict`'s state after a resume."""
 
     def describe(self) -> dict[str, Any]:
         """The probe's identity for ``summary.json`` and the per-run report."""
