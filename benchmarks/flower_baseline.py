@@ -36,8 +36,8 @@ def pick_device(device: str) -> torch.device:
 @functools.lru_cache(maxsize=1)
 def _raw_partitions(num_clients: int) -> tuple[list[tuple[np.ndarray, np.ndarray]], Any]:
     """The cached raw dataset (as quickstart caches its ``FederatedDataset``): numpy arrays."""
-    from fedsim.scenario import DataConfig
     from fedsim.data import federated_data
+    from fedsim.scenario import DataConfig
 
     config = DataConfig(dataset="digits", partition="iid", num_clients=num_clients)
     data = federated_data(config, SEED)

@@ -133,10 +133,10 @@ def copy_limit(num_clients: int, dim: int, repeats: int = 5) -> float:
 
 def run_once(num_clients: int, rounds: int, runtime: str, profile: bool) -> dict[str, Any]:
     """One run of the framework scenario; its timed rounds and (with ``profile``) phases."""
-    from fedsim.scenario import parse_scenario
     from fedsim.results import read_metrics
     from fedsim.run.logs import quiet_flower
     from fedsim.run.runner import run_scenario
+    from fedsim.scenario import parse_scenario
 
     quiet_flower()
     scenario = parse_scenario(framework_scenario(num_clients, rounds, runtime))

@@ -123,11 +123,11 @@ def run_fedsim(raw: dict[str, Any]) -> dict[str, Any]:
     """fedsim's own runtime on the scenario ``raw``; seconds as measured by its ServerApp."""
     import tempfile
 
-    from fedsim.scenario import parse_scenario
     from fedsim.data import federated_data
     from fedsim.results import read_metrics
     from fedsim.run.logs import quiet_flower
     from fedsim.run.runner import run_scenario
+    from fedsim.scenario import parse_scenario
 
     quiet_flower()
     scenario = parse_scenario(raw)
@@ -147,9 +147,9 @@ def run_bare(raw: dict[str, Any]) -> dict[str, Any]:
     import torch
     import torch.nn.functional as F
 
-    from fedsim.scenario import parse_scenario
     from fedsim.federation import federation_for
     from fedsim.params import flat_params, load_flat_params
+    from fedsim.scenario import parse_scenario
     from fedsim.training import evaluate
 
     num_clients, rounds = raw["data"]["num_clients"], raw["rounds"]
@@ -204,8 +204,8 @@ def run_flower(num_clients: int, rounds: int, device: str, on_ray: bool) -> dict
         os.environ.setdefault("RAY_DEDUP_LOGS", "0")
         from flwr.simulation import run_simulation
 
-        from fedsim.scenario import parse_scenario
         from fedsim.run.runtimes.ray import backend_config
+        from fedsim.scenario import parse_scenario
 
         scenario = parse_scenario(scenario_dict(num_clients, rounds, "ray", device))
         run_simulation(

@@ -33,11 +33,11 @@ from clients.train_round import (
     record_dp_round,
     start_train,
 )
-from fedsim.scenario import Scenario, load_scenario, scenario_path
 from fedsim.federation import Federation, federation_for
 from fedsim.params import flat_params, load_flat_params
 from fedsim.privacy import DPSettings, train_dp_sgd
 from fedsim.protocol import IDENTIFY, METRICS, NUM_EXAMPLES, PARTITION_ID
+from fedsim.scenario import Scenario, load_scenario, scenario_path
 from fedsim.training import TrainResult, evaluate, single_thread, train_local
 
 __all__ = ["app", "make_client_app"]

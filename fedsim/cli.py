@@ -142,8 +142,8 @@ def _main(argv: Sequence[str] | None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from fedsim.scenario import load_scenario
     from fedsim.run.runner import run_scenario
+    from fedsim.scenario import load_scenario
 
     scenario = load_scenario(args.file, args.overrides)
     run_scenario(
@@ -195,8 +195,8 @@ def _sweep(args: argparse.Namespace) -> int:
 
 def _report(directory: str) -> int:
     """A run directory (``metrics.jsonl``) gets the per-run report, anything else a sweep's."""
-    from fedsim.reporting.sweep_report import write_report
     from fedsim.reporting.run_report import write_run_report
+    from fedsim.reporting.sweep_report import write_report
 
     if (Path(directory) / "metrics.jsonl").is_file():
         print(write_run_report(directory))

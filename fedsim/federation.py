@@ -18,11 +18,11 @@ from fedsim.attacks import Attack, UpdateAttack, accepts, build_attack, is_attac
 from fedsim.attacks.colluding import ColludingAttack
 from fedsim.attacks.strength import StrengthSearch
 from fedsim.audit.canaries import ExampleCanaries, example_canaries, insert_example_canaries
-from fedsim.scenario import Scenario
 from fedsim.data import FederatedData, federated_data
 from fedsim.errors import InvalidSettingError
 from fedsim.models import build_model
 from fedsim.params import flat_params
+from fedsim.scenario import Scenario
 from fedsim.seeding import Stream, derive_seed, numpy_rng
 
 __all__ = [

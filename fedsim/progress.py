@@ -9,8 +9,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from fedsim.scenario import Scenario
 from fedsim.results import RunRecorder
+from fedsim.scenario import Scenario
 
 __all__ = ["ProgressObserver", "summary_table"]
 

@@ -21,9 +21,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fedsim.scenario import ClientsConfig
 from fedsim.data.transforms import Augment
 from fedsim.evasion import AdversarialTraining, model_in_pixel_space, to_pixel_space
+from fedsim.scenario import ClientsConfig
 from fedsim.validation import require_int
 
 __all__ = [

@@ -28,7 +28,6 @@ from flwr.serverapp import Grid, ServerApp
 
 from fedsim.checkpoint import Checkpoint, save_checkpoint
 from fedsim.claim import claim_run_dir
-from fedsim.scenario import Scenario, load_scenario, scenario_path, scenario_to_dict
 from fedsim.errors import RunError, ScenarioError
 from fedsim.federation import Federation, federation_for
 from fedsim.params import load_flat_params
@@ -43,6 +42,7 @@ from fedsim.protocol import (
     to_array_record,
 )
 from fedsim.results import RunRecorder, check_new_run_dir, default_run_dir
+from fedsim.scenario import Scenario, load_scenario, scenario_path, scenario_to_dict
 from fedsim.training import evaluate
 from server.client_nodes import ClientNodes
 from server.parts import ServerParts

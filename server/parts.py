@@ -22,9 +22,9 @@ from torch import nn
 
 from fedsim.attacks import UpdateAttack
 from fedsim.attacks.colluding import ColludingAttack, ServerSideUpdate
-from fedsim.scenario import Scenario
 from fedsim.errors import SETTING_ERRORS, InvalidSettingError, ScenarioError
 from fedsim.federation import Federation
+from fedsim.scenario import Scenario
 from fedsim.seeding import Stream, derive_seed
 from fedsim.validation import require_known
 from fedsim.watermark import WaffleEmbedding

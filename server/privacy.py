@@ -24,11 +24,11 @@ from typing import Any
 
 import torch
 
-from fedsim.scenario import Scenario
 from fedsim.data import FederatedData
 from fedsim.errors import InvalidSettingError
 from fedsim.privacy import AdaptiveClip, CentralAccountant, DPFedAvg, central_sample_rate
 from fedsim.privacy.local import ClientEpsilons, LocalDPRound, local_dp_round
+from fedsim.scenario import Scenario
 from fedsim.seeding import Stream, torch_generator
 from server.aggregators import Aggregate, Aggregator
 from server.aggregators.fedavg import FedAvg

@@ -23,7 +23,6 @@ from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, MetricReco
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
-from fedsim.scenario import Scenario
 from fedsim.errors import InvalidSettingError
 from fedsim.faults import client_faults
 from fedsim.protocol import (
@@ -34,6 +33,7 @@ from fedsim.protocol import (
     from_array_record,
     to_array_record,
 )
+from fedsim.scenario import Scenario
 from fedsim.seeding import Stream, torch_generator
 from server.aggregators.crfl import crfl_clip_and_perturb
 from server.client_nodes import ClientNodes

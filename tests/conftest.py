@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from fedsim.scenario import Scenario, parse_scenario
 from fedsim.run.logs import quiet_flower
+from fedsim.scenario import Scenario, parse_scenario
 
 quiet_flower()
 

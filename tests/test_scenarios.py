@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from fedsim.scenario import read_raw
 from fedsim.data import VISION_DATASETS, available_offline
 from fedsim.models import build_model
 from fedsim.run.runner import preflight
 from fedsim.run.sweep import expand_sweep
+from fedsim.scenario import read_raw
 
 SCENARIOS = sorted((Path(__file__).parent.parent / "scenarios").glob("*.yaml"))
 

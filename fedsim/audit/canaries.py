@@ -32,9 +32,9 @@ import numpy as np
 import torch
 
 from fedsim.audit.one_shot import random_canaries
-from fedsim.scenario import AuditConfig, Scenario
 from fedsim.data import Dataset, FederatedData
 from fedsim.membership.sampling import canary_inclusion
+from fedsim.scenario import AuditConfig, Scenario
 from fedsim.seeding import Stream, derive_seed, numpy_rng
 
 __all__ = [

@@ -10,7 +10,6 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import torch
 
-from fedsim.scenario import DataConfig
 from fedsim.data.datasets import Dataset, load_dataset
 from fedsim.data.partition import (
     Partitions,
@@ -21,6 +20,7 @@ from fedsim.data.partition import (
 )
 from fedsim.data.vision import natural_id_column
 from fedsim.errors import InvalidSettingError
+from fedsim.scenario import DataConfig
 
 __all__ = ["FederatedData", "federated_data"]
 

@@ -22,8 +22,8 @@ from torch import nn
 
 from fedsim.components import Describable
 from fedsim.errors import InvalidSettingError
-from fedsim.validation import require_int, require_real
 from fedsim.inversion.labels import last_layer_weight_grad, recover_label, recover_labels
+from fedsim.validation import require_int, require_real
 
 __all__ = [
     "InversionAttack",

@@ -8,9 +8,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fedsim.validation import require_int
 from fedsim.inversion.base import InversionAttack, parameter_gradients
 from fedsim.inversion.registry import INVERSION_ATTACKS
+from fedsim.validation import require_int
 
 __all__ = ["DLG", "squared_distance"]
 

@@ -9,9 +9,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from fedsim.errors import InvalidSettingError
-from fedsim.validation import require_real
 from fedsim.inversion.base import InversionAttack, parameter_gradients
 from fedsim.inversion.registry import INVERSION_ATTACKS
+from fedsim.validation import require_real
 
 __all__ = ["InvertingGradients", "cosine_distance", "total_variation"]
 

@@ -21,9 +21,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from fedsim.scenario import Scenario
 from fedsim.privacy.dp_sgd import calibrate_noise, local_steps
 from fedsim.privacy.ledger import AccountantName, PrivacyLedger
+from fedsim.scenario import Scenario
 
 __all__ = ["ClientEpsilons", "LocalDPRound", "local_dp_round"]
 

@@ -1,7 +1,8 @@
 """PNG figures for ``fedsim plot RUN_DIR`` and for the sweep report.
 
 ``plot_run`` draws accuracy and loss per round of one run; ``plot_curves``, ``plot_heatmap`` and
-``plot_bars`` draw the sweep report's figures from data prepared by :mod:`fedsim.reporting.sweep_report`.
+``plot_bars`` draw the sweep report's figures from data prepared by
+:mod:`fedsim.reporting.sweep_report`.
 
 Everything draws with matplotlib's Agg backend, imported lazily.
 """

@@ -3,9 +3,10 @@
 Input is a run directory (``scenario.yaml``, ``metrics.jsonl``, ``summary.json``). The report
 opens with what the run found: the ``## Scorecard`` (:mod:`fedsim.reporting.scorecard`), one
 row per headline figure with the section it comes from; then ``## Training``, the run's
-settings and the accuracy and loss curves; then one section per threat direction — data → model (poisoning and backdoors; evasion at test time), model →
-data (gradient inversion, membership inference, privacy audits, the accountant's ε), model →
-model (extraction), data → data (watermark removal) — each with the attack the scenario ran
+settings and the accuracy and loss curves; then one section per threat direction — data → model
+(poisoning and backdoors; evasion at test time), model → data (gradient inversion, membership
+inference, privacy audits, the accountant's ε), model → model (extraction), data → data
+(watermark removal) — each with the attack the scenario ran
 in it and every probe that ran in it (``summary.json``'s ``probes``: direction, threat model,
 rounds, figure names), a table of the probe's figures per round and its pictures (PNGs the
 probe wrote under ``RUN_DIR/<probe name>/``).
@@ -101,9 +102,7 @@ def _overview(scenario: dict, summary: dict, rows: list[dict]) -> list[str]:
     return [markdown_table(["setting", "value"], [[k, str(v)] for k, v in cells])]
 
 
-def _attack_section(
-    scenario: dict, summary: dict, rows: list[dict], probed: set[str]
-) -> list[str]:
+def _attack_section(scenario: dict, summary: dict, rows: list[dict], probed: set[str]) -> list[str]:
     attack = scenario.get("attack") or {}
     if attack.get("name", "none") == "none":
         return []
@@ -115,9 +114,7 @@ def _attack_section(
         "",
     ]
     shown = [
-        k
-        for k in ATTACK_FIGURES
-        if k not in probed and any(r.get(k) is not None for r in rows)
+        k for k in ATTACK_FIGURES if k not in probed and any(r.get(k) is not None for r in rows)
     ]
     if shown:
         lines += [_per_round_table(rows, shown), ""]
@@ -171,4 +168,3 @@ def _flatten(row: dict, figures: list[str]) -> dict:
 def _per_round_table(rows: list[dict], keys: list[str]) -> str:
     body = [[str(r["round"]), *(format_figure(r.get(k)) for k in keys)] for r in rows]
     return markdown_table(["round", *keys], body)
-

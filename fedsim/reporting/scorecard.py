@@ -168,4 +168,3 @@ def _section(headline: Headline, summary: dict[str, Any]) -> str:
         if headline.figure in (probe.get("figures") or []):
             return f"{probe.get('direction')} › Probe: {probe.get('name')}"
     return headline.section
-

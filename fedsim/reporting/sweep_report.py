@@ -20,8 +20,8 @@ What the report holds:
   present, wall time) and accuracy per round (mean over seeds, ± std band), one line per group
   (one panel per attack when ``attack.name`` varies);
 - when both ``defense.aggregator`` and ``attack.name`` vary: the defence table of
-  :mod:`fedsim.reporting.sweep_defences` (worst case over attacks and their strengths, the clean cost
-  against FedAvg, detection and false rejections), an aggregator × attack table and
+  :mod:`fedsim.reporting.sweep_defences` (worst case over attacks and their strengths, the
+  clean cost against FedAvg, detection and false rejections), an aggregator × attack table and
   heatmap of final accuracy with each aggregator's worst case over attacks (and a bar chart
   of it), and the same table and heatmap for final ASR where backdoor runs recorded it. Other
   varying keys split these into one set per combination of their values.
@@ -36,7 +36,14 @@ import os
 from pathlib import Path
 
 from fedsim.errors import ScenarioError
-from fedsim.reporting.plots import Curve, plot_bars, plot_curves, plot_heatmap, plot_panels, plot_tradeoff
+from fedsim.reporting.plots import (
+    Curve,
+    plot_bars,
+    plot_curves,
+    plot_heatmap,
+    plot_panels,
+    plot_tradeoff,
+)
 from fedsim.reporting.sweep_defences import (
     defence_section,
     merge_attack_variants,

@@ -30,7 +30,6 @@ import numpy as np
 import torch
 
 from clients.app import make_client_app
-from fedsim.scenario import Scenario
 from fedsim.data.shadow import shadow_data
 from fedsim.federation import (
     Federation,
@@ -47,6 +46,7 @@ from fedsim.reference_models import (
 )
 from fedsim.run.runtimes.inline import run_inline
 from fedsim.run.runtimes.vectorized import run_vectorized
+from fedsim.scenario import Scenario
 from fedsim.seeding import Stream, derive_seed
 from fedsim.vectorized.trial import trial_step
 from server.app import make_server_app

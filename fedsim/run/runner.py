@@ -23,7 +23,6 @@ from clients.app import make_client_app
 from fedsim.attacks import NO_ATTACK, Backdoor, attack_names
 from fedsim.checkpoint import load_checkpoint
 from fedsim.claim import claim_run_dir
-from fedsim.scenario import Scenario, scenario_to_dict
 from fedsim.data import DATASETS, federated_data
 from fedsim.errors import SETTING_ERRORS, InvalidSettingError, ScenarioError
 from fedsim.federation import Federation, federation_for
@@ -35,6 +34,7 @@ from fedsim.run.references import prepare_references
 from fedsim.run.runtimes.inline import run_inline
 from fedsim.run.runtimes.ray import run_ray
 from fedsim.run.runtimes.vectorized import run_vectorized
+from fedsim.scenario import Scenario, scenario_to_dict
 from fedsim.validation import require_known
 from fedsim.vectorized.trial import trial_step
 from server.app import make_server_app

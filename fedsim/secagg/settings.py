@@ -103,8 +103,7 @@ class SecAggSettings:
         if _is_int(threshold) and threshold != 1 and _is_int(shares) and shares != 1:
             if threshold >= shares:
                 _refuse(
-                    f"reconstruction_threshold={threshold} must be less than "
-                    f"num_shares={shares}"
+                    f"reconstruction_threshold={threshold} must be less than num_shares={shares}"
                 )
         c = self.clipping_range
         if not _is_number(c) or not math.isfinite(c) or c <= 0:

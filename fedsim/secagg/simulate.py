@@ -208,4 +208,3 @@ def _alive(asked: dict[int, T], index: dict[int, int], dropped: set[int]) -> lis
 
 def _cost(down: int, up: int, bytes_down: int, bytes_up: int, started: float) -> StageCost:
     return StageCost(down, up, bytes_down, bytes_up, time.perf_counter() - started)
-

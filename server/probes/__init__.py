@@ -1,5 +1,6 @@
-"""Probes: what observes a run without training (backdoor ASR, inversion, membership, audits,
-evasion, extraction, watermark).
+"""Probes: what observes a run without training.
+
+Backdoor ASR, inversion, membership, audits, evasion, extraction, watermark.
 
 Importing this package registers every probe in :data:`PROBES`; :class:`ProbeSet` builds the
 ones a scenario configures. See :mod:`server.probes.base` for the interface.

@@ -38,7 +38,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from fedsim.scenario import ExtractionConfig
 from fedsim.errors import InvalidSettingError, ScenarioError
 from fedsim.extraction import (
     EXTRACTION_ATTACKS,
@@ -55,6 +54,7 @@ from fedsim.extraction import (
 from fedsim.federation import Federation
 from fedsim.models import MODELS
 from fedsim.params import load_flat_params
+from fedsim.scenario import ExtractionConfig
 from fedsim.seeding import Stream, derive_seed, torch_generator
 from fedsim.training import TrainSettings
 from fedsim.validation import require_known

@@ -30,19 +30,19 @@ from typing import Any
 
 import torch
 
-from fedsim.scenario import Scenario
 from fedsim.errors import InvalidSettingError, ScenarioError
 from fedsim.federation import Federation
-from fedsim.params import load_flat_params
-from fedsim.privacy.dp_sgd import draw_batches, local_steps
-from fedsim.seeding import Stream, derive_seed, torch_generator
-from fedsim.training import single_thread
-from fedsim.validation import require_known
 from fedsim.inversion import INVERSION_ATTACKS, build_inversion
 from fedsim.inversion.base import Reconstruction
 from fedsim.inversion.metrics import pair_reconstructions, reconstruction_metrics
 from fedsim.inversion.plot import save_reconstruction_grid
 from fedsim.inversion.updates import unflatten_like, update_as_gradient
+from fedsim.params import load_flat_params
+from fedsim.privacy.dp_sgd import draw_batches, local_steps
+from fedsim.scenario import Scenario
+from fedsim.seeding import Stream, derive_seed, torch_generator
+from fedsim.training import single_thread
+from fedsim.validation import require_known
 from server.probes.base import PROBES, Probe, RoundView, check_rounds
 from server.replies import ClientUpdate
 from server.server_data import ServerData

@@ -46,7 +46,6 @@ import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from fedsim.scenario import MembershipConfig
 from fedsim.errors import RunError, ScenarioError
 from fedsim.federation import Federation
 from fedsim.membership import example_gradients, membership_metrics, roc_curve
@@ -57,6 +56,7 @@ from fedsim.reference_models import (
     load_references,
     reference_fingerprint,
 )
+from fedsim.scenario import MembershipConfig
 from fedsim.training import single_thread
 from fedsim.validation import require_known
 from server.probes.base import PROBES, Probe, RoundView

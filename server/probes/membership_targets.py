@@ -28,10 +28,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from fedsim.scenario import MembershipConfig, Scenario
 from fedsim.errors import ScenarioError
 from fedsim.federation import Federation
 from fedsim.membership import membership_split, reference_masks
+from fedsim.scenario import MembershipConfig, Scenario
 from fedsim.seeding import Stream, derive_seed, numpy_rng
 from server.sampling import sampled_by
 from server.server_data import ServerData

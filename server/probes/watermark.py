@@ -35,9 +35,9 @@ from typing import Any
 
 from torch import nn
 
-from fedsim.scenario import RemovalConfig, WatermarkConfig
 from fedsim.federation import Federation
 from fedsim.params import load_flat_params
+from fedsim.scenario import RemovalConfig, WatermarkConfig
 from fedsim.seeding import Stream, torch_generator
 from fedsim.training import TrainSettings, evaluate
 from fedsim.watermark import RemovalPoint, removal_curve, run_trigger_set, watermark_accuracy

@@ -26,10 +26,10 @@ from typing import Any
 from flwr.clientapp import ClientApp
 from flwr.serverapp import ServerApp
 
-from fedsim.scenario import Scenario, scenario_to_dict
 from fedsim.errors import RunError
 from fedsim.run.runtimes.inline import run_on_grid
 from fedsim.run.runtimes.ray_pool import RayPoolGrid, pool_size
+from fedsim.scenario import Scenario, scenario_to_dict
 
 __all__ = ["RayTarget", "backend_config", "init_ray", "ray_target", "run_ray"]
 

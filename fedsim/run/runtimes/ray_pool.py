@@ -55,8 +55,8 @@ class ClientWorker:
 
     def __init__(self, scenario: dict[str, Any]) -> None:
         from clients.app import make_client_app
-        from fedsim.scenario import parse_scenario
         from fedsim.run.logs import quiet_flower
+        from fedsim.scenario import parse_scenario
 
         quiet_flower()
         self.client_app = make_client_app(parse_scenario(scenario))

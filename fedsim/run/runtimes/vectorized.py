@@ -55,11 +55,11 @@ from clients.train_round import (
     record_dp_round,
     start_train,
 )
-from fedsim.scenario import Scenario
 from fedsim.errors import RunError
 from fedsim.federation import Federation, federation_for
 from fedsim.protocol import UpdateBatch, publish_update_batch, withdraw_update_batch
 from fedsim.run.runtimes.inline import InlineGrid, error_reply, run_on_grid
+from fedsim.scenario import Scenario
 from fedsim.training import TrainSettings
 from fedsim.vectorized import ClientOutcome, DPSettings, LocalTask, train_clients_vectorized
 from fedsim.vectorized.buffers import ReusableMatrix

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from fedsim.scenario import parse_scenario
 from fedsim.errors import ScenarioError
+from fedsim.scenario import parse_scenario
 from tests.fedsim.attacks.test_e2e import BASE
 from tests.fedsim.run.test_runner import run_scenario_in_memory
 

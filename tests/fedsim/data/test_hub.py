@@ -13,11 +13,11 @@ import pytest
 import torch
 
 from fedsim.cli import main
-from fedsim.scenario import parse_scenario
 from fedsim.data import VISION_DATASETS, available_offline, load_dataset
 from fedsim.data.hub import read_labels
 from fedsim.errors import InvalidSettingError, ScenarioError
 from fedsim.run.runner import preflight
+from fedsim.scenario import parse_scenario
 from tests.fedsim.data.hf_datasets import Built, build, export
 
 NAMES = ["mnist", "fashion_mnist", "cifar10", "femnist"]

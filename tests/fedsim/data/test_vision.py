@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from fedsim.scenario import DataConfig
 from fedsim.data import VISION_DATASETS, RandomCropFlip, federated_data, load_dataset
 from fedsim.errors import InvalidSettingError
 from fedsim.models import build_model
 from fedsim.results import read_metrics
 from fedsim.run.runner import run_scenario
+from fedsim.scenario import DataConfig
 from fedsim.training import TrainSettings, train_local
 from tests.conftest import make_scenario
 from tests.fedsim.data.hf_datasets import FEMNIST_COUNTS, FEMNIST_WRITERS, Built, build, export

@@ -8,7 +8,6 @@ import pytest
 import torch
 
 from clients.app import make_client_app
-from fedsim.scenario import Scenario
 from fedsim.errors import ScenarioError
 from fedsim.evasion import AdversarialTraining
 from fedsim.federation import federation_for
@@ -17,6 +16,7 @@ from fedsim.params import flat_params, load_flat_params
 from fedsim.privacy import train_dp_sgd
 from fedsim.run.runtimes.inline import InlineGrid
 from fedsim.run.runtimes.vectorized import VectorizedGrid
+from fedsim.scenario import Scenario
 from fedsim.training import AdversarialSettings, TrainSettings, train_local
 from fedsim.vectorized import DPSettings, LocalTask, train_clients_vectorized
 from tests.conftest import make_scenario

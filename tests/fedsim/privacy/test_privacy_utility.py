@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fedsim.scenario import apply_overrides, read_raw
 from fedsim.run.sweep import expand_sweep
+from fedsim.scenario import apply_overrides, read_raw
 from tests.fedsim.run.test_runner import run_scenario_in_memory
 
 SCENARIO = Path(__file__).parents[3] / "scenarios" / "privacy_utility.yaml"

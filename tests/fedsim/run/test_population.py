@@ -11,13 +11,13 @@ from flwr.serverapp import Grid
 from flwr.supercore.task_identity import TaskIdentity
 
 from clients.app import make_client_app
-from fedsim.scenario import Scenario
 from fedsim.errors import ScenarioError
 from fedsim.federation import federation_for
 from fedsim.protocol import PartitionDirectory
 from fedsim.run.runner import preflight
 from fedsim.run.runtimes.inline import InlineGrid
 from fedsim.run.runtimes.vectorized import VectorizedGrid
+from fedsim.scenario import Scenario
 from fedsim.seeding import Stream, numpy_rng
 from server.app import identify_clients, run_server
 from server.sampling import sample_clients

@@ -14,10 +14,10 @@ from flwr.clientapp import ClientApp
 
 from clients.app import make_client_app
 from fedsim.cli import main
-from fedsim.scenario import parse_scenario
 from fedsim.results import read_metrics
 from fedsim.run.runner import run_scenario
 from fedsim.run.runtimes.inline import InlineGrid
+from fedsim.scenario import parse_scenario
 from server.app import run_server
 from tests.conftest import RecordingObserver, make_scenario
 

@@ -17,10 +17,10 @@ import pytest
 import yaml
 
 from fedsim.cli import main
-from fedsim.scenario import parse_scenario, scenario_to_dict
 from fedsim.errors import RunError, ScenarioError
 from fedsim.run import runner, sweep_exec
 from fedsim.run.sweep import expand_sweep
+from fedsim.scenario import parse_scenario, scenario_to_dict
 
 BASE: dict[str, Any] = {
     "name": "sw",

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from fedsim.cli import main
-from fedsim.scenario import apply_overrides, load_scenario, parse_scenario
 from fedsim.errors import ScenarioError
+from fedsim.scenario import apply_overrides, load_scenario, parse_scenario
 
 GOOD = """\
 name: ok

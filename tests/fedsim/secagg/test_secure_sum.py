@@ -64,7 +64,11 @@ def test_all_kinds_of_drop_at_once() -> None:
     # n = 20: k = 11, t = 7; 4 drops leave every node at least 7 of its 11 neighbours
     n, x = 20, vectors(20, seed=4)
     out = secure_sum(
-        x, SETTINGS, seed=4, drop_before_sharing={1}, drop_before_masking={4},
+        x,
+        SETTINGS,
+        seed=4,
+        drop_before_sharing={1},
+        drop_before_masking={4},
         drop_after_masking={12, 15},
     )
     kept = [i for i in range(n) if i not in {1, 4}]

@@ -14,7 +14,6 @@ from torch import nn
 
 from clients.app import make_client_app
 from fedsim.cli import main
-from fedsim.scenario import Scenario
 from fedsim.federation import federation_for
 from fedsim.models.registry import MODELS
 from fedsim.protocol import (
@@ -28,6 +27,7 @@ from fedsim.results import read_metrics
 from fedsim.run.runner import run_scenario
 from fedsim.run.runtimes.inline import InlineGrid
 from fedsim.run.runtimes.vectorized import VectorizedGrid
+from fedsim.scenario import Scenario
 from server.app import run_server
 from tests.conftest import RecordingObserver, make_scenario
 

@@ -22,10 +22,10 @@ import yaml
 
 from fedsim.checkpoint import load_checkpoint
 from fedsim.cli import main
-from fedsim.scenario import parse_scenario
 from fedsim.reference_models import REFERENCE_FILE, load_references
 from fedsim.results import read_metrics
 from fedsim.run.runner import run_scenario
+from fedsim.scenario import parse_scenario
 from tests.conftest import interrupt_in_round
 
 OVERFIT: dict[str, Any] = {
