@@ -25,6 +25,7 @@ __all__ = [
     "RunRecorder",
     "check_new_run_dir",
     "default_run_dir",
+    "finished_rounds",
     "is_summary_figure",
     "read_metrics",
     "write_json_atomic",
@@ -158,6 +159,22 @@ def read_metrics(run_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
         for line in f:
             if line.endswith("\n"):
                 rows.append(json.loads(line))
+    return rows
+
+
+def finished_rounds(run_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """:func:`read_metrics` of a run that has finished at least one round, or a clear error.
+
+    Raises
+    ------
+    ScenarioError
+        At ``RUN_DIR`` when ``run_dir`` holds no ``metrics.jsonl`` or no finished round.
+    """
+    if not (Path(run_dir) / "metrics.jsonl").is_file():
+        raise ScenarioError("RUN_DIR", str(run_dir), "a run directory holding metrics.jsonl")
+    rows = read_metrics(run_dir)
+    if not rows:
+        raise ScenarioError("RUN_DIR", str(run_dir), "a run with at least one finished round")
     return rows
 
 

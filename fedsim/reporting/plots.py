@@ -12,8 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from fedsim.errors import ScenarioError
-from fedsim.results import read_metrics
+from fedsim.results import finished_rounds
 
 __all__ = ["Curve", "plot_bars", "plot_curves", "plot_heatmap", "plot_panels", "plot_run"]
 
@@ -26,11 +25,7 @@ def plot_run(run_dir: str | os.PathLike[str]) -> list[Path]:
     import matplotlib.pyplot as plt
 
     run_dir = Path(run_dir)
-    if not (run_dir / "metrics.jsonl").is_file():
-        raise ScenarioError("RUN_DIR", str(run_dir), "a run directory holding metrics.jsonl")
-    rows = read_metrics(run_dir)
-    if not rows:
-        raise ScenarioError("RUN_DIR", str(run_dir), "a run with at least one finished round")
+    rows = finished_rounds(run_dir)
     rounds = [r["round"] for r in rows]
     written = []
     for key, label in (("accuracy", "test accuracy"), ("loss", "test loss")):

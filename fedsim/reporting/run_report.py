@@ -21,11 +21,10 @@ from typing import Any
 
 import yaml
 
-from fedsim.errors import ScenarioError
 from fedsim.reporting.plots import plot_run
 from fedsim.reporting.scorecard import scorecard_section
 from fedsim.reporting.tables import format_figure, markdown_table
-from fedsim.results import read_metrics
+from fedsim.results import finished_rounds
 from fedsim.threats import DIRECTIONS
 
 __all__ = ["write_run_report"]
@@ -44,11 +43,7 @@ def write_run_report(run_dir: str | os.PathLike[str]) -> Path:
         ``run_dir`` is not a run directory with at least one finished round.
     """
     run_dir = Path(run_dir)
-    if not (run_dir / "metrics.jsonl").is_file():
-        raise ScenarioError("RUN_DIR", str(run_dir), "a run directory holding metrics.jsonl")
-    rows = read_metrics(run_dir)
-    if not rows:
-        raise ScenarioError("RUN_DIR", str(run_dir), "a run with at least one finished round")
+    rows = finished_rounds(run_dir)
     scenario = _read(run_dir / "scenario.yaml", yaml.safe_load)
     summary = _read(run_dir / "summary.json", json.load)
     plot_run(run_dir)

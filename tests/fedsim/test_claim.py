@@ -7,7 +7,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -18,6 +17,7 @@ import yaml
 from fedsim.claim import LOCK_FILE, claim_run_dir
 from fedsim.cli import main
 from fedsim.errors import ScenarioError
+from tests.fedsim.test_cli import _start
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -58,19 +58,6 @@ def _scenario(tmp_path: Path, name: str, rounds: int) -> Path:
     return path
 
 
-def _python(args: list[str], cwd: Path) -> subprocess.Popen[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen(
-        [sys.executable, *args],
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-
-
 def _wait_for(path: Path, child: subprocess.Popen[str], timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while not path.exists():
@@ -88,14 +75,14 @@ def test_a_second_run_on_a_running_directory_is_refused_naming_the_owner(
     out = tmp_path / "run"
     inside, go = tmp_path / "inside", tmp_path / "go"
     first_argv = ["run", str(_scenario(tmp_path, "first", 1)), "--out", str(out), "--no-progress"]
-    first = _python(["-c", HOOKED_RUN, str(inside), str(go), *first_argv], tmp_path)
+    first = _start(["-c", HOOKED_RUN, str(inside), str(go), *first_argv], tmp_path)
     try:
         _wait_for(inside, first)  # the first run owns the directory and is inside its rounds
         second_argv = [
             *("-m", "fedsim.cli", "run", str(_scenario(tmp_path, "second", 2))),
             *("--out", str(out), "--no-progress"),
         ]
-        second = _python(second_argv, tmp_path)
+        second = _start(second_argv, tmp_path)
         _, err = second.communicate(timeout=120)
         assert second.returncode == 2, err
         (line,) = err.strip().splitlines()
@@ -139,7 +126,7 @@ def test_overwrite_and_resume_never_take_a_directory_another_run_owns(
 
 def test_a_crashed_owner_does_not_block_the_directory(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    holder = _python(
+    holder = _start(
         [
             "-c",
             "import sys, time\n"
