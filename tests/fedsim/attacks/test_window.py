@@ -43,7 +43,7 @@ def test_a_backdoor_stopped_at_round_4_has_a_finite_reported_lifespan() -> None:
     # means, seeds 0-4, poisoning / after: 0.87 / 0.02, 0.91 / 0.14, 0.75 / 0.02, 0.65 / 0.01,
     # 0.66 / 0.08; the gap 0.58-0.85 (mean 0.71, s.d. 0.11): 0.3 is 3.8 s.d. below
     during = sum(asr[r] for r in range(1, stop + 1)) / stop
-    after = sum(asr[r] for r in range(stop + 1, 9)) / (8 - stop)
+    after = sum(asr[r] for r in range(stop + 1, len(rows) + 1)) / (len(rows) - stop)
     assert during >= after + 0.3
     first_below = min(r for r in asr if r > stop and asr[r] < 0.5)
     assert summary["backdoor_lifespan"] == first_below - stop
