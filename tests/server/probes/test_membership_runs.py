@@ -66,14 +66,16 @@ def test_lira_finds_the_members_of_an_overfit_federation(
     # the loss attack on the same federation and the same audited examples (no references)
     loss_attack = {"membership": {"attack": "loss", "targets": 300}}
     loss = _run({**OVERFIT, "privacy": loss_attack}, tmp_path)
-    # Measured (AUC, TPR at FPR ≤ 1 %), seeds 0-3: LiRA (0.7455, 0.08), (0.770, 0.16),
-    # (0.840, 0.14), (0.770, 0.11), and AUC 0.768 for seed 0 on another machine; the loss
-    # attack (0.7465, 0.007), (0.7445, 0.003), (0.790, 0.037), (0.785, 0.053). LiRA's AUC is
-    # not reliably above the loss attack's (seeds 0 and 3: below it); its edge is at low FPR
-    # (Carlini et al., S&P 2022): 17 to 47 more of the 300 members found at FPR ≤ 1 % (gap
-    # 0.098 ± 0.044). AUC ≥ 0.65: 6 σ of the null AUC above chance; LiRA's mean 0.781, s.d.
-    # 0.041 (3.2 s.d. above 0.65); the loss attack's 0.777, s.d. 0.021.
-    assert summary["final_mia_auc"] >= 0.65 and loss["final_mia_auc"] >= 0.65
+    # Measured (AUC, TPR at FPR ≤ 1 %), seeds 0-4: LiRA (0.7455, 0.08), (0.770, 0.16),
+    # (0.840, 0.14), (0.770, 0.11), (0.6865, 0.057), and AUC 0.768 for seed 0 on another
+    # machine; the loss attack (0.7465, 0.007), (0.7445, 0.003), (0.790, 0.037), (0.785,
+    # 0.053), (0.742, 0.02). With 4 references LiRA's AUC varies more than the loss attack's
+    # (mean 0.762, s.d. 0.056 against 0.762, 0.023) and is below it at seeds 0, 3 and 4; its
+    # edge is at low FPR (Carlini et al., S&P 2022): 11 to 47 more of the 300 members found at
+    # FPR ≤ 1 % at every seed (gap 0.085 ± 0.047; a full reseed also redraws the data, the
+    # targets and the initial model, so it overstates the spread between machines for one
+    # seed). AUC thresholds: about 3 s.d. below each mean, at least 4 null σ above chance.
+    assert summary["final_mia_auc"] >= 0.6 and loss["final_mia_auc"] >= 0.65
     assert summary["final_mia_tpr_at_fpr_0.01"] > loss["final_mia_tpr_at_fpr_0.01"]
     assert summary["mia_members"] == summary["mia_non_members"] == 300
     assert summary["mia_reference_s"] > 0 and summary["mia_references"] == 4
@@ -112,10 +114,11 @@ def test_strong_dp_noise_brings_the_auc_to_chance(
         },
     }
     summary = _run(raw, tmp_path / "dp")
-    # chance within ±0.1 = ±4.2 σ of the null AUC (σ ≈ 0.024 above), and far below the same
-    # federation without DP (measured: 0.475 with DP against 0.7455 without)
+    # chance within ±0.1 = ±4.2 σ of the null AUC (σ ≈ 0.024 above), and below the same
+    # federation without DP (measured: 0.475 with DP against 0.7455 without; without DP 0.762
+    # ± 0.056 over seeds, so the gap is 0.26 ± 0.06 and 0.05 is 3.5 s.d. below it)
     assert abs(summary["final_mia_auc"] - 0.5) <= 0.1
-    assert summary["final_mia_auc"] < overfit[1]["final_mia_auc"] - 0.15
+    assert summary["final_mia_auc"] < overfit[1]["final_mia_auc"] - 0.05
     assert summary["final_epsilon"] < 2.0  # ε ≈ 1.5 at δ = 1e-5 after 2 rounds
 
 
