@@ -124,7 +124,9 @@ def test_fltrust_trains_on_a_root_set_kept_out_of_evaluation() -> None:
     rows, summary = run_scenario_in_memory(scenario)
     malicious = rows[-1]["malicious"]
     assert malicious and not set(malicious) & set(rows[-1]["accepted"])  # negative trust score
-    assert summary["final_accuracy"] > 0.4
+    # it still learns (chance 0.1). Measured, every seed shifted by 1000·k, k = 0..4: 0.505,
+    # 0.793, 0.744, 0.638, 0.634 (mean 0.66, s.d. 0.11): 0.3 is 3.3 s.d. below the mean
+    assert summary["final_accuracy"] > 0.3
     too_big = make_scenario(defense={"aggregator": "fltrust", "params": {"root_size": 5000}})
     with pytest.raises(ScenarioError, match="root_size"):
         preflight(too_big)

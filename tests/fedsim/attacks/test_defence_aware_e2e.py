@@ -34,11 +34,14 @@ def test_optimal_alie_hurts_at_least_as_much_as_the_paper_z(rule: str) -> None:
         info = row["attack"]
         assert info["damage"] >= info["damage_default"] and info["strength_key"] == "z"
         assert info["z"] == info["strength"] and info["evaluations"] == 1 + 12 + 10
-    # Measured here (seed 0, 10 clients, f = 3, 5 rounds): krum 0.930 → 0.794, median
-    # 0.950 → 0.925, fltrust 0.958 → 0.946. The tolerance only absorbs float differences
-    # across machines; per-round damage is greedy, so a lower final accuracy is the usual
-    # outcome, not a theorem (against Krum, IPM at chance level is a tie: 0.017 vs 0.098).
-    assert tuned[-1]["accuracy"] <= fixed[-1]["accuracy"] + 0.005
+    # Per-round damage is greedy, so a lower final accuracy is the usual outcome, not a theorem
+    # (against Krum, IPM at chance level is a tie: 0.017 vs 0.098). Measured final accuracy,
+    # fixed → tuned (10 clients, f = 3, 5 rounds), every seed shifted by 1000·k, k = 0, 1, 2:
+    # krum 0.930 → 0.794, 0.877 → 0.766, 0.911 → 0.797; median 0.950 → 0.925, 0.877 → 0.833,
+    # 0.922 → 0.883; fltrust 0.958 → 0.946, 0.880 → 0.876, 0.927 → 0.907. FLTrust's gain is
+    # the smallest, 0.012 ± 0.008 (one test image is 0.004): a tolerance of 0.015 is about
+    # 3.5 s.d. above its mean; a tuned z that does less harm than the paper's by more fails.
+    assert tuned[-1]["accuracy"] <= fixed[-1]["accuracy"] + 0.015
 
 
 def test_sign_flip_with_optimal_scale_runs_in_the_stage_and_clients_stay_honest() -> None:

@@ -21,9 +21,13 @@ BASE: dict[str, Any] = {
 }
 
 
-def final(**changes: Any) -> dict[str, Any]:
+def rounds(**changes: Any) -> list[dict[str, Any]]:
     rows, _ = run_scenario_in_memory(parse_scenario({**BASE, **changes}))
-    return rows[-1]
+    return rows
+
+
+def final(**changes: Any) -> dict[str, Any]:
+    return rounds(**changes)[-1]
 
 
 @pytest.fixture(scope="module")
@@ -32,10 +36,18 @@ def clean() -> dict[str, Any]:
 
 
 def test_backdoor_with_model_replacement_succeeds_under_fedavg(clean: dict[str, Any]) -> None:
-    attacked = final(
+    rows = rounds(
         attack={"name": "backdoor", "fraction": 0.2, "params": {"boost": 2, "poison_fraction": 0.5}}
     )
-    assert attacked["asr"] >= 0.8
+    attacked = rows[-1]
+    # The ASR swings from round to round (seed 0: 1.00 0.86 0.92 0.71 0.52 0.45 0.68 0.90), so
+    # one round's figure is noisy. Measured, seeds 0-4: last round 0.898 0.802 0.861 0.882
+    # 0.601 (and 0.703 0.628 0.752 with every seed shifted by 1000·k, k = 1..3; mean 0.77,
+    # s.d. 0.11); mean of the 8 rounds 0.756 0.818 0.735 0.687 0.672 (mean 0.73, s.d. 0.06).
+    # Both thresholds are about 3 s.d. below; a backdoor that does not take stays near 0.
+    assert sum(r["asr"] for r in rows) / len(rows) >= 0.55
+    assert attacked["asr"] >= 0.4
+    # clean − attacked accuracy, seeds 0-4: 0.042 0.006 0.022 −0.006 0.039 (s.d. 0.02)
     assert attacked["accuracy"] >= clean["accuracy"] - 0.10
     assert len(attacked["malicious"]) == 2
 

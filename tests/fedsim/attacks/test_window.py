@@ -37,7 +37,14 @@ def test_a_backdoor_stopped_at_round_4_has_a_finite_reported_lifespan() -> None:
         params={"boost": 2, "poison_fraction": 0.5},
     )
     asr = {r["round"]: r["asr"] for r in rows}
-    assert asr[stop] >= 0.5  # the backdoor took while poisoning
+    # The backdoor took while poisoning and fades once it stops: the mean ASR of rounds 1-4
+    # against that of rounds 5-8 (one round's ASR swings: asr[4] measured 0.71 0.86 0.42 0.36
+    # 0.39 at seeds 0-4, 0.41 and 0.20 with every seed shifted by 1000·k, k = 1, 2). Measured
+    # means, seeds 0-4, poisoning / after: 0.87 / 0.02, 0.91 / 0.14, 0.75 / 0.02, 0.65 / 0.01,
+    # 0.66 / 0.08; the gap 0.58-0.85 (mean 0.71, s.d. 0.11): 0.3 is 3.8 s.d. below
+    during = sum(asr[r] for r in range(1, stop + 1)) / stop
+    after = sum(asr[r] for r in range(stop + 1, len(rows) + 1)) / (len(rows) - stop)
+    assert during >= after + 0.3
     first_below = min(r for r in asr if r > stop and asr[r] < 0.5)
     assert summary["backdoor_lifespan"] == first_below - stop
     assert 1 <= summary["backdoor_lifespan"] <= 8 - stop

@@ -65,9 +65,16 @@ def test_surrogate_on_the_victims_own_data_with_probabilities_is_faithful(digits
     assert victim.queries == len(digits.x_train)
 
 
-def test_top1_answers_need_more_queries_than_probabilities(digits: Setup) -> None:
+def test_top1_answers_learn_the_victim_and_do_not_beat_probabilities(digits: Setup) -> None:
     # Knockoff Nets from the public split, fidelity averaged over two seeds at 450 and 1000
-    # queries (30 epochs each; measured: probabilities 0.953, 0.967; top-1 0.926, 0.937)
+    # queries (30 epochs each). Measured (probabilities 450, 1000; top-1 450, 1000), every seed
+    # shifted by 1000·k: k = 0: 0.949 0.968 0.924 0.938; k = 1: 0.941 0.964 0.942 0.951;
+    # k = 2: 0.959 0.971 0.948 0.959 (0.953 0.967 0.926 0.937 on another machine). Probabilities
+    # lead by −0.001..0.03 at equal queries, about the s.d. of a two-seed mean on 449 images
+    # (≈ 0.01): "top-1 needs more queries" is the usual outcome, not one a test can hold at
+    # this size (it failed at k = 1 and 2). What holds with margin: every surrogate is faithful
+    # (lowest 0.924), and top-1 answers are never clearly better (top-1 − probabilities ≤
+    # +0.012 measured; 0.03 is about 3 s.d. of the difference above its mean, −0.013).
     settings = TrainSettings(epochs=30, batch_size=32, lr=0.05, momentum=0.9)
 
     def mean_fidelity(answers: str) -> dict[int, float]:
@@ -89,9 +96,8 @@ def test_top1_answers_need_more_queries_than_probabilities(digits: Setup) -> Non
 
     probabilities, top1 = mean_fidelity("probabilities"), mean_fidelity("top1")
     print(f"mean fidelity: probabilities {probabilities}, top1 {top1}")
-    assert probabilities[450] > top1[450] and probabilities[1000] > top1[1000]
-    # the same fidelity costs label-only answers more queries: over twice as many fall short
-    assert probabilities[450] > top1[1000]
+    assert min(*probabilities.values(), *top1.values()) >= 0.88
+    assert all(top1[q] <= probabilities[q] + 0.03 for q in (450, 1000))
 
 
 def test_copycat_matches_arts_copycat_cnn(digits: Setup) -> None:

@@ -123,7 +123,9 @@ def test_a_bad_client_is_left_out_and_the_round_goes_on(mode: str) -> None:
         assert list(left_out) == ["2"]
         assert ("disk on fire" if mode == "raise" else "NaN") in left_out["2"]
         assert row["skipped"] is None and math.isfinite(row["loss"])
-    assert summary["final_accuracy"] > 0.5
+    # the four others still teach it (chance 0.1). Measured, every seed shifted by 1000·k,
+    # k = 0..4: 0.766, 0.777, 0.799, 0.624, 0.788 (mean 0.75, s.d. 0.07)
+    assert summary["final_accuracy"] > 0.4
     # the other four clients' updates were aggregated: the result differs from the honest run
     assert rows[-1]["loss"] != honest[-1]["loss"]
 

@@ -16,6 +16,12 @@ from tests.conftest import TINY, interrupt_in_round, make_scenario
 from tests.fedsim.run.test_runner import run_scenario_in_memory
 
 REMOVAL = {"fine_tune": [{"epochs": 1, "lr": 0.01}, {"epochs": 3, "lr": 0.05}], "prune": [0.5]}
+# An unmarked model's accuracy on 50 triggers with random labels: chance 0.1 (s.d. 0.042 if it
+# answered independently per image; noise images tend to get the same few classes, so more).
+# Measured without embedding, every seed shifted by 1000·k, k = 0..4 (rounds 1, 2): 0.10 0.26,
+# 0.08 0.10, 0.18 0.22, 0.00 0.10, 0.04 0.12 (mean 0.12, s.d. 0.08); with embedding ≥ 0.98 in
+# every round. 0.4 is 3.5 s.d. above that mean and far below the marked model's.
+UNMARKED = 0.4
 
 
 def _without_timing(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -35,14 +41,14 @@ def test_embedded_watermark_is_read_back_and_absent_without_embedding() -> None:
         assert row["watermark_accuracy_before_embedding"] <= row["watermark_accuracy"]
         cost = row["watermark_clean_accuracy_before_embedding"] - row["watermark_clean_accuracy"]
         assert row["watermark_clean_cost"] == pytest.approx(cost)
-    assert marked[0]["watermark_accuracy_before_embedding"] <= 0.3  # round 1: not yet marked
+    assert marked[0]["watermark_accuracy_before_embedding"] <= UNMARKED  # round 1: not yet marked
     for row in unmarked:
-        assert row["watermark_accuracy"] <= 0.3  # chance is 1/10
+        assert row["watermark_accuracy"] <= UNMARKED
         assert "watermark_clean_cost" not in row
     # the probe alone changes nothing: the same numbers as a run without the block
     assert [r["accuracy"] for r in unmarked] == [r["accuracy"] for r in baseline]
     assert summary["final_watermark_accuracy"] == marked[-1]["watermark_accuracy"]
-    assert plain["final_watermark_accuracy"] <= 0.3
+    assert plain["final_watermark_accuracy"] <= UNMARKED
     (probe,) = summary["probes"]
     assert (probe["direction"], probe["threat_model"], probe["rounds"]) == (
         "data→data",

@@ -25,7 +25,10 @@ from server.probes.audit import AuditProbe
 from tests.conftest import TINY, make_scenario
 from tests.fedsim.run.test_runner import run_scenario_in_memory
 
-# Two clients that train long enough to memorise their canaries (measured: eps_lb = 1.70).
+# Two clients that train long enough to memorise their canaries. The bound is the best of the
+# default grid's 5 guess counts at 200 canaries; its value moves in steps of one right guess of
+# the 40 "in" guesses (Bonferroni over 5): 39 → 1.70, 38 → 1.42, 37 → 1.21, 36 → 1.03, 35 → 0.87,
+# 34 → 0.72, 33 → 0.59, 32 → 0.47.
 OVERFIT = {
     "rounds": 3,
     "data.num_clients": 2,
@@ -60,7 +63,11 @@ def test_without_dp_the_lower_bound_is_clearly_positive() -> None:
         make_scenario(**OVERFIT, **{"privacy.audit": {"canaries": 200}})
     )
     row = audited(rows)
-    assert row["epsilon_lower_bound"] >= 1.0  # measured 1.70: 39 of 40 guesses right
+    # Measured (scenario seed 0, and every seed shifted by 1000·k for k = 1..4): 38, 38, 37, ...
+    # of 40 right (ε_lb 1.42, 1.42, 1.21, ...); 39 (1.70) for seed 0 on another machine. The
+    # count of right guesses is about Binomial(40, 0.95): σ ≈ 1.4 guesses, so ≥ 33 right
+    # (ε_lb ≥ 0.5, vs 0 at chance) is about 3.5 σ below the mean.
+    assert row["epsilon_lower_bound"] >= 0.5
     assert "epsilon_accounted" not in row and row["audit"]["delta"] == 0.0
     assert summary["final_epsilon_lower_bound"] == row["epsilon_lower_bound"]
     assert summary["audit_violation"] is False

@@ -4,10 +4,12 @@ The federation is deliberately overfit: two clients of 200 examples each of a ha
 task (class prototypes under N(0, 1) pixel noise: the model can only memorise), 40 local epochs
 of SGD per round, two rounds. The probe audits n = 300 members against 300 held-out
 non-members with online LiRA and 4 reference federations (global σ). Under no membership
-signal the AUC of n = m = 300 has standard deviation √((n+m+1)/(12nm)) ≈ 0.024, so the
-±0.05 band of the DP test is about ±2.1 σ. Measured on a loaded 2-core machine: AUC 0.768,
-TPR 0.08 at FPR ≤ 1 % (test accuracy 45 %); with DP-SGD at noise multiplier 10: AUC 0.475
-(accuracy 10 %); about 15 s (overfit) and 50 s (DP, vectorized) including the references.
+signal the AUC of n = m = 300 has standard deviation σ = √((n+m+1)/(12nm)) ≈ 0.024. The
+same seed trains a slightly different model on another processor (seed 0: AUC 0.768 on one
+machine, 0.7455 on another), so every figure is asserted with a margin measured over seeds
+(see each test), or against another attack or run in the same test. Measured: test accuracy
+43-52 %; with DP-SGD at noise multiplier 10: AUC 0.475 (accuracy 10 %); about 15 s
+(overfit), 2 s (the loss attack) and 50 s (DP, vectorized) including the references.
 """
 
 from __future__ import annotations
@@ -58,11 +60,23 @@ def overfit(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, A
 
 
 def test_lira_finds_the_members_of_an_overfit_federation(
-    overfit: tuple[Path, dict[str, Any]],
+    overfit: tuple[Path, dict[str, Any]], tmp_path: Path
 ) -> None:
     run_dir, summary = overfit
-    assert summary["final_mia_auc"] >= 0.75
-    assert summary["final_mia_tpr_at_fpr_0.01"] > 0.01  # above chance at low FPR
+    # the loss attack on the same federation and the same audited examples (no references)
+    loss_attack = {"membership": {"attack": "loss", "targets": 300}}
+    loss = _run({**OVERFIT, "privacy": loss_attack}, tmp_path)
+    # Measured (AUC, TPR at FPR ≤ 1 %), seeds 0-4: LiRA (0.7455, 0.08), (0.770, 0.16),
+    # (0.840, 0.14), (0.770, 0.11), (0.6865, 0.057), and AUC 0.768 for seed 0 on another
+    # machine; the loss attack (0.7465, 0.007), (0.7445, 0.003), (0.790, 0.037), (0.785,
+    # 0.053), (0.742, 0.02). With 4 references LiRA's AUC varies more than the loss attack's
+    # (mean 0.762, s.d. 0.056 against 0.762, 0.023) and is below it at seeds 0, 3 and 4; its
+    # edge is at low FPR (Carlini et al., S&P 2022): 11 to 47 more of the 300 members found at
+    # FPR ≤ 1 % at every seed (gap 0.085 ± 0.047; a full reseed also redraws the data, the
+    # targets and the initial model, so it overstates the spread between machines for one
+    # seed). AUC thresholds: about 3 s.d. below each mean, at least 4 null σ above chance.
+    assert summary["final_mia_auc"] >= 0.6 and loss["final_mia_auc"] >= 0.65
+    assert summary["final_mia_tpr_at_fpr_0.01"] > loss["final_mia_tpr_at_fpr_0.01"]
     assert summary["mia_members"] == summary["mia_non_members"] == 300
     assert summary["mia_reference_s"] > 0 and summary["mia_references"] == 4
     probe = next(p for p in summary["probes"] if p["name"] == "membership")
@@ -88,7 +102,9 @@ def test_vectorized_main_run_gives_the_same_numbers(
         assert vectorized[key] == pytest.approx(inline[key], abs=0.01)
 
 
-def test_strong_dp_noise_brings_the_auc_to_chance(tmp_path: Path) -> None:
+def test_strong_dp_noise_brings_the_auc_to_chance(
+    overfit: tuple[Path, dict[str, Any]], tmp_path: Path
+) -> None:
     raw = {
         **OVERFIT,
         "runtime": "vectorized",
@@ -98,18 +114,24 @@ def test_strong_dp_noise_brings_the_auc_to_chance(tmp_path: Path) -> None:
         },
     }
     summary = _run(raw, tmp_path / "dp")
-    assert abs(summary["final_mia_auc"] - 0.5) <= 0.05
+    # chance within ±0.1 = ±4.2 σ of the null AUC (σ ≈ 0.024 above), and below the same
+    # federation without DP (measured: 0.475 with DP against 0.7455 without; without DP 0.762
+    # ± 0.056 over seeds, so the gap is 0.26 ± 0.06 and 0.05 is 3.5 s.d. below it)
+    assert abs(summary["final_mia_auc"] - 0.5) <= 0.1
+    assert summary["final_mia_auc"] < overfit[1]["final_mia_auc"] - 0.05
     assert summary["final_epsilon"] < 2.0  # ε ≈ 1.5 at δ = 1e-5 after 2 rounds
 
 
 @pytest.mark.parametrize(
     "level, data, minimum",
-    [("example", {}, 0.75), ("client", {"num_clients": 8, "test_fraction": 0.7}, 0.9)],
+    [("example", {}, 0.7), ("client", {"num_clients": 8, "test_fraction": 0.7}, 0.9)],
 )
 def test_a_curious_server_finds_members_from_the_updates(
     tmp_path: Path, level: str, data: dict[str, Any], minimum: float
 ) -> None:
-    # measured: 0.79 (300 examples a side), 1.0 (8 clients against 8 held-out clients)
+    # Measured AUC, seeds 0-3: examples (300 a side) 0.790, 0.770, 0.832, 0.792 (mean 0.796,
+    # s.d. 0.026: 0.7 is 3.7 s.d. below it and 8 null σ above chance); clients (8 against 8
+    # held-out clients) 1.0 at every seed (0.9 allows 6 of the 64 pairs in the wrong order)
     raw = {
         **OVERFIT,
         "data": {**OVERFIT["data"], **data},
