@@ -14,14 +14,13 @@ import copy
 import random
 
 import numpy as np
+from flwr.app import Message
 from flwr.client import ClientApp, NumPyClient
 from flwr.client.mod import secaggplus_mod
 from flwr.common import Context, ndarrays_to_parameters, parameters_to_ndarrays
 from flwr.server import LegacyContext, ServerApp, ServerConfig
 from flwr.server.strategy import FedAvg
 from flwr.server.workflow import DefaultWorkflow, SecAggPlusWorkflow
-
-from flwr.app import Message
 
 from fedsim.run.runtimes.inline import InlineGrid, run_on_grid
 from fedsim.secagg import SecAggSettings, secure_sum, sum_error_bound
