@@ -3,10 +3,11 @@
 The protocol core, stage by stage and on plain bytes, ints and arrays: settings
 (:mod:`~fedsim.secagg.settings`), quantization (:mod:`~fedsim.secagg.quantize`), the
 neighbour graph (:mod:`~fedsim.secagg.neighbours`), masks (:mod:`~fedsim.secagg.masks`), one
-client's and the server's stages (:mod:`~fedsim.secagg.client`, :mod:`~fedsim.secagg.server`)
-and a whole round in memory (:mod:`~fedsim.secagg.simulate`). Flower's own primitives (key
-agreement, Shamir shares, Fernet, its PRG) are used by import. This package is at the protocol
-layer: it imports ``flwr``, and fedsim's core never imports it.
+client's and the server's stages (:mod:`~fedsim.secagg.client`, :mod:`~fedsim.secagg.server`),
+a whole round in memory (:mod:`~fedsim.secagg.simulate`) and batched Shamir secret sharing
+over a prime field (:mod:`~fedsim.secagg.shamir`, in place of Flower's pure-Python GF(2^128)
+sharing). Flower's other primitives (key agreement, Fernet, its PRG) are used by import. This
+package is at the protocol layer: it imports ``flwr``, and fedsim's core never imports it.
 """
 
 from fedsim.secagg.client import SecAggClient

@@ -9,7 +9,8 @@ drive it in memory:
 2. :meth:`~SecAggClient.share_keys`: draws the private-mask seed ``b`` (32 bytes of
    ``os.urandom``: the masks cancel exactly, so results stay deterministic), splits ``b`` and
    ``sk1`` (its 48-byte scalar; Flower shares the PEM) into ``k`` Shamir shares with threshold
-   ``t``, keeps its own, and encrypts each
+   ``t`` in one batch (:mod:`fedsim.secagg.shamir`, over a prime field; Flower's
+   ``create_shares`` works in GF(2^128), chunk by chunk), keeps its own, and encrypts each
    neighbour's pair (Fernet under the ECDH key of ``sk2`` and the neighbour's ``pk2``).
 3. :meth:`~SecAggClient.masked_vector`: decrypts the shares its neighbours sent, checks their
    sender and recipient, and masks its quantized vector
@@ -19,7 +20,8 @@ drive it in memory:
    ``b`` if it is active, or of its ``sk1`` if it dropped; never both for one node.
 
 Flower's primitives are used by import: ``generate_key_pairs``, ``generate_shared_key``,
-``create_shares``, ``encrypt``/``decrypt``, ``share_keys_plaintext_concat``/``separate``.
+``encrypt``/``decrypt``, ``share_keys_plaintext_concat``/``separate``; Shamir sharing is
+fedsim's own (:func:`fedsim.secagg.shamir.create_shares`).
 
 Reference: Bell, Bonawitz, Gascón, Lepoint, Raykova, ACM CCS 2020 (SecAgg+); Bonawitz et al.,
 ACM CCS 2017 (SecAgg's four rounds).
@@ -31,7 +33,6 @@ import os
 from collections.abc import Iterable, Mapping
 
 import numpy as np
-from flwr.common.secure_aggregation.crypto.shamir import create_shares
 from flwr.common.secure_aggregation.crypto.symmetric_encryption import (
     decrypt,
     encrypt,
@@ -50,6 +51,7 @@ from flwr.supercore.primitives.asymmetric import (
 from fedsim.secagg.errors import SecAggAbortedError
 from fedsim.secagg.masks import pairwise_mask, private_mask, secret_key_to_bytes
 from fedsim.secagg.settings import Cohort, SecAggSettings
+from fedsim.secagg.shamir import create_shares
 
 __all__ = ["SecAggClient"]
 
@@ -142,8 +144,8 @@ class SecAggClient:
             self._abort("its own public keys are missing or altered")
         self._neighbour_keys = {int(nid): (pk1, pk2) for nid, (pk1, pk2) in public_keys.items()}
         self._seed = os.urandom(SEED_BYTES)
-        seed_shares = create_shares(self._seed, t, k)
-        sk1_shares = create_shares(secret_key_to_bytes(self._sk1), t, k)
+        secrets = [self._seed, secret_key_to_bytes(self._sk1)]
+        seed_shares, sk1_shares = create_shares(secrets, t, k)
         ciphertexts = {}
         for index, (nid, (_, pk2)) in enumerate(self._neighbour_keys.items()):
             if nid == self.node_id:

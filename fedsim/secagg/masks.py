@@ -11,9 +11,9 @@ seed's 32-bit words, drawing uniformly from ``[0, m - 2]`` (Flower's ``randint(0
 The server removes a dropped node's pairwise masks by adding, for each surviving neighbour,
 the very term the dropped node would have added (:func:`pairwise_mask` from its side). The
 secret key ``sk1`` it rebuilds for that is Shamir-shared as its 48-byte scalar
-(:func:`secret_key_to_bytes`), not Flower's 306-byte PEM: 4 chunks of Shamir's 16 bytes
-instead of 20, so sharing and rebuilding cost a fifth (Flower's ``create_shares`` and
-``combine_shares`` run pure-Python GF(2^128) arithmetic per chunk).
+(:func:`secret_key_to_bytes`), not Flower's 306-byte PEM: 24 limbs of
+:mod:`fedsim.secagg.shamir` (Flower's GF(2^128) sharing would need 20 chunks of 16 bytes for
+the PEM, 4 for the scalar).
 
 Reference: Bonawitz et al., "Practical Secure Aggregation for Privacy-Preserving Machine
 Learning", ACM CCS 2017 (double masking); Bell et al., ACM CCS 2020 (SecAgg+); Flower 1.42's

@@ -9,7 +9,9 @@ those that shared keys and ``A ⊆ S`` those whose masked vectors arrived, the s
           \pmod m,
 
 rebuilding each ``b_u`` (``u ∈ A``) and each dropped node's ``sk1`` (``d ∈ S \ A``) from at
-least ``t`` Shamir shares held by its neighbours in ``A`` (Flower's ``combine_shares``).
+least ``t`` Shamir shares held by its neighbours in ``A``, all secrets in one batch
+(:func:`fedsim.secagg.shamir.combine_shares`; Flower's ``combine_shares`` rebuilds one secret
+at a time in GF(2^128)).
 Node ``u``'s pairwise masks are only with neighbours in ``S`` (those it received shares from).
 
 **Departures from Flower.** A node that drops before sharing its keys is simply out of the
@@ -27,12 +29,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 import numpy as np
-from flwr.common.secure_aggregation.crypto.shamir import combine_shares
 
 from fedsim.secagg.errors import SecAggAbortedError
 from fedsim.secagg.masks import pairwise_mask, private_mask, secret_key_from_bytes
 from fedsim.secagg.neighbours import neighbour_graph
 from fedsim.secagg.settings import Cohort, SecAggSettings
+from fedsim.secagg.shamir import combine_shares
 
 __all__ = ["SecAggServer"]
 
@@ -181,14 +183,16 @@ class SecAggServer:
                     )
                 shares[owner].append(share)
         m, t = self.settings.modulus_range, self.cohort.threshold
-        total, shape = self._sum.copy(), self._sum.shape
         for owner, owned in sorted(shares.items()):
             if len(owned) < t:
                 raise SecAggAbortedError(
                     f"SecAgg+: node {owner} has {len(owned)} shares returned, threshold {t}: "
                     "the round fails without revealing anything"
                 )
-            secret = combine_shares(owned)
+        owners = sorted(shares)
+        secrets = combine_shares([shares[owner] for owner in owners])
+        total, shape = self._sum.copy(), self._sum.shape
+        for owner, secret in zip(owners, secrets, strict=True):
             if owner in self.masked:
                 total -= private_mask(secret, shape, m)
             else:

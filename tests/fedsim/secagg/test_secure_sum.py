@@ -103,6 +103,14 @@ def test_costs_are_counted_per_stage() -> None:
     assert all(cost.seconds > 0 for cost in out.stages.values())
 
 
+def test_the_unmask_stage_carries_fedsims_shamir_shares_at_their_length() -> None:
+    # no drop: each of the n nodes returns a 32-byte seed's share (4 + 2 * 32 bytes) for each of
+    # its k neighbours, itself included, each after an 8-byte owner id
+    n = 6
+    out = secure_sum(vectors(n), SETTINGS, seed=0)
+    assert out.stages["unmask"].bytes_up == n * out.cohort.num_shares * (8 + 4 + 2 * 32)
+
+
 def test_bad_inputs_are_refused() -> None:
     with pytest.raises(InvalidSettingError, match="one shape"):
         secure_sum([[1.0, 2.0], [1.0]], SETTINGS, seed=0)
