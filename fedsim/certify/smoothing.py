@@ -78,8 +78,9 @@ def lower_confidence_bound(count: int, n: int, alpha: float) -> float:
 
 
 def certified_radius(p_lower: float, sigma: float) -> float:
-    r"""The ℓ2 radius :math:`R = \sigma\,\Phi^{-1}(\underline{p_A})`, 0 when :math:`\underline{p_A}
-    \le 1/2` (abstention).
+    r"""The ℓ2 radius :math:`R = \sigma\,\Phi^{-1}(\underline{p_A})`; 0 on abstention.
+
+    Abstention is :math:`\underline{p_A} \le 1/2` (Cohen et al., Algorithm 1).
 
     Examples
     --------
@@ -95,16 +96,16 @@ def certified_radius(p_lower: float, sigma: float) -> float:
 
 @dataclass(frozen=True)
 class Certificate:
-    """One sample's CERTIFY result: the row of ``RUN_DIR/robustness/certify_round<r>.json``.
+    r"""One sample's CERTIFY result: the row of ``RUN_DIR/robustness/certify_round<r>.json``.
 
     Attributes
     ----------
     label : int
         The true class.
     prediction : int
-        :math:`\\hat c_A`, or ``-1`` (:data:`ABSTAIN`).
+        :math:`\hat c_A`, or ``-1`` (:data:`ABSTAIN`).
     count : int
-        :math:`n_A`, the hits of :math:`\\hat c_A` among the ``n`` counting draws.
+        :math:`n_A`, the hits of :math:`\hat c_A` among the ``n`` counting draws.
     n : int
         Counting draws.
     radius : float
@@ -176,20 +177,21 @@ class RandomizedSmoothing:
         self.sigma = require_real(rule, "sigma", sigma, low=0.0, low_open=True)
         self.n0 = require_int(rule, "n0", n0, minimum=1)
         self.n = require_int(rule, "n", n, minimum=1)
-        self.alpha = require_real(rule, "alpha", alpha, low=0.0, high=1.0, low_open=True,
-                                  high_open=True)
+        self.alpha = require_real(
+            rule, "alpha", alpha, low=0.0, high=1.0, low_open=True, high_open=True
+        )
         self.batch_size = require_int(rule, "batch_size", batch_size, minimum=1)
         if denoiser is not None and not callable(denoiser):
-            raise InvalidSettingError(
-                f"{rule} needs a callable denoiser or None, got {denoiser!r}"
-            )
+            raise InvalidSettingError(f"{rule} needs a callable denoiser or None, got {denoiser!r}")
         self.denoiser = denoiser
 
     def counts(
         self, model: nn.Module, x: torch.Tensor, num: int, generator: torch.Generator
     ) -> torch.Tensor:
-        r"""Class counts of :math:`f(D(x + \varepsilon_i))`, :math:`i = 1..\mathrm{num}`, for one
-        input ``x`` of shape ``(C, H, W)``: an int64 tensor ``(K,)``."""
+        r"""Class counts of ``num`` noisy copies of one input ``x`` ``(C, H, W)``: int64 ``(K,)``.
+
+        The counts of :math:`f(D(x + \varepsilon_i))`, :math:`i = 1, \dots, \mathrm{num}`.
+        """
         counts: torch.Tensor | None = None
         left = num
         with torch.no_grad():
@@ -269,8 +271,9 @@ class RandomizedSmoothing:
 def certified_accuracy(
     records: Iterable[Certificate | Mapping[str, Any]], radii: Sequence[float]
 ) -> dict[str, float]:
-    r"""Certified accuracy at each radius r: the share of samples with
-    ``prediction == label`` and ``radius >= r``.
+    r"""Certified accuracy at each radius r: the share correct and certified at least r.
+
+    A sample counts at r when ``prediction == label`` and ``radius >= r``.
 
     The comparison is ≥, as in Cohen et al.'s ``analyze.py`` (``df["correct"] & (df["radius"]
     >= radius)``), so at r = 0 it is the smoothed classifier's clean accuracy without

@@ -24,9 +24,7 @@ class Purifier(ABC):
     name: str = "purifier"
     randomized: bool = False
 
-    def __call__(
-        self, x: torch.Tensor, generator: torch.Generator | None = None
-    ) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Purified images, the shape of ``x`` ``(B, C, H, W)``."""
         if x.dim() != 4:
             raise InvalidSettingError(

@@ -8,7 +8,6 @@ is one object and applies itself once.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from fedsim.errors import InvalidSettingError
 from fedsim.purification.base import Purifier

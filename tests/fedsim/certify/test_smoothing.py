@@ -76,8 +76,12 @@ def test_abstains_at_and_below_one_half() -> None:
     assert certified_radius(0.5, 1.0) == 0.0
     # a classifier split evenly by the noise abstains
     rs = RandomizedSmoothing(sigma=0.5, n0=50, n=500, alpha=0.001)
-    [rec] = rs.certify(Threshold(), torch.full((1, 1, 2, 2), 0.5), torch.tensor([1]),
-                       torch.Generator().manual_seed(3))
+    [rec] = rs.certify(
+        Threshold(),
+        torch.full((1, 1, 2, 2), 0.5),
+        torch.tensor([1]),
+        torch.Generator().manual_seed(3),
+    )
     assert (rec.prediction, rec.radius) == (-1, 0.0)
 
 
@@ -102,13 +106,15 @@ def test_reference_md_numbers() -> None:
 
 def test_certified_accuracy_uses_greater_or_equal() -> None:
     rs = RandomizedSmoothing(sigma=0.25, n0=5, n=1000, alpha=0.001)
-    records = rs.certify(Constant(0), torch.zeros(2, 1, 1, 1), torch.tensor([0, 1]),
-                         torch.Generator().manual_seed(0))
+    records = rs.certify(
+        Constant(0), torch.zeros(2, 1, 1, 1), torch.tensor([0, 1]), torch.Generator().manual_seed(0)
+    )
     r = records[0].radius
     acc = certified_accuracy(records, [r])
     assert list(acc.values()) == [0.5]  # radius == r counts
     assert certified_accuracy([rec.to_dict() for rec in records], [r + 1e-6]) == {
-        f"r{r + 1e-6:g}": 0.0}
+        f"r{r + 1e-6:g}": 0.0
+    }
     assert math.isnan(certified_accuracy([], [0.25])["r0.25"])
 
 
@@ -140,8 +146,9 @@ def test_the_denoiser_sees_the_noisy_batch_before_the_classifier() -> None:
         return torch.zeros_like(z)  # everything becomes mean 0 → class 0
 
     rs = RandomizedSmoothing(sigma=0.3, n0=4, n=10, alpha=0.1, batch_size=4, denoiser=denoiser)
-    [rec] = rs.certify(Threshold(), torch.ones(1, 1, 2, 2), torch.tensor([0]),
-                       torch.Generator().manual_seed(0))
+    [rec] = rs.certify(
+        Threshold(), torch.ones(1, 1, 2, 2), torch.tensor([0]), torch.Generator().manual_seed(0)
+    )
     assert (rec.prediction, rec.count) == (0, 10)
     assert sum(len(z) for z in seen) == 14  # n0 + n noisy copies, in batches of <= 4
     assert not torch.equal(seen[0][0], torch.ones(1, 2, 2))  # noisy (and not clipped)
@@ -183,7 +190,8 @@ def test_agrees_with_art_randomized_smoothing_on_a_constant_classifier() -> None
     x = np.random.default_rng(0).random((2, 1, 2, 2)).astype(np.float32)
     pred, radius = art.certify(x, n=n, batch_size=100)
     ours = RandomizedSmoothing(sigma=sigma, n0=10, n=n, alpha=alpha).certify(
-        Constant(1), torch.from_numpy(x), torch.tensor([1, 1]), torch.Generator().manual_seed(0))
+        Constant(1), torch.from_numpy(x), torch.tensor([1, 1]), torch.Generator().manual_seed(0)
+    )
     assert pred.tolist() == [r.prediction for r in ours]
     assert radius.tolist() == pytest.approx([r.radius for r in ours], rel=1e-9)
 
