@@ -9,6 +9,7 @@ attack steps (usable under ``torch.func.vmap``) live in :mod:`fedsim.evasion.cor
 from fedsim.evasion.adversarial_training import AdversarialDraw, AdversarialTraining
 from fedsim.evasion.autoattack import AutoAttack
 from fedsim.evasion.base import EvasionAttack, attack_mode
+from fedsim.evasion.bpda import BPDA, BPDAEOT, straight_through
 from fedsim.evasion.calibration import (
     ReliabilityDiagram,
     expected_calibration_error,
@@ -26,6 +27,8 @@ __all__ = [
     "AdversarialDraw",
     "AdversarialTraining",
     "AutoAttack",
+    "BPDA",
+    "BPDAEOT",
     "EVASION_ATTACKS",
     "Ensemble",
     "EvasionAttack",
@@ -42,5 +45,6 @@ __all__ = [
     "plot_reliability",
     "reliability_diagram",
     "robust_accuracy",
+    "straight_through",
     "to_pixel_space",
 ]

@@ -1,0 +1,120 @@
+"""BPDA + EOT: the identity purifier gives PGD exactly; a rounding purifier needs BPDA."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from fedsim.errors import InvalidSettingError
+from fedsim.evasion import BPDA, BPDAEOT, PGD
+from fedsim.evasion.core import cross_entropy_objective, input_gradient
+from fedsim.purification import BitDepth, Identity, Purifier
+
+
+class GaussianNoise(Purifier):
+    """A randomized purifier for the EOT tests: x + N(0, s²), clipped."""
+
+    name = "noise"
+    randomized = True
+
+    def __init__(self, s: float = 0.1) -> None:
+        self.s = s
+
+    def purify(self, x, generator):
+        z = torch.randn(x.shape, generator=generator, device=x.device)
+        return (x + self.s * z).clamp(0.0, 1.0)
+
+
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_with_the_identity_bpda_pgd_is_pgd_exactly(trained, norm) -> None:
+    x, y = trained.x[:64], trained.y[:64]
+    eps = 0.1 if norm == "linf" else 1.0
+    plain = PGD(eps=eps, steps=10, norm=norm, restarts=2)(
+        trained.model, x, y, torch.Generator().manual_seed(3)
+    )
+    wrapped = PGD(eps=eps, steps=10, norm=norm, restarts=2)(
+        BPDA(trained.model, Identity()), x, y, torch.Generator().manual_seed(3)
+    )
+    bpda_eot = BPDAEOT(Identity(), eps=eps, steps=10, norm=norm, restarts=2, eot=1)(
+        trained.model, x, y, torch.Generator().manual_seed(3)
+    )
+    assert torch.equal(plain, wrapped)
+    assert torch.equal(plain, bpda_eot)
+    assert not torch.equal(plain, x)
+
+
+def test_through_bit_depth_the_true_gradient_is_zero_and_bpdas_is_not(trained) -> None:
+    x, y = trained.x[:32], trained.y[:32]
+    squeeze = BitDepth(bits=3)
+    objective = cross_entropy_objective(y)
+    true = input_gradient(lambda z: trained.model(squeeze(z)), objective, x)
+    bpda = input_gradient(BPDA(trained.model, squeeze), objective, x)
+    assert torch.count_nonzero(true) == 0
+    assert torch.count_nonzero(bpda) > 0
+    # straight-through: the classifier's gradient taken at the purified point
+    assert torch.equal(bpda, input_gradient(trained.model, objective, squeeze(x)))
+    # and the forward pass is exactly f(P(x))
+    assert torch.equal(BPDA(trained.model, squeeze)(x), trained.model(squeeze(x)))
+
+
+class Composed(torch.nn.Module):
+    """f(P(x)) with P's true gradient (zero almost everywhere for bit depth)."""
+
+    def __init__(self, model: torch.nn.Module, purifier: Purifier) -> None:
+        super().__init__()
+        self.model, self.purifier = model, purifier
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(self.purifier(x))
+
+
+def test_bpda_breaks_bit_depth_where_the_true_gradient_cannot(trained) -> None:
+    x, y, purifier = trained.x, trained.y, BitDepth(bits=2)
+    defended = Composed(trained.model, purifier)
+
+    def accuracy(z: torch.Tensor) -> float:
+        return (defended(z).argmax(1) == y).float().mean().item()
+
+    naive = PGD(eps=0.15, steps=20)(defended, x, y, torch.Generator().manual_seed(0))
+    adaptive = BPDAEOT(purifier, eps=0.15, steps=20)(
+        trained.model, x, y, torch.Generator().manual_seed(0)
+    )
+    # zero gradients leave PGD at its random start; BPDA finds the way through
+    assert accuracy(adaptive) < 0.5 * accuracy(naive)
+
+
+def test_eot_averages_the_loss_gradient_over_draws(trained) -> None:
+    x, y = trained.x[:16], trained.y[:16]
+    noise, m = GaussianNoise(0.2), 4
+    # the gradient BPDAEOT follows, rebuilt draw by draw from the same generator state
+    through = BPDA(trained.model, noise, torch.Generator().manual_seed(5))
+    tiled = y.repeat(m)
+    eot = input_gradient(
+        lambda z: torch.cat([through(z) for _ in range(m)]),
+        lambda logits: F.cross_entropy(logits, tiled, reduction="sum") / m,
+        x,
+    )
+    g = torch.Generator().manual_seed(5)
+    draws = [noise(x, g) for _ in range(m)]
+    per_draw = [input_gradient(trained.model, cross_entropy_objective(y), d) for d in draws]
+    assert torch.allclose(eot, torch.stack(per_draw).mean(0), atol=1e-6)
+
+
+def test_eot_attack_is_deterministic_with_a_seed(trained) -> None:
+    x, y = trained.x[:32], trained.y[:32]
+    attack = BPDAEOT(GaussianNoise(0.1), eps=0.1, steps=5, eot=3)
+    a = attack(trained.model, x, y, torch.Generator().manual_seed(1))
+    b = attack(trained.model, x, y, torch.Generator().manual_seed(1))
+    c = attack(trained.model, x, y, torch.Generator().manual_seed(2))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    assert float((a - x).abs().max()) <= 0.1 + 1e-6
+
+
+def test_settings_are_validated() -> None:
+    with pytest.raises(InvalidSettingError, match="pgd_bpda_eot needs an integer eot >= 1, got 0"):
+        BPDAEOT(Identity(), eps=0.1, eot=0)
+    with pytest.raises(InvalidSettingError, match="callable purifier"):
+        BPDAEOT("median", eps=0.1)
+    with pytest.raises(InvalidSettingError, match="keeps the shape"):
+        BPDA(torch.nn.Identity(), lambda x, g: x[:, :1])(torch.zeros(1, 2, 2, 2))
