@@ -25,6 +25,7 @@ from fedsim.attacks.colluding import ColludingAttack, ServerSideUpdate
 from fedsim.errors import SETTING_ERRORS, InvalidSettingError, ScenarioError
 from fedsim.federation import Federation
 from fedsim.scenario import Scenario
+from fedsim.secagg import SecAggSettings
 from fedsim.seeding import Stream, derive_seed
 from fedsim.validation import require_known
 from fedsim.watermark import WaffleEmbedding
@@ -36,9 +37,20 @@ from server.client_state import ClientStateMirror
 from server.privacy import ServerPrivacy
 from server.probes import ProbeSet
 from server.root_update import RootUpdate
+from server.secure_aggregation import SecureAggregation
 from server.server_data import ServerData
 
-__all__ = ["ServerParts", "build_aggregator", "default_f", "fltrust_rule", "output_layer"]
+__all__ = [
+    "ServerParts",
+    "build_aggregator",
+    "default_f",
+    "fltrust_rule",
+    "output_layer",
+    "secure_aggregation",
+]
+
+SECURE_RULES = ("fedavg",)
+"""The rules that run on the sum SecAgg+ reveals: the mean needs nothing else."""
 
 
 def default_f(scenario: Scenario) -> int:
@@ -158,6 +170,8 @@ class ServerParts:
         The server's copy of the clients' node states (for checkpoints and resumes).
     watermark : WaffleEmbedding or None
         WAFFLE embedding of each round's aggregate (``watermark:`` with ``embed: true``).
+    secure : SecureAggregation or None
+        SecAgg+ (``defense.secure_aggregation``): the server learns only the round's sum.
     """
 
     fed: Federation
@@ -169,6 +183,7 @@ class ServerParts:
     probes: ProbeSet
     client_states: ClientStateMirror | None
     watermark: WaffleEmbedding | None = None
+    secure: SecureAggregation | None = None
 
     @classmethod
     def build(
@@ -228,6 +243,7 @@ class ServerParts:
         root_update = None if data.root is None else RootUpdate(fed, *data.root)
         with scenario_key("privacy.central_dp", scenario.privacy.central_dp):
             privacy = ServerPrivacy(scenario, fed.data, aggregator, fed.malicious)
+        probes = ProbeSet.from_federation(fed, data, out_dir)
         return cls(
             fed=fed,
             aggregator=aggregator,
@@ -235,9 +251,10 @@ class ServerParts:
             root_update=root_update,
             data=data,
             privacy=privacy,
-            probes=ProbeSet.from_federation(fed, data, out_dir),
+            probes=probes,
             client_states=ClientStateMirror(fed) if mirror_client_states else None,
             watermark=WaffleEmbedding.from_scenario(fed),
+            secure=secure_aggregation(scenario, adversary, probes),
         )
 
     def before_aggregate(self, global_weights: torch.Tensor, server_round: int) -> None:
@@ -251,3 +268,90 @@ class ServerParts:
         if self.watermark is None:
             return weights
         return self.watermark(weights, server_round)
+
+
+def secure_aggregation(
+    scenario: Scenario, adversary: AdversaryStage | None, probes: ProbeSet
+) -> SecureAggregation | None:
+    """The run's SecAgg+ (``defense.secure_aggregation``), or ``None`` when it is off.
+
+    Under secure aggregation the server sees only the round's sum, so every part that needs
+    single updates is refused, with why and what works instead: a rule other than FedAvg and
+    any ``defense.pre`` stage (robust rules and detectors), the colluding adversary stage (it
+    reads the honest updates), central DP (it clips each update on the server) and probes
+    whose attacker sees single updates (threat model ``update``).
+
+    Raises
+    ------
+    ScenarioError
+        A refused part, settings Flower's checks (and fedsim's) refuse, ``groups > 1`` (not
+        yet) or the ``vectorized`` runtime (its batched replies carry clear updates).
+    """
+    block = scenario.defense.secure_aggregation
+    if block is None:
+        return None
+    path = "defense.secure_aggregation"
+    if block.groups != 1:
+        raise ScenarioError(
+            f"{path}.groups",
+            block.groups,
+            "not yet: only groups: 1 (one sum over the cohort) is implemented",
+        )
+    values = block.model_dump(exclude={"protocol", "groups"})
+    try:
+        settings = SecAggSettings(**values)
+        settings.for_cohort(scenario.clients_per_round)
+    except InvalidSettingError as e:
+        reason = " ".join(str(e).split())
+        named = [(reason.find(k), k) for k in values if k in reason]
+        key = min(named)[1] if named else None
+        raise ScenarioError(
+            f"{path}.{key}" if key else path, values[key] if key else values, reason
+        ) from None
+    why = "secure aggregation reveals only the sum of the round's updates"
+    defense = scenario.defense
+    if defense.aggregator not in SECURE_RULES:
+        raise ScenarioError(
+            "defense.aggregator",
+            defense.aggregator,
+            f"{defense.aggregator} needs single updates, but {why}; use fedavg "
+            "(with client-side clipping or local DP) under defense.secure_aggregation",
+        )
+    if defense.pre:
+        raise ScenarioError(
+            "defense.pre",
+            defense.pre,
+            f"pre-aggregation stages need single updates, but {why}; leave defense.pre empty "
+            "and use fedavg",
+        )
+    if adversary is not None:
+        raise ScenarioError(
+            "attack.name",
+            scenario.attack.name,
+            f"the colluding adversary stage reads the honest updates, but {why}; use a "
+            "client-side attack",
+        )
+    if scenario.privacy.central_dp is not None:
+        raise ScenarioError(
+            "privacy.central_dp",
+            "set",
+            f"central DP clips each update on the server, but {why}; use privacy.local_dp",
+        )
+    for probe in probes.probes:
+        config = getattr(probe, "config", None)
+        if probe.threat_model == "update" or getattr(config, "threat_model", None) == "server":
+            raise ScenarioError(
+                f"privacy.{probe.name}.threat_model",
+                getattr(config, "threat_model", probe.threat_model),
+                f"its attacker sees single updates, but {why}; use threat_model: client "
+                "(the aggregate) or a global-model probe",
+            )
+    if scenario.runtime == "vectorized":
+        raise ScenarioError(
+            "runtime",
+            scenario.runtime,
+            "not yet under defense.secure_aggregation: the vectorized runtime answers a round "
+            "with one batch of clear updates; use inline or ray",
+        )
+    timeout = scenario.clients.timeout_s or 3600.0
+    return SecureAggregation(settings, scenario.seed, timeout)

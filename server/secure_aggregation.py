@@ -1,0 +1,364 @@
+r"""The server's side of SecAgg+ in a run (``defense.secure_aggregation``): the learned sum only.
+
+:class:`SecureAggregation` runs Flower's SecAgg+ stages (Bell et al., CCS 2020) with
+:class:`fedsim.secagg.SecAggServer` around a round's train message, as extra exchanges on the
+run's grid (one message per node, built separately: an in-process grid shares message
+objects between nodes):
+
+1. :meth:`~SecureAggregation.begin`, before training: ``query.secagg_setup`` to every sampled
+   client (public keys, example counts ``n_i``), then ``query.secagg_share_keys`` (encrypted
+   shares, kept to forward). Clients that ``faults.dropout`` drops this round answer these two
+   stages and then drop: they get no train message, so their pairwise masks are removed from
+   the others' vectors through the shares of their keys. Returns each remaining client's
+   forwarded shares and the public scale ``W = max n_i`` for its train message.
+2. :meth:`~SecureAggregation.finish`, after training: the masked vectors of the train replies
+   (set ``A``), then ``query.secagg_unmask`` to ``A``; the unmasked sum decodes to
+   ``Ŝ ≈ Σ_{i∈A} (n_i/W) Δ_i`` and the round's aggregate is FedAvg's weighted mean
+
+   .. math:: \bar\Delta = \frac{W}{\sum_{i \in A} n_i}\, \hat S
+             \approx \frac{\sum_{i \in A} n_i \Delta_i}{\sum_{i \in A} n_i}.
+
+**Error bound.** Each client's quantized value is within one step ``2c/Q`` of its clipped
+weighted update, so ``|Ŝ − Σ (n_i/W) Δ_i| < |A| · 2c/Q`` per coordinate (nothing is clipped
+while ``|n_i Δ_i / W| ≤ c``) and the mean's error is below ``|A| · 2c/Q · W / Σ n_i``
+(:func:`mean_error_bound`).
+
+**Figures.** ``secagg_error`` is ``max |secure − plain|`` over the aggregate's coordinates.
+The plain mean is computed here *for that measurement only*, from the clear updates the
+simulated clients attach (:data:`~fedsim.protocol.SECAGG_PLAIN_KEY`): a real server could not
+compute it, and nothing else on the server reads them. ``secagg_s`` is the protocol's seconds in
+the round (the three extra exchanges, the clients' quantizing and masking, the server's
+summing and unmasking), ``secagg_bytes`` the payload bytes up and down per client (keys,
+ciphertexts and shares at their length, an id 8 bytes, a vector 8 bytes per coordinate) and
+``secagg_messages`` the messages of the three extra exchanges, both ways.
+
+A round whose protocol cannot finish (too few nodes or shares left: fewer than the threshold)
+raises :class:`~fedsim.secagg.SecAggAbortedError`; the strategy records it as the round's
+``skipped`` reason and the round leaves the model unchanged.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from flwr.app import ConfigRecord, Message, MessageType, MetricRecord, RecordDict
+from flwr.serverapp import Grid
+
+from fedsim.protocol import (
+    METRICS,
+    NUM_EXAMPLES,
+    SECAGG_KEY,
+    SECAGG_MASK_SECONDS,
+    SECAGG_MASKED_KEY,
+    SECAGG_PLAIN_KEY,
+    SECAGG_SETUP,
+    SECAGG_SHARE_KEYS,
+    SECAGG_UNMASK,
+    SERVER_ROUND,
+    TRAIN_LOSS,
+    UPDATE_KEY,
+    array_to_numpy,
+)
+from fedsim.secagg import (
+    Cohort,
+    SecAggServer,
+    SecAggSettings,
+    decode_sum,
+    sum_error_bound,
+)
+from fedsim.seeding import Stream, numpy_rng
+
+__all__ = ["SecureAggregation", "SecureRound", "mean_error_bound"]
+
+ID_BYTES = 8
+
+
+def mean_error_bound(
+    num_summed: int, scale: float, total_weight: float, settings: SecAggSettings
+) -> float:
+    """The bound ``|A| · 2c/Q · W / Σ n_i`` on the secure mean's error per coordinate.
+
+    Examples
+    --------
+    >>> mean_error_bound(4, 100.0, 400.0, SecAggSettings())  # 4 * 16 / 2**22 * 100 / 400
+    3.814697265625e-06
+    """
+    return sum_error_bound(num_summed, settings) * scale / total_weight
+
+
+@dataclass
+class SecureRound:
+    """One round's SecAgg+ outcome, as :meth:`SecureAggregation.finish` returns it."""
+
+    mean: torch.Tensor | None
+    survivors: list[int]
+    num_examples: dict[int, int]
+    losses: dict[int, float]
+    failed: dict[int, str] = field(default_factory=dict)
+    rejected: dict[int, str] = field(default_factory=dict)
+    figures: dict[str, Any] = field(default_factory=dict)
+    aborted: str | None = None
+
+
+class SecureAggregation:
+    """SecAgg+ on a run's grid, one round at a time.
+
+    Parameters
+    ----------
+    settings : SecAggSettings
+        The protocol's settings (checked).
+    seed : int
+        The scenario seed: the neighbour graph of round ``r`` is drawn from its ``SECAGG``
+        stream.
+    timeout : float
+        Seconds each exchange waits for its replies.
+    """
+
+    def __init__(self, settings: SecAggSettings, seed: int, timeout: float = 3600.0) -> None:
+        self.settings = settings
+        self.seed = seed
+        self.timeout = timeout
+        self._grid: Grid | None = None
+        self._server: SecAggServer | None = None
+        self._round = 0
+        self._scale = 1.0
+        self._seconds = 0.0
+        self._bytes = 0
+        self._messages = 0
+        self._cohort_size = 0
+
+    def begin(
+        self,
+        grid: Grid,
+        server_round: int,
+        sampled: Sequence[int],
+        dropped: Iterable[int],
+        client_to_node: Mapping[int, int],
+    ) -> tuple[dict[int, ConfigRecord], dict[int, str]]:
+        """Setup and key sharing with the sampled clients (see the module docstring).
+
+        Returns
+        -------
+        (dict, dict)
+            The SecAgg+ record of each client that gets a train message, and the clients
+            left out by the protocol (with why).
+
+        Raises
+        ------
+        SecAggAbortedError
+            The protocol cannot go on (too few nodes answered).
+        InvalidSettingError
+            The settings do not fit the cohort (fewer than 2 nodes, or a wrapping sum).
+        """
+        started = time.perf_counter()
+        self._grid, self._round = grid, server_round
+        self._bytes = self._messages = 0
+        cohort = self.settings.for_cohort(len(sampled))
+        self._cohort_size = len(sampled)
+        graph_rng = numpy_rng(self.seed, Stream.SECAGG, server_round)
+        ids = {c: c + 1 for c in sampled}
+        clients = {c + 1: c for c in sampled}
+        server = SecAggServer(ids.values(), self.settings, cohort, graph_rng)
+        self._server = server
+        left_out: dict[int, str] = {}
+
+        setup = self._setup_config(server_round, cohort)
+        replies = self._exchange(SECAGG_SETUP, {c: setup for c in sampled}, client_to_node)
+        keys, counts = {}, {}
+        for client, content in replies.items():
+            if isinstance(content, str):
+                left_out[client] = content
+                continue
+            keys[ids[client]] = (content["pk1"], content["pk2"])
+            counts[client] = int(content[NUM_EXAMPLES])
+            self._bytes += len(content["pk1"]) + len(content["pk2"])
+        server.receive_public_keys(keys)
+
+        requests = {}
+        for nid in sorted(server.keyed):
+            sent = server.public_keys_for(nid)
+            requests[clients[nid]] = ConfigRecord(
+                {
+                    SERVER_ROUND: server_round,
+                    "ids": list(sent),
+                    "pk1": [pk1 for pk1, _ in sent.values()],
+                    "pk2": [pk2 for _, pk2 in sent.values()],
+                }
+            )
+            self._bytes += sum(ID_BYTES + len(a) + len(b) for a, b in sent.values())
+        replies = self._exchange(SECAGG_SHARE_KEYS, requests, client_to_node)
+        ciphertexts = {}
+        for client, content in replies.items():
+            if isinstance(content, str):
+                left_out[client] = content
+                continue
+            ciphertexts[ids[client]] = dict(
+                zip((int(i) for i in content["ids"]), content["ciphertexts"], strict=True)
+            )
+            self._bytes += sum(ID_BYTES + len(c) for c in content["ciphertexts"])
+        server.receive_ciphertexts(ciphertexts)
+
+        self._scale = float(max(counts.values()))
+        dropped = set(dropped)
+        train = {}
+        for nid in sorted(server.shared):
+            client = clients[nid]
+            if client in dropped:
+                continue
+            forwarded = server.ciphertexts_for(nid)
+            train[client] = ConfigRecord(
+                {
+                    SERVER_ROUND: server_round,
+                    "scale": self._scale,
+                    "ids": list(forwarded),
+                    "ciphertexts": list(forwarded.values()),
+                }
+            )
+            self._bytes += sum(ID_BYTES + len(c) for c in forwarded.values())
+        self._seconds = time.perf_counter() - started
+        return train, left_out
+
+    def finish(
+        self, replies: Iterable[Message], node_to_client: Mapping[int, int], dim: int
+    ) -> SecureRound:
+        """Collect the masked vectors, unmask their sum, decode FedAvg's mean.
+
+        Raises
+        ------
+        SecAggAbortedError
+            Too few shares of a needed secret arrived: the round fails, nothing revealed.
+        """
+        server, grid = self._server, self._grid
+        if server is None or grid is None:
+            raise RuntimeError("SecureAggregation.finish called before begin")
+        outcome = SecureRound(mean=None, survivors=[], num_examples={}, losses={})
+        masked, plain = {}, {}
+        for msg in replies:
+            client = node_to_client.get(msg.metadata.src_node_id, -1)
+            if msg.has_error():
+                outcome.failed[client] = f"client error: {msg.error.reason}"[:500]
+                continue
+            checked = _masked_reply(msg.content, dim, self.settings.modulus_range)
+            if isinstance(checked, str):
+                outcome.rejected[client] = checked
+                continue
+            vector, update, metrics = checked
+            masked[client + 1], plain[client] = vector, update
+            outcome.num_examples[client] = int(metrics[NUM_EXAMPLES])
+            outcome.losses[client] = float(metrics.get(TRAIN_LOSS, float("nan")))
+            self._seconds += float(metrics.get(SECAGG_MASK_SECONDS, 0.0))
+            self._bytes += 8 * vector.size
+        started = time.perf_counter()
+        server.receive_masked_vectors(masked)
+        requests = {}
+        for nid in sorted(server.masked):
+            active, dead = server.unmask_request(nid)
+            requests[nid - 1] = ConfigRecord(
+                {SERVER_ROUND: self._round, "active": active, "dead": dead}
+            )
+            self._bytes += ID_BYTES * (len(active) + len(dead))
+        replies_by_client = self._exchange(SECAGG_UNMASK, requests, _inverse(node_to_client))
+        shares = {}
+        for client, content in replies_by_client.items():
+            if isinstance(content, str):
+                continue  # a node that drops after masking: its vector is recovered all the same
+            shares[client + 1] = dict(
+                zip((int(i) for i in content["ids"]), content["shares"], strict=True)
+            )
+            self._bytes += sum(ID_BYTES + len(s) for s in content["shares"])
+        total = decode_sum(server.unmask(shares), len(server.masked), self.settings)
+        survivors = sorted(nid - 1 for nid in server.masked)
+        weight = float(sum(outcome.num_examples[c] for c in survivors))
+        mean = torch.from_numpy(total * (self._scale / weight))
+        plain_mean = sum(plain[c] * outcome.num_examples[c] for c in survivors) / weight
+        self._seconds += time.perf_counter() - started
+        outcome.mean, outcome.survivors = mean, survivors
+        outcome.figures = {
+            "secagg_error": float(np.max(np.abs(total * (self._scale / weight) - plain_mean))),
+            "secagg_bound": mean_error_bound(len(survivors), self._scale, weight, self.settings),
+            "secagg_s": self._seconds,
+            "secagg_bytes": self._bytes / max(self._cohort_size, 1),
+            "secagg_messages": self._messages,
+        }
+        self._server = None
+        return outcome
+
+    def _setup_config(self, server_round: int, cohort: Cohort) -> ConfigRecord:
+        s = self.settings
+        return ConfigRecord(
+            {
+                SERVER_ROUND: server_round,
+                "num_shares": s.num_shares,
+                "reconstruction_threshold": s.reconstruction_threshold,
+                "clipping_range": float(s.clipping_range),
+                "quantization_range": s.quantization_range,
+                "modulus_range": s.modulus_range,
+                "num_nodes": cohort.num_nodes,
+                "num_shares_resolved": cohort.num_shares,
+                "threshold": cohort.threshold,
+            }
+        )
+
+    def _exchange(
+        self, action: str, records: Mapping[int, ConfigRecord], client_to_node: Mapping[int, int]
+    ) -> dict[int, ConfigRecord | str]:
+        """Send ``query.<action>`` with each client's record; its reply's record, or why not."""
+        if self._grid is None:
+            raise RuntimeError("no grid")
+        node_to_client = {client_to_node[c]: c for c in records}
+        messages = [
+            Message(
+                RecordDict({SECAGG_KEY: record}),
+                dst_node_id=client_to_node[client],
+                message_type=f"{MessageType.QUERY}.{action}",
+            )
+            for client, record in records.items()
+        ]
+        out: dict[int, ConfigRecord | str] = {}
+        for reply in self._grid.send_and_receive(messages, timeout=self.timeout):
+            client = node_to_client.get(reply.metadata.src_node_id)
+            if client is None:
+                continue
+            if reply.has_error():
+                out[client] = f"client error in SecAgg+ {action}: {reply.error.reason}"[:500]
+                continue
+            record = reply.content.get(SECAGG_KEY)
+            out[client] = (
+                record if isinstance(record, ConfigRecord) else f"malformed {action} reply"
+            )
+        self._messages += len(messages) + len(out)
+        return out
+
+
+def _inverse(node_to_client: Mapping[int, int]) -> dict[int, int]:
+    return {c: n for n, c in node_to_client.items()}
+
+
+def _masked_reply(
+    content: RecordDict, dim: int, modulus: int
+) -> tuple[np.ndarray, np.ndarray, Mapping[str, Any]] | str:
+    """A secure train reply's masked vector, clear update (measurement only) and metrics."""
+    try:
+        vector = array_to_numpy(content[SECAGG_MASKED_KEY][SECAGG_MASKED_KEY])
+        update = array_to_numpy(content[SECAGG_PLAIN_KEY][UPDATE_KEY]).astype(np.float64)
+        metrics = content[METRICS]
+    except (KeyError, TypeError, ValueError) as e:
+        return f"malformed secure reply: missing or unreadable {e}"
+    if not isinstance(metrics, MetricRecord):
+        return "malformed secure reply: no metrics record"
+    if vector.dtype != np.int64 or vector.shape != (dim,):
+        return (
+            f"masked vector has dtype {vector.dtype} and shape {vector.shape}, "
+            f"expected int64 ({dim},)"
+        )
+    if vector.size and (vector.min() < 0 or vector.max() >= modulus):
+        return f"masked vector outside [0, {modulus})"
+    count = metrics.get(NUM_EXAMPLES)
+    if not isinstance(count, int) or isinstance(count, bool) or not 0 < count <= 10**9:
+        return f"num-examples is {count!r}, expected an integer in 1..10**9"
+    return vector, update, metrics
