@@ -26,10 +26,11 @@ from clients.app import make_client_app
 from fedsim.cli import main
 from fedsim.errors import ScenarioError
 from fedsim.federation import federation_for
-from fedsim.run.runner import preflight
+from fedsim.results import read_metrics
+from fedsim.run.runner import preflight, run_scenario
 from fedsim.scenario import Scenario
 from tests.conftest import make_scenario
-from tests.fedsim.run.test_runner import run_scenario_in_memory
+from tests.fedsim.run.test_runner import numbers, run_scenario_in_memory
 
 SECAGG = {
     "protocol": "secaggplus",
@@ -206,3 +207,17 @@ def test_the_cli_refuses_a_rule_with_exit_2(
     assert err.startswith("fedsim: error: defense.aggregator:")
     assert "krum needs single updates" in err and "use fedavg" in err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.ray
+@pytest.mark.parametrize("engine", ["fedsim", "flower"])
+def test_ray_gives_the_inline_metrics(tmp_path: Path, engine: str) -> None:
+    """The same ClientApp and ServerApp on Ray: the node's SecAgg+ state travels with it."""
+    scenario = secure(rounds=2)
+    run_scenario(scenario, tmp_path / "inline", show_progress=False)
+    on_ray = secure(rounds=2, runtime="ray")
+    on_ray = on_ray.model_copy(update={"ray": on_ray.ray.model_copy(update={"engine": engine})})
+    run_scenario(on_ray, tmp_path / "ray", show_progress=False)
+    inline_rows, ray_rows = read_metrics(tmp_path / "inline"), read_metrics(tmp_path / "ray")
+    assert numbers(inline_rows) == numbers(ray_rows)
+    assert [r["secagg_error"] for r in ray_rows] == [r["secagg_error"] for r in inline_rows]
