@@ -66,6 +66,7 @@ from fedsim.protocol import (
 )
 from fedsim.secagg import (
     Cohort,
+    SecAggAbortedError,
     SecAggServer,
     SecAggSettings,
     decode_sum,
@@ -168,15 +169,23 @@ class SecureAggregation:
         left_out: dict[int, str] = {}
 
         setup = self._setup_config(server_round, cohort)
-        replies = self._exchange(SECAGG_SETUP, {c: setup for c in sampled}, client_to_node)
+        asked = {c: ConfigRecord(dict(setup)) for c in sampled}  # one record per node
+        replies = self._exchange(SECAGG_SETUP, asked, client_to_node)
         keys, counts = {}, {}
         for client, content in replies.items():
             if isinstance(content, str):
                 left_out[client] = content
                 continue
-            keys[ids[client]] = (content["pk1"], content["pk2"])
-            counts[client] = int(content[NUM_EXAMPLES])
-            self._bytes += len(content["pk1"]) + len(content["pk2"])
+            pk1, pk2, count = content.get("pk1"), content.get("pk2"), content.get(NUM_EXAMPLES)
+            if not (isinstance(pk1, bytes) and isinstance(pk2, bytes)) or not (
+                isinstance(count, int) and 0 < count <= 10**9
+            ):
+                left_out[client] = "malformed SecAgg+ setup reply (keys, num-examples)"
+                continue
+            keys[ids[client]], counts[client] = (pk1, pk2), count
+            self._bytes += len(pk1) + len(pk2)
+        if not keys:
+            raise SecAggAbortedError("SecAgg+ setup: no node answered")
         server.receive_public_keys(keys)
 
         requests = {}
@@ -197,9 +206,11 @@ class SecureAggregation:
             if isinstance(content, str):
                 left_out[client] = content
                 continue
-            ciphertexts[ids[client]] = dict(
-                zip((int(i) for i in content["ids"]), content["ciphertexts"], strict=True)
-            )
+            try:
+                ciphertexts[ids[client]] = _by_id(content, "ciphertexts")
+            except (KeyError, TypeError, ValueError) as e:
+                left_out[client] = f"malformed SecAgg+ share_keys reply: {e}"[:500]
+                continue
             self._bytes += sum(ID_BYTES + len(c) for c in content["ciphertexts"])
         server.receive_ciphertexts(ciphertexts)
 
@@ -267,9 +278,10 @@ class SecureAggregation:
         for client, content in replies_by_client.items():
             if isinstance(content, str):
                 continue  # a node that drops after masking: its vector is recovered all the same
-            shares[client + 1] = dict(
-                zip((int(i) for i in content["ids"]), content["shares"], strict=True)
-            )
+            try:
+                shares[client + 1] = _by_id(content, "shares")
+            except (KeyError, TypeError, ValueError):
+                continue  # a malformed answer counts as none
             self._bytes += sum(ID_BYTES + len(s) for s in content["shares"])
         total = decode_sum(server.unmask(shares), len(server.masked), self.settings)
         survivors = sorted(nid - 1 for nid in server.masked)
@@ -335,6 +347,16 @@ class SecureAggregation:
         return out
 
 
+def _by_id(content: ConfigRecord, key: str) -> dict[int, bytes]:
+    """A reply's ``ids`` and ``key`` lists as id → bytes (raises on a malformed reply)."""
+    ids, values = content["ids"], content[key]
+    if not isinstance(ids, list) or not isinstance(values, list):
+        raise TypeError(f"ids and {key} must be lists")
+    if not all(isinstance(v, bytes) for v in values):
+        raise TypeError(f"{key} must be bytes")
+    return dict(zip((int(i) for i in ids), values, strict=True))
+
+
 def _inverse(node_to_client: Mapping[int, int]) -> dict[int, int]:
     return {c: n for n, c in node_to_client.items()}
 
@@ -351,6 +373,8 @@ def _masked_reply(
         return f"malformed secure reply: missing or unreadable {e}"
     if not isinstance(metrics, MetricRecord):
         return "malformed secure reply: no metrics record"
+    if update.shape != (dim,):
+        return f"clear update has shape {update.shape}, expected ({dim},)"
     if vector.dtype != np.int64 or vector.shape != (dim,):
         return (
             f"masked vector has dtype {vector.dtype} and shape {vector.shape}, "
