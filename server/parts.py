@@ -50,7 +50,9 @@ __all__ = [
 ]
 
 SECURE_RULES = ("fedavg",)
-"""The rules that run on the sum SecAgg+ reveals: the mean needs nothing else."""
+"""The rules that run on the one sum SecAgg+ reveals: the mean needs nothing else."""
+CLIENT_TRACKING_RULES = ("foolsgold", "fldetector")
+"""Rules that follow each client across rounds: nothing to follow in random group sums."""
 
 
 def default_f(scenario: Scenario) -> int:
@@ -254,7 +256,7 @@ class ServerParts:
             probes=probes,
             client_states=ClientStateMirror(fed) if mirror_client_states else None,
             watermark=WaffleEmbedding.from_scenario(fed),
-            secure=secure_aggregation(scenario, adversary, probes),
+            secure=secure_aggregation(scenario, aggregator, adversary, probes),
         )
 
     def before_aggregate(self, global_weights: torch.Tensor, server_round: int) -> None:
@@ -271,36 +273,35 @@ class ServerParts:
 
 
 def secure_aggregation(
-    scenario: Scenario, adversary: AdversaryStage | None, probes: ProbeSet
+    scenario: Scenario,
+    aggregator: aggregators.Aggregator,
+    adversary: AdversaryStage | None,
+    probes: ProbeSet,
 ) -> SecureAggregation | None:
     """The run's SecAgg+ (``defense.secure_aggregation``), or ``None`` when it is off.
 
-    Under secure aggregation the server sees only the round's sum, so every part that needs
-    single updates is refused, with why and what works instead: a rule other than FedAvg and
-    any ``defense.pre`` stage (robust rules and detectors), the colluding adversary stage (it
-    reads the honest updates), central DP (it clips each update on the server) and probes
-    whose attacker sees single updates (threat model ``update``).
+    Under secure aggregation the server sees only the round's sum (``groups: 1``) or ``k``
+    random group sums (``groups: k``), so every part that needs single updates is refused,
+    with why and what works instead: with one sum, a rule other than FedAvg and any
+    ``defense.pre`` stage (robust rules and detectors); with groups, rules that follow
+    clients across rounds (FoolsGold, FLDetector) and rules that cannot aggregate ``k``
+    updates; always the colluding adversary stage (it reads the honest updates), central DP
+    (it clips each update on the server) and probes whose attacker sees single updates.
 
     Raises
     ------
     ScenarioError
-        A refused part, settings Flower's checks (and fedsim's) refuse, ``groups > 1`` (not
-        yet) or the ``vectorized`` runtime (its batched replies carry clear updates).
+        A refused part, settings Flower's checks (and fedsim's) refuse, too many groups for
+        the cohort, or the ``vectorized`` runtime (its batched replies carry clear updates).
     """
     block = scenario.defense.secure_aggregation
     if block is None:
         return None
     path = "defense.secure_aggregation"
-    if block.groups != 1:
-        raise ScenarioError(
-            f"{path}.groups",
-            block.groups,
-            "not yet: only groups: 1 (one sum over the cohort) is implemented",
-        )
     values = block.model_dump(exclude={"protocol", "groups"})
     try:
         settings = SecAggSettings(**values)
-        settings.for_cohort(scenario.clients_per_round)
+        settings.for_cohort(-(-scenario.clients_per_round // block.groups))  # the largest group
     except InvalidSettingError as e:
         reason = " ".join(str(e).split())
         named = [(reason.find(k), k) for k in values if k in reason]
@@ -308,22 +309,48 @@ def secure_aggregation(
         raise ScenarioError(
             f"{path}.{key}" if key else path, values[key] if key else values, reason
         ) from None
+    groups, per_round = block.groups, scenario.clients_per_round
+    if per_round // groups < 2:
+        raise ScenarioError(
+            f"{path}.groups",
+            groups,
+            f"at most {per_round // 2} groups for {per_round} clients per round (a SecAgg+ "
+            "group needs at least 2 nodes)",
+        )
     why = "secure aggregation reveals only the sum of the round's updates"
     defense = scenario.defense
-    if defense.aggregator not in SECURE_RULES:
+    if groups == 1 and defense.aggregator not in SECURE_RULES:
         raise ScenarioError(
             "defense.aggregator",
             defense.aggregator,
             f"{defense.aggregator} needs single updates, but {why}; use fedavg "
-            "(with client-side clipping or local DP) under defense.secure_aggregation",
+            "(with client-side defences such as local DP), or secure_aggregation.groups > 1 "
+            "to run it on group sums",
         )
-    if defense.pre:
+    if groups == 1 and defense.pre:
         raise ScenarioError(
             "defense.pre",
             defense.pre,
             f"pre-aggregation stages need single updates, but {why}; leave defense.pre empty "
-            "and use fedavg",
+            "and use fedavg, or set secure_aggregation.groups > 1",
         )
+    if groups > 1 and defense.aggregator in CLIENT_TRACKING_RULES:
+        raise ScenarioError(
+            "defense.aggregator",
+            defense.aggregator,
+            f"{defense.aggregator} follows each client across rounds, but under secure "
+            "aggregation with groups the server sees fresh random group sums each round; use "
+            "a rule that ranks the updates of one round (krum, median, trimmed_mean, ...)",
+        )
+    if groups > 1:
+        try:
+            aggregator.check_round(groups)
+        except InvalidSettingError as e:
+            raise ScenarioError(
+                f"{path}.groups",
+                groups,
+                f"the rule runs on the {groups} group sums: {' '.join(str(e).split())}",
+            ) from None
     if adversary is not None:
         raise ScenarioError(
             "attack.name",
@@ -354,4 +381,4 @@ def secure_aggregation(
             "with one batch of clear updates; use inline or ray",
         )
     timeout = scenario.clients.timeout_s or 3600.0
-    return SecureAggregation(settings, scenario.seed, timeout)
+    return SecureAggregation(settings, scenario.seed, timeout, groups)

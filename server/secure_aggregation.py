@@ -18,6 +18,11 @@ objects between nodes):
    .. math:: \bar\Delta = \frac{W}{\sum_{i \in A} n_i}\, \hat S
              \approx \frac{\sum_{i \in A} n_i \Delta_i}{\sum_{i \in A} n_i}.
 
+**Groups** (``groups: k``): the sampled clients are split at random, per round, into ``k``
+groups of near-equal size, each with its own :class:`~fedsim.secagg.SecAggServer` (the
+exchanges still carry one message per node); the server learns ``k`` group means, each
+FedAvg's mean of its group, and a group whose protocol fails is left out.
+
 **Error bound.** Each client's quantized value is within one step ``2c/Q`` of its clipped
 weighted update, so ``|Ŝ − Σ (n_i/W) Δ_i| < |A| · 2c/Q`` per coordinate (nothing is clipped
 while ``|n_i Δ_i / W| ≤ c``) and the mean's error is below ``|A| · 2c/Q · W / Σ n_i``
@@ -73,6 +78,7 @@ from fedsim.secagg import (
     sum_error_bound,
 )
 from fedsim.seeding import Stream, numpy_rng
+from server.replies import privacy_report
 
 __all__ = ["SecureAggregation", "SecureRound", "mean_error_bound"]
 
@@ -94,16 +100,52 @@ def mean_error_bound(
 
 @dataclass
 class SecureRound:
-    """One round's SecAgg+ outcome, as :meth:`SecureAggregation.finish` returns it."""
+    """One round's SecAgg+ outcome, as :meth:`SecureAggregation.finish` returns it.
 
-    mean: torch.Tensor | None
-    survivors: list[int]
+    ``means``, ``weights`` and ``members`` hold one entry per group sum the server learned
+    (one with ``groups: 1``): FedAvg's mean of the group, its total example count and its
+    clients. A group whose protocol failed is left out (its reason in ``groups_failed``).
+    """
+
+    means: list[torch.Tensor]
+    weights: list[float]
+    members: list[list[int]]
     num_examples: dict[int, int]
     losses: dict[int, float]
+    privacy: dict[int, tuple[list[float], float]] = field(default_factory=dict)
     failed: dict[int, str] = field(default_factory=dict)
     rejected: dict[int, str] = field(default_factory=dict)
     figures: dict[str, Any] = field(default_factory=dict)
-    aborted: str | None = None
+    groups_failed: list[str] = field(default_factory=list)
+
+    @property
+    def survivors(self) -> list[int]:
+        """Every client whose update is in a learned sum."""
+        return sorted(c for group in self.members for c in group)
+
+
+@dataclass
+class _Group:
+    """One group's clients and its SecAgg+ server (``None`` once it failed)."""
+
+    clients: list[int]
+    server: SecAggServer | None
+    failed: str | None = None
+
+    def run(self, method: str, by_id: Mapping[int, Any]) -> Any:
+        """Call the server's ``method`` with the group's entries of ``by_id`` (SecAgg+ ids).
+
+        A protocol failure fails the group, not the round; returns the method's result
+        (``None`` once the group failed).
+        """
+        if self.server is None:
+            return None
+        mine = {c + 1 for c in self.clients}
+        try:
+            return getattr(self.server, method)({i: v for i, v in by_id.items() if i in mine})
+        except SecAggAbortedError as e:
+            self.server, self.failed = None, str(e)
+            return None
 
 
 class SecureAggregation:
@@ -114,24 +156,48 @@ class SecureAggregation:
     settings : SecAggSettings
         The protocol's settings (checked).
     seed : int
-        The scenario seed: the neighbour graph of round ``r`` is drawn from its ``SECAGG``
-        stream.
+        The scenario seed: the groups and neighbour graphs of round ``r`` are drawn from its
+        ``SECAGG`` stream.
     timeout : float
         Seconds each exchange waits for its replies.
+    groups : int
+        ``k``: the sampled clients are split at random into ``k`` groups of (nearly) equal
+        size, each running its own SecAgg+ instance; the server learns the ``k`` group sums
+        (``k = 1``: the cohort's sum).
     """
 
-    def __init__(self, settings: SecAggSettings, seed: int, timeout: float = 3600.0) -> None:
+    def __init__(
+        self, settings: SecAggSettings, seed: int, timeout: float = 3600.0, groups: int = 1
+    ) -> None:
         self.settings = settings
         self.seed = seed
         self.timeout = timeout
+        self.groups = groups
         self._grid: Grid | None = None
-        self._server: SecAggServer | None = None
+        self._groups: list[_Group] = []
         self._round = 0
         self._scale = 1.0
         self._seconds = 0.0
         self._bytes = 0
         self._messages = 0
         self._cohort_size = 0
+
+    def split(self, server_round: int, sampled: Sequence[int]) -> list[list[int]]:
+        """The round's groups: a seeded random split into ``k`` near-equal parts, each sorted.
+
+        Examples
+        --------
+        >>> sa = SecureAggregation(SecAggSettings(), seed=0, groups=2)
+        >>> [len(g) for g in sa.split(1, list(range(7)))]
+        [4, 3]
+        >>> SecureAggregation(SecAggSettings(), seed=0).split(1, [3, 1, 2])
+        [[1, 2, 3]]
+        """
+        if self.groups == 1:
+            return [sorted(sampled)]
+        order = numpy_rng(self.seed, Stream.SECAGG, server_round, 1).permutation(len(sampled))
+        shuffled = [sorted(sampled)[i] for i in order]
+        return [sorted(int(c) for c in part) for part in np.array_split(shuffled, self.groups)]
 
     def begin(
         self,
@@ -152,24 +218,25 @@ class SecureAggregation:
         Raises
         ------
         SecAggAbortedError
-            The protocol cannot go on (too few nodes answered).
+            The protocol cannot go on in any group (too few nodes answered).
         InvalidSettingError
-            The settings do not fit the cohort (fewer than 2 nodes, or a wrapping sum).
+            The settings do not fit a group (fewer than 2 nodes, or a wrapping sum).
         """
         started = time.perf_counter()
         self._grid, self._round = grid, server_round
         self._bytes = self._messages = 0
-        cohort = self.settings.for_cohort(len(sampled))
         self._cohort_size = len(sampled)
-        graph_rng = numpy_rng(self.seed, Stream.SECAGG, server_round)
-        ids = {c: c + 1 for c in sampled}
-        clients = {c + 1: c for c in sampled}
-        server = SecAggServer(ids.values(), self.settings, cohort, graph_rng)
-        self._server = server
+        asked, self._groups = {}, []
+        for index, members in enumerate(self.split(server_round, sampled)):
+            cohort = self.settings.for_cohort(len(members))
+            key = () if self.groups == 1 else (2 + index,)
+            graph_rng = numpy_rng(self.seed, Stream.SECAGG, server_round, *key)
+            server = SecAggServer([c + 1 for c in members], self.settings, cohort, graph_rng)
+            self._groups.append(_Group(members, server))
+            setup = self._setup_config(server_round, cohort)
+            asked.update({c: ConfigRecord(dict(setup)) for c in members})  # one per node
         left_out: dict[int, str] = {}
 
-        setup = self._setup_config(server_round, cohort)
-        asked = {c: ConfigRecord(dict(setup)) for c in sampled}  # one record per node
         replies = self._exchange(SECAGG_SETUP, asked, client_to_node)
         keys, counts = {}, {}
         for client, content in replies.items():
@@ -182,24 +249,26 @@ class SecureAggregation:
             ):
                 left_out[client] = "malformed SecAgg+ setup reply (keys, num-examples)"
                 continue
-            keys[ids[client]], counts[client] = (pk1, pk2), count
+            keys[client + 1], counts[client] = (pk1, pk2), count
             self._bytes += len(pk1) + len(pk2)
         if not keys:
             raise SecAggAbortedError("SecAgg+ setup: no node answered")
-        server.receive_public_keys(keys)
+        for group in self._groups:
+            group.run("receive_public_keys", keys)
 
         requests = {}
-        for nid in sorted(server.keyed):
-            sent = server.public_keys_for(nid)
-            requests[clients[nid]] = ConfigRecord(
-                {
-                    SERVER_ROUND: server_round,
-                    "ids": list(sent),
-                    "pk1": [pk1 for pk1, _ in sent.values()],
-                    "pk2": [pk2 for _, pk2 in sent.values()],
-                }
-            )
-            self._bytes += sum(ID_BYTES + len(a) + len(b) for a, b in sent.values())
+        for server in self._servers():
+            for nid in sorted(server.keyed):
+                sent = server.public_keys_for(nid)
+                requests[nid - 1] = ConfigRecord(
+                    {
+                        SERVER_ROUND: server_round,
+                        "ids": list(sent),
+                        "pk1": [pk1 for pk1, _ in sent.values()],
+                        "pk2": [pk2 for _, pk2 in sent.values()],
+                    }
+                )
+                self._bytes += sum(ID_BYTES + len(a) + len(b) for a, b in sent.values())
         replies = self._exchange(SECAGG_SHARE_KEYS, requests, client_to_node)
         ciphertexts = {}
         for client, content in replies.items():
@@ -207,47 +276,58 @@ class SecureAggregation:
                 left_out[client] = content
                 continue
             try:
-                ciphertexts[ids[client]] = _by_id(content, "ciphertexts")
+                ciphertexts[client + 1] = _by_id(content, "ciphertexts")
             except (KeyError, TypeError, ValueError) as e:
                 left_out[client] = f"malformed SecAgg+ share_keys reply: {e}"[:500]
                 continue
             self._bytes += sum(ID_BYTES + len(c) for c in content["ciphertexts"])
-        server.receive_ciphertexts(ciphertexts)
+        for group in self._groups:
+            group.run("receive_ciphertexts", ciphertexts)
+        self._check_groups()
 
         self._scale = float(max(counts.values()))
         dropped = set(dropped)
         train = {}
-        for nid in sorted(server.shared):
-            client = clients[nid]
-            if client in dropped:
-                continue
-            forwarded = server.ciphertexts_for(nid)
-            train[client] = ConfigRecord(
-                {
-                    SERVER_ROUND: server_round,
-                    "scale": self._scale,
-                    "ids": list(forwarded),
-                    "ciphertexts": list(forwarded.values()),
-                }
-            )
-            self._bytes += sum(ID_BYTES + len(c) for c in forwarded.values())
+        for server in self._servers():
+            for nid in sorted(server.shared):
+                if nid - 1 in dropped:
+                    continue
+                forwarded = server.ciphertexts_for(nid)
+                train[nid - 1] = ConfigRecord(
+                    {
+                        SERVER_ROUND: server_round,
+                        "scale": self._scale,
+                        "ids": list(forwarded),
+                        "ciphertexts": list(forwarded.values()),
+                    }
+                )
+                self._bytes += sum(ID_BYTES + len(c) for c in forwarded.values())
+        for group in self._groups:
+            if group.server is None:
+                left_out.update(
+                    {
+                        c: f"its SecAgg+ group failed: {group.failed}"
+                        for c in group.clients
+                        if c not in left_out
+                    }
+                )
         self._seconds = time.perf_counter() - started
         return train, left_out
 
     def finish(
         self, replies: Iterable[Message], node_to_client: Mapping[int, int], dim: int
     ) -> SecureRound:
-        """Collect the masked vectors, unmask their sum, decode FedAvg's mean.
+        """Collect the masked vectors, unmask each group's sum, decode FedAvg's means.
 
         Raises
         ------
         SecAggAbortedError
-            Too few shares of a needed secret arrived: the round fails, nothing revealed.
+            Every group failed (too few shares of a needed secret arrived): the round fails,
+            nothing revealed.
         """
-        server, grid = self._server, self._grid
-        if server is None or grid is None:
+        if self._grid is None or not self._groups:
             raise RuntimeError("SecureAggregation.finish called before begin")
-        outcome = SecureRound(mean=None, survivors=[], num_examples={}, losses={})
+        outcome = SecureRound(means=[], weights=[], members=[], num_examples={}, losses={})
         masked, plain = {}, {}
         for msg in replies:
             client = node_to_client.get(msg.metadata.src_node_id, -1)
@@ -259,20 +339,29 @@ class SecureAggregation:
                 outcome.rejected[client] = checked
                 continue
             vector, update, metrics = checked
+            privacy = privacy_report(metrics)
+            if isinstance(privacy, str):
+                outcome.rejected[client] = privacy
+                continue
+            if privacy is not None:
+                outcome.privacy[client] = privacy
             masked[client + 1], plain[client] = vector, update
             outcome.num_examples[client] = int(metrics[NUM_EXAMPLES])
             outcome.losses[client] = float(metrics.get(TRAIN_LOSS, float("nan")))
             self._seconds += float(metrics.get(SECAGG_MASK_SECONDS, 0.0))
             self._bytes += 8 * vector.size
         started = time.perf_counter()
-        server.receive_masked_vectors(masked)
+        for group in self._groups:
+            group.run("receive_masked_vectors", masked)
+        self._check_groups()
         requests = {}
-        for nid in sorted(server.masked):
-            active, dead = server.unmask_request(nid)
-            requests[nid - 1] = ConfigRecord(
-                {SERVER_ROUND: self._round, "active": active, "dead": dead}
-            )
-            self._bytes += ID_BYTES * (len(active) + len(dead))
+        for server in self._servers():
+            for nid in sorted(server.masked):
+                active, dead = server.unmask_request(nid)
+                requests[nid - 1] = ConfigRecord(
+                    {SERVER_ROUND: self._round, "active": active, "dead": dead}
+                )
+                self._bytes += ID_BYTES * (len(active) + len(dead))
         replies_by_client = self._exchange(SECAGG_UNMASK, requests, _inverse(node_to_client))
         shares = {}
         for client, content in replies_by_client.items():
@@ -283,22 +372,46 @@ class SecureAggregation:
             except (KeyError, TypeError, ValueError):
                 continue  # a malformed answer counts as none
             self._bytes += sum(ID_BYTES + len(s) for s in content["shares"])
-        total = decode_sum(server.unmask(shares), len(server.masked), self.settings)
-        survivors = sorted(nid - 1 for nid in server.masked)
-        weight = float(sum(outcome.num_examples[c] for c in survivors))
-        mean = torch.from_numpy(total * (self._scale / weight))
-        plain_mean = sum(plain[c] * outcome.num_examples[c] for c in survivors) / weight
+        errors, bounds = [], []
+        for group in self._groups:
+            server = group.server
+            quantized_sum = group.run("unmask", shares)
+            if server is None or quantized_sum is None:
+                continue
+            survivors = sorted(nid - 1 for nid in server.masked)
+            total = decode_sum(quantized_sum, len(survivors), self.settings)
+            weight = float(sum(outcome.num_examples[c] for c in survivors))
+            mean = total * (self._scale / weight)
+            plain_mean = sum(plain[c] * outcome.num_examples[c] for c in survivors) / weight
+            errors.append(float(np.max(np.abs(mean - plain_mean))))
+            bounds.append(mean_error_bound(len(survivors), self._scale, weight, self.settings))
+            outcome.means.append(torch.from_numpy(mean))
+            outcome.weights.append(weight)
+            outcome.members.append(survivors)
+        self._check_groups()
         self._seconds += time.perf_counter() - started
-        outcome.mean, outcome.survivors = mean, survivors
+        outcome.groups_failed = [g.failed for g in self._groups if g.failed is not None]
         outcome.figures = {
-            "secagg_error": float(np.max(np.abs(total * (self._scale / weight) - plain_mean))),
-            "secagg_bound": mean_error_bound(len(survivors), self._scale, weight, self.settings),
+            "secagg_error": max(errors),
+            "secagg_bound": max(bounds),
             "secagg_s": self._seconds,
             "secagg_bytes": self._bytes / max(self._cohort_size, 1),
             "secagg_messages": self._messages,
         }
-        self._server = None
+        if self.groups > 1:
+            outcome.figures["secagg_groups"] = len(outcome.means)
+        self._groups = []
         return outcome
+
+    def _servers(self) -> list[SecAggServer]:
+        return [g.server for g in self._groups if g.server is not None]
+
+    def _check_groups(self) -> None:
+        """Raise when every group has failed (with the first group's reason)."""
+        if not self._servers():
+            reasons = [g.failed for g in self._groups if g.failed is not None]
+            self._groups = []
+            raise SecAggAbortedError(reasons[0] if reasons else "SecAgg+: no group")
 
     def _setup_config(self, server_round: int, cohort: Cohort) -> ConfigRecord:
         s = self.settings

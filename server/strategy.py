@@ -351,10 +351,13 @@ class FedsimStrategy(Strategy):
         report: RoundReport,
         current: torch.Tensor,
     ) -> tuple[ArrayRecord | None, MetricRecord | None]:
-        """:meth:`aggregate_train` under SecAgg+: FedAvg's mean from the unmasked sum only.
+        """:meth:`aggregate_train` under SecAgg+: the rule runs on the unmasked sums only.
 
-        The decoded mean goes to the rule (FedAvg, the only one allowed) as a single row of
-        weight 1, whose weighted mean is itself; probes get no single updates.
+        With ``groups: 1`` the cohort's decoded mean goes to FedAvg (the only rule allowed) as
+        one row, whose weighted mean is itself. With ``groups: k`` the rule gets the ``k``
+        group means, each weighted by its group's examples (FedAvg of them is the cohort's
+        mean); a selecting rule's accepted groups count as their clients accepted. Probes get
+        no single updates.
         """
         assert self.secure is not None
         try:
@@ -371,15 +374,27 @@ class FedsimStrategy(Strategy):
         report.timed_out = [c for c in report.sampled if c not in answered]
         for client, reason in {**report.failed, **report.rejected}.items():
             log.warning("round %d: client %d left out: %s", server_round, client, reason)
+        for reason in outcome.groups_failed:
+            log.warning("round %d: a SecAgg+ group failed: %s", server_round, reason)
+        if self.privacy is not None:
+            self.privacy.record_reports(outcome.privacy)
         ids = sorted(outcome.num_examples)
         weights = torch.tensor([float(outcome.num_examples[c]) for c in ids], dtype=torch.float64)
         losses = torch.tensor([outcome.losses[c] for c in ids], dtype=torch.float64)
         report.train_loss = float((weights @ losses) / weights.sum())
         report.secagg_info = outcome.figures
-        assert outcome.mean is not None
-        result = self.aggregator(
-            outcome.mean.unsqueeze(0), torch.ones(1, dtype=torch.float64), [-1]
-        )
+        means = torch.stack(outcome.means)
+        group_weights = torch.tensor(outcome.weights, dtype=torch.float64)
+        try:
+            self.parts.before_aggregate(current, server_round)  # FLTrust on group sums
+            result = self.aggregator(means, group_weights, list(range(len(outcome.means))))
+        except InvalidSettingError as e:
+            report.skipped = str(e)
+            log.warning("round %d skipped: %s", server_round, e)
+            self._observe(RoundView(server_round, current, None, []))
+            return None, None
+        if result.accepted is not None and len(outcome.means) > 1:  # groups → their clients
+            report.accepted = sorted(c for g in result.accepted for c in outcome.members[g])
         return self._apply(server_round, current, result.update, [], len(ids))
 
     def _observe(self, view: RoundView) -> None:

@@ -65,7 +65,9 @@ class SecureAggregationConfig(StrictBlock):
     clipping_range: float = 8.0
     quantization_range: int = 4194304
     modulus_range: int = 4294967296
-    groups: int = Field(1, ge=1, description="sums revealed per round (only 1 so far)")
+    groups: int = Field(
+        1, ge=1, description="sums revealed per round: 1 = the cohort's, k > 1 = k random groups'"
+    )
 
 
 class DefenseConfig(StrictBlock):

@@ -156,7 +156,25 @@ def test_below_the_threshold_the_round_fails_cleanly() -> None:
             "single updates",
         ),
         ({"runtime": "vectorized"}, "runtime", "not yet"),
-        ({"defense.secure_aggregation.groups": 2}, "defense.secure_aggregation.groups", "not yet"),
+        (
+            {"defense.secure_aggregation.groups": 4},
+            "defense.secure_aggregation.groups",
+            "at most 3 groups",
+        ),
+        (
+            {"defense.secure_aggregation.groups": 2, "defense.aggregator": "foolsgold"},
+            "defense.aggregator",
+            "follows each client across rounds",
+        ),
+        (
+            {
+                "defense.secure_aggregation.groups": 3,
+                "defense.aggregator": "krum",
+                "defense.params": {"f": 1},
+            },
+            "defense.secure_aggregation.groups",
+            "the rule runs on the 3 group sums",
+        ),
         (
             {"defense.secure_aggregation.clipping_range": 0.0},
             "defense.secure_aggregation.clipping_range",
@@ -181,6 +199,26 @@ def test_refused_settings_name_their_key(changes: dict[str, Any], path: str, wor
         preflight(scenario)
     assert caught.value.path == path
     assert words in str(caught.value)
+
+
+def test_fedavg_on_group_sums_is_the_cohort_mean() -> None:
+    clear, _ = run_scenario_in_memory(secure(None))
+    grouped, _ = run_scenario_in_memory(secure({**SECAGG, "groups": 2}))
+    for plain, row in zip(clear, grouped, strict=True):
+        assert row["skipped"] is None and row["secagg_groups"] == 2
+        assert abs(row["accuracy"] - plain["accuracy"]) <= 0.01
+        assert row["secagg_error"] < row["secagg_bound"]
+
+
+def test_a_robust_rule_runs_on_group_sums() -> None:
+    scenario = secure(
+        {**SECAGG, "groups": 3},
+        **{"defense.aggregator": "median", "attack": {"name": "sign_flip", "count": 2}},
+    )
+    rows, _ = run_scenario_in_memory(scenario)
+    for row in rows:
+        assert row["skipped"] is None and row["secagg_groups"] == 3
+        assert row["secagg_error"] < 1e-3  # sign flippers' weighted updates may be clipped
 
 
 def test_aggregate_probes_and_client_side_defences_are_allowed() -> None:
