@@ -221,6 +221,14 @@ def test_a_robust_rule_runs_on_group_sums() -> None:
         assert row["secagg_error"] < 1e-3  # sign flippers' weighted updates may be clipped
 
 
+def test_local_dp_clients_report_their_epsilon_through_secagg() -> None:
+    dp = {"noise_multiplier": 1.0, "max_grad_norm": 1.0}
+    clear, _ = run_scenario_in_memory(secure(None, rounds=1, **{"privacy.local_dp": dp}))
+    masked, _ = run_scenario_in_memory(secure(rounds=1, **{"privacy.local_dp": dp}))
+    assert masked[0]["epsilon_clients"] == clear[0]["epsilon_clients"]
+    assert masked[0]["skipped"] is None
+
+
 def test_aggregate_probes_and_client_side_defences_are_allowed() -> None:
     preflight(
         secure(
