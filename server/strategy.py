@@ -7,7 +7,9 @@ aggregator from :mod:`server.aggregators`, and applies the aggregate as a delta:
 w ← w + η_server · Δ̄ (then, with ``defense.crfl``, CRFL's clip-and-perturb step on w, its
 noise drawn from a generator keyed by (seed, round), so a resumed run draws the same). The
 rule learns the change it caused (:meth:`Aggregator.applied`). What happened in the round is
-kept as a :class:`RoundReport`.
+kept as a :class:`RoundReport`. Under ``defense.secure_aggregation`` the round runs SecAgg+'s
+stages around the train message (:mod:`server.secure_aggregation`) and the rule gets the
+decoded mean (or group means) instead of the clients' deltas.
 """
 
 from __future__ import annotations

@@ -123,6 +123,22 @@ def test_a_client_dropping_after_masking_is_recovered_through_the_shares() -> No
     assert row["accuracy"] == pytest.approx(rows[0]["accuracy"], abs=0.01)
 
 
+def test_a_round_whose_setup_fails_is_skipped_cleanly() -> None:
+    scenario = secure(rounds=2)
+    inner = make_client_app(scenario)
+
+    def app(msg: Message, context: Context) -> Message:
+        if msg.metadata.message_type == "query.secagg_setup":
+            raise ConnectionError("no keys today")
+        return inner(msg, context)
+
+    rows, summary = run_scenario_in_memory(scenario, app)
+    for row in rows:
+        assert row["skipped"] == "secure aggregation aborted: SecAgg+ setup: no node answered"
+        assert row["replied"] == [] and "secagg_error" not in row
+    assert summary["rounds"] == 2
+
+
 def test_below_the_threshold_the_round_fails_cleanly() -> None:
     # threshold 1 (Flower's "all shares") and 6 nodes: a dropped node's key cannot be rebuilt
     scenario = secure(
