@@ -308,7 +308,7 @@ class SecureAggregation:
                     {
                         c: f"its SecAgg+ group failed: {group.failed}"
                         for c in group.clients
-                        if c not in left_out
+                        if c not in left_out and c not in dropped
                     }
                 )
         self._seconds = time.perf_counter() - started

@@ -29,6 +29,8 @@ from fedsim.federation import federation_for
 from fedsim.results import read_metrics
 from fedsim.run.runner import preflight, run_scenario
 from fedsim.scenario import Scenario
+from fedsim.secagg import SecAggSettings
+from server.secure_aggregation import SecureAggregation
 from tests.conftest import make_scenario
 from tests.fedsim.run.test_runner import numbers, run_scenario_in_memory
 
@@ -224,6 +226,24 @@ def test_fedavg_on_group_sums_is_the_cohort_mean() -> None:
         assert row["skipped"] is None and row["secagg_groups"] == 2
         assert abs(row["accuracy"] - plain["accuracy"]) <= 0.01
         assert row["secagg_error"] < row["secagg_bound"]
+
+
+def test_a_failed_group_is_left_out_and_the_others_go_on() -> None:
+    scenario = secure({**SECAGG, "groups": 2}, rounds=1)
+    sampled = run_scenario_in_memory(scenario)[0][0]["sampled"]
+    first = SecureAggregation(SecAggSettings(), scenario.seed, groups=2).split(1, sampled)[0]
+    inner = make_client_app(scenario)
+
+    def app(msg: Message, context: Context) -> Message:
+        partition = int(context.node_config["partition-id"])
+        if msg.metadata.message_type == "query.secagg_setup" and partition in first:
+            raise ConnectionError("offline")
+        return inner(msg, context)
+
+    (row,), _ = run_scenario_in_memory(scenario, app)
+    assert row["skipped"] is None and row["secagg_groups"] == 1
+    assert sorted(int(c) for c in row["failed"]) == first
+    assert not set(row["replied"]) & set(first)
 
 
 def test_a_robust_rule_runs_on_group_sums() -> None:
