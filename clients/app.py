@@ -12,6 +12,9 @@ Handlers (Message API):
   change (Neurotoxin) take it from the global weights the client saw last time, kept in its
   node state. The steps before and after training are :mod:`clients.train_round`'s, shared
   with the vectorized runtime.
+- ``query.secagg_setup``, ``query.secagg_share_keys``, ``query.secagg_unmask`` and a train
+  message carrying SecAgg+ shares: secure aggregation's stages
+  (:mod:`clients.secure_aggregation`); the train reply then holds the masked update.
 - ``evaluate``: accuracy and loss of the global weights on the client's own partition.
 
 The scenario comes from the factory argument (simulation) or from the run config key
@@ -26,6 +29,12 @@ import torch
 from flwr.app import Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
+from clients.secure_aggregation import (
+    masked_train_reply,
+    setup_reply,
+    share_keys_reply,
+    unmask_reply,
+)
 from clients.train_round import (
     TrainJob,
     finish_train,
@@ -36,7 +45,16 @@ from clients.train_round import (
 from fedsim.federation import Federation, federation_for
 from fedsim.params import flat_params, load_flat_params
 from fedsim.privacy import DPSettings, train_dp_sgd
-from fedsim.protocol import IDENTIFY, METRICS, NUM_EXAMPLES, PARTITION_ID
+from fedsim.protocol import (
+    IDENTIFY,
+    METRICS,
+    NUM_EXAMPLES,
+    PARTITION_ID,
+    SECAGG_KEY,
+    SECAGG_SETUP,
+    SECAGG_SHARE_KEYS,
+    SECAGG_UNMASK,
+)
 from fedsim.scenario import Scenario, load_scenario, scenario_path
 from fedsim.training import TrainResult, evaluate, single_thread, train_local
 
@@ -78,7 +96,22 @@ def make_client_app(scenario: Scenario | None = None) -> ClientApp:
             result = train_local(
                 model, job.x, job.y, job.settings, generator, augment, job.adversarial
             )
-        return finish_train(msg, context, job, flat_params(model), result, privacy_metrics)
+        reply = finish_train(msg, context, job, flat_params(model), result, privacy_metrics)
+        if SECAGG_KEY in msg.content:  # secure aggregation: mask the update
+            return masked_train_reply(fed, msg, context, reply)
+        return reply
+
+    @app.query(SECAGG_SETUP)
+    def secagg_setup(msg: Message, context: Context) -> Message:
+        return setup_reply(federation(context), msg, context)
+
+    @app.query(SECAGG_SHARE_KEYS)
+    def secagg_share_keys(msg: Message, context: Context) -> Message:
+        return share_keys_reply(msg, context)
+
+    @app.query(SECAGG_UNMASK)
+    def secagg_unmask(msg: Message, context: Context) -> Message:
+        return unmask_reply(msg, context)
 
     @app.evaluate()
     def evaluate_global(msg: Message, context: Context) -> Message:

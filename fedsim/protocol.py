@@ -42,6 +42,14 @@ __all__ = [
     "PARTITION_ID",
     "PartitionDirectory",
     "SERVER_ROUND",
+    "SECAGG_KEY",
+    "SECAGG_MASKED_KEY",
+    "SECAGG_MASK_SECONDS",
+    "SECAGG_PLAIN_KEY",
+    "SECAGG_SETUP",
+    "SECAGG_SHARE_KEYS",
+    "SECAGG_STATE_KEY",
+    "SECAGG_UNMASK",
     "STATE_KEYS",
     "STEPS",
     "TRAIN_LOSS",
@@ -80,6 +88,30 @@ UPDATE_BATCH_KEY = "fedsim.update-batch"
 ``batch`` published in this process that holds the update and metrics, and whether the reply
 answers for the batch's nodes ``together`` or for its sender only (see
 :func:`publish_update_batch`)."""
+
+# Secure aggregation (``defense.secure_aggregation``): SecAgg+'s stages around a train message.
+# The server sends ``query.secagg_setup`` (reply: public keys), ``query.secagg_share_keys``
+# (reply: encrypted shares), the train message with the forwarded shares under SECAGG_KEY
+# (reply: the masked quantized update under SECAGG_MASKED_KEY instead of UPDATE_KEY), then
+# ``query.secagg_unmask`` (reply: shares). Every stage's payload is the ConfigRecord
+# SECAGG_KEY.
+SECAGG_SETUP = "secagg_setup"
+"""The query (``query.secagg_setup``) a node answers with its SecAgg+ public keys."""
+SECAGG_SHARE_KEYS = "secagg_share_keys"
+"""The query a node answers with its encrypted shares for its neighbours."""
+SECAGG_UNMASK = "secagg_unmask"
+"""The query a node answers with its shares of its neighbours' secrets."""
+SECAGG_KEY = "fedsim.secagg"
+"""ConfigRecord of every SecAgg+ message and reply: the stage's payload."""
+SECAGG_MASKED_KEY = "fedsim.secagg-masked"
+"""A secure train reply's ArrayRecord, and the array in it: the masked int64 vector."""
+SECAGG_PLAIN_KEY = "fedsim.secagg-plain"
+"""Simulation only: a secure train reply's clear update, for the ``secagg_error`` figure. A
+real client would never send it; the server reads it for that measurement alone."""
+SECAGG_MASK_SECONDS = "secagg-mask-s"
+"""Metric of a secure train reply: seconds the client spent quantizing and masking."""
+SECAGG_STATE_KEY = "fedsim.secagg-state"
+"""ConfigRecord in a node's state: its SecAgg+ client between the round's messages."""
 
 # Metric names of a reply.
 PARTITION_ID = "partition-id"

@@ -288,7 +288,15 @@ def _summarise(scenario: Scenario, history: list[dict[str, Any]], wall_s: float)
     strengths = [r["attack"]["strength"] for r in history if "strength" in r.get("attack", {})]
     if strengths:
         summary["attack_strength"] = sum(strengths) / len(strengths)
-    for key in ("epsilon", "delta", "epsilon_central"):
+    for key in (
+        "epsilon",
+        "delta",
+        "epsilon_central",
+        "secagg_error",
+        "secagg_s",
+        "secagg_bytes",
+        "secagg_messages",
+    ):
         if key in last:
             summary[f"final_{key}"] = last[key]
     return summary

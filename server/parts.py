@@ -25,6 +25,7 @@ from fedsim.attacks.colluding import ColludingAttack, ServerSideUpdate
 from fedsim.errors import SETTING_ERRORS, InvalidSettingError, ScenarioError
 from fedsim.federation import Federation
 from fedsim.scenario import Scenario
+from fedsim.secagg import SecAggSettings
 from fedsim.seeding import Stream, derive_seed
 from fedsim.validation import require_known
 from fedsim.watermark import WaffleEmbedding
@@ -36,9 +37,22 @@ from server.client_state import ClientStateMirror
 from server.privacy import ServerPrivacy
 from server.probes import ProbeSet
 from server.root_update import RootUpdate
+from server.secure_aggregation import SecureAggregation
 from server.server_data import ServerData
 
-__all__ = ["ServerParts", "build_aggregator", "default_f", "fltrust_rule", "output_layer"]
+__all__ = [
+    "ServerParts",
+    "build_aggregator",
+    "default_f",
+    "fltrust_rule",
+    "output_layer",
+    "secure_aggregation",
+]
+
+SECURE_RULES = ("fedavg",)
+"""The rules that run on the one sum SecAgg+ reveals: the mean needs nothing else."""
+CLIENT_TRACKING_RULES = ("foolsgold", "fldetector")
+"""Rules that follow each client across rounds: nothing to follow in random group sums."""
 
 
 def default_f(scenario: Scenario) -> int:
@@ -158,6 +172,8 @@ class ServerParts:
         The server's copy of the clients' node states (for checkpoints and resumes).
     watermark : WaffleEmbedding or None
         WAFFLE embedding of each round's aggregate (``watermark:`` with ``embed: true``).
+    secure : SecureAggregation or None
+        SecAgg+ (``defense.secure_aggregation``): the server learns only the round's sum.
     """
 
     fed: Federation
@@ -169,6 +185,7 @@ class ServerParts:
     probes: ProbeSet
     client_states: ClientStateMirror | None
     watermark: WaffleEmbedding | None = None
+    secure: SecureAggregation | None = None
 
     @classmethod
     def build(
@@ -228,6 +245,7 @@ class ServerParts:
         root_update = None if data.root is None else RootUpdate(fed, *data.root)
         with scenario_key("privacy.central_dp", scenario.privacy.central_dp):
             privacy = ServerPrivacy(scenario, fed.data, aggregator, fed.malicious)
+        probes = ProbeSet.from_federation(fed, data, out_dir)
         return cls(
             fed=fed,
             aggregator=aggregator,
@@ -235,9 +253,10 @@ class ServerParts:
             root_update=root_update,
             data=data,
             privacy=privacy,
-            probes=ProbeSet.from_federation(fed, data, out_dir),
+            probes=probes,
             client_states=ClientStateMirror(fed) if mirror_client_states else None,
             watermark=WaffleEmbedding.from_scenario(fed),
+            secure=secure_aggregation(scenario, aggregator, adversary, probes),
         )
 
     def before_aggregate(self, global_weights: torch.Tensor, server_round: int) -> None:
@@ -251,3 +270,115 @@ class ServerParts:
         if self.watermark is None:
             return weights
         return self.watermark(weights, server_round)
+
+
+def secure_aggregation(
+    scenario: Scenario,
+    aggregator: aggregators.Aggregator,
+    adversary: AdversaryStage | None,
+    probes: ProbeSet,
+) -> SecureAggregation | None:
+    """The run's SecAgg+ (``defense.secure_aggregation``), or ``None`` when it is off.
+
+    Under secure aggregation the server sees only the round's sum (``groups: 1``) or ``k``
+    random group sums (``groups: k``), so every part that needs single updates is refused,
+    with why and what works instead: with one sum, a rule other than FedAvg and any
+    ``defense.pre`` stage (robust rules and detectors); with groups, rules that follow
+    clients across rounds (FoolsGold, FLDetector) and rules that cannot aggregate ``k``
+    updates; always the colluding adversary stage (it reads the honest updates), central DP
+    (it clips each update on the server) and probes whose attacker sees single updates.
+
+    Raises
+    ------
+    ScenarioError
+        A refused part, settings Flower's checks (and fedsim's) refuse, too many groups for
+        the cohort, or the ``vectorized`` runtime (its batched replies carry clear updates).
+    """
+    block = scenario.defense.secure_aggregation
+    if block is None:
+        return None
+    path = "defense.secure_aggregation"
+    values = block.model_dump(exclude={"protocol", "groups"})
+    try:
+        settings = SecAggSettings(**values)
+        settings.for_cohort(-(-scenario.clients_per_round // block.groups))  # the largest group
+    except InvalidSettingError as e:
+        reason = " ".join(str(e).split())
+        named = [(reason.find(k), k) for k in values if k in reason]
+        key = min(named)[1] if named else None
+        raise ScenarioError(
+            f"{path}.{key}" if key else path, values[key] if key else values, reason
+        ) from None
+    groups, per_round = block.groups, scenario.clients_per_round
+    if per_round // groups < 2:
+        raise ScenarioError(
+            f"{path}.groups",
+            groups,
+            f"at most {per_round // 2} groups for {per_round} clients per round (a SecAgg+ "
+            "group needs at least 2 nodes)",
+        )
+    why = "secure aggregation reveals only the sum of the round's updates"
+    defense = scenario.defense
+    if groups == 1 and defense.aggregator not in SECURE_RULES:
+        raise ScenarioError(
+            "defense.aggregator",
+            defense.aggregator,
+            f"{defense.aggregator} needs single updates, but {why}; use fedavg "
+            "(with client-side defences such as local DP), or secure_aggregation.groups > 1 "
+            "to run it on group sums",
+        )
+    if groups == 1 and defense.pre:
+        raise ScenarioError(
+            "defense.pre",
+            defense.pre,
+            f"pre-aggregation stages need single updates, but {why}; leave defense.pre empty "
+            "and use fedavg, or set secure_aggregation.groups > 1",
+        )
+    if groups > 1 and defense.aggregator in CLIENT_TRACKING_RULES:
+        raise ScenarioError(
+            "defense.aggregator",
+            defense.aggregator,
+            f"{defense.aggregator} follows each client across rounds, but under secure "
+            "aggregation with groups the server sees fresh random group sums each round; use "
+            "a rule that ranks the updates of one round (krum, median, trimmed_mean, ...)",
+        )
+    if groups > 1:
+        try:
+            aggregator.check_round(groups)
+        except InvalidSettingError as e:
+            raise ScenarioError(
+                f"{path}.groups",
+                groups,
+                f"the rule runs on the {groups} group sums: {' '.join(str(e).split())}",
+            ) from None
+    if adversary is not None:
+        raise ScenarioError(
+            "attack.name",
+            scenario.attack.name,
+            f"the colluding adversary stage reads the honest updates, but {why}; use a "
+            "client-side attack",
+        )
+    if scenario.privacy.central_dp is not None:
+        raise ScenarioError(
+            "privacy.central_dp",
+            "set",
+            f"central DP clips each update on the server, but {why}; use privacy.local_dp",
+        )
+    for probe in probes.probes:
+        config = getattr(probe, "config", None)
+        if probe.threat_model == "update" or getattr(config, "threat_model", None) == "server":
+            raise ScenarioError(
+                f"privacy.{probe.name}.threat_model",
+                getattr(config, "threat_model", probe.threat_model),
+                f"its attacker sees single updates, but {why}; use threat_model: client "
+                "(the aggregate) or a global-model probe",
+            )
+    if scenario.runtime == "vectorized":
+        raise ScenarioError(
+            "runtime",
+            scenario.runtime,
+            "not yet under defense.secure_aggregation: the vectorized runtime answers a round "
+            "with one batch of clear updates; use inline or ray",
+        )
+    timeout = scenario.clients.timeout_s or 3600.0
+    return SecureAggregation(settings, scenario.seed, timeout, groups)

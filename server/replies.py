@@ -38,6 +38,7 @@ __all__ = [
     "MAX_EXAMPLES",
     "ParsedReplies",
     "parse_train_replies",
+    "privacy_report",
     "stack_updates",
 ]
 
@@ -206,7 +207,7 @@ def _check(
         return f"num-examples is {num_examples!r}, expected an integer"
     if not 0 < num_examples <= MAX_EXAMPLES:
         return f"num-examples {num_examples} outside 1..{MAX_EXAMPLES}"
-    privacy = _privacy_report(metrics)
+    privacy = privacy_report(metrics)
     if isinstance(privacy, str):
         return privacy
     return update, num_examples, loss, privacy
@@ -233,7 +234,7 @@ def _array_update(array: Array, dim: int) -> torch.Tensor | str:
     return update
 
 
-def _privacy_report(metrics: Any) -> tuple[list[float], float] | None | str:
+def privacy_report(metrics: Any) -> tuple[list[float], float] | None | str:
     """The optional local-DP report (``dp-history``, ``dp-epsilon``), or why it is malformed."""
     if DP_HISTORY not in metrics and DP_EPSILON not in metrics:
         return None

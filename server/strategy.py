@@ -7,7 +7,9 @@ aggregator from :mod:`server.aggregators`, and applies the aggregate as a delta:
 w ← w + η_server · Δ̄ (then, with ``defense.crfl``, CRFL's clip-and-perturb step on w, its
 noise drawn from a generator keyed by (seed, round), so a resumed run draws the same). The
 rule learns the change it caused (:meth:`Aggregator.applied`). What happened in the round is
-kept as a :class:`RoundReport`.
+kept as a :class:`RoundReport`. Under ``defense.secure_aggregation`` the round runs SecAgg+'s
+stages around the train message (:mod:`server.secure_aggregation`) and the rule gets the
+decoded mean (or group means) instead of the clients' deltas.
 """
 
 from __future__ import annotations
@@ -28,18 +30,20 @@ from fedsim.faults import client_faults
 from fedsim.protocol import (
     ARRAYS,
     CONFIG,
+    SECAGG_KEY,
     SERVER_ROUND,
     WEIGHTS_KEY,
     from_array_record,
     to_array_record,
 )
 from fedsim.scenario import Scenario
+from fedsim.secagg import SecAggAbortedError
 from fedsim.seeding import Stream, torch_generator
 from server.aggregators.crfl import crfl_clip_and_perturb
 from server.client_nodes import ClientNodes
 from server.parts import ServerParts
 from server.probes import RoundView
-from server.replies import parse_train_replies, stack_updates
+from server.replies import ClientUpdate, parse_train_replies, stack_updates
 from server.sampling import sample_clients
 
 __all__ = ["FedsimStrategy", "RoundReport", "detection", "sample_clients"]
@@ -65,6 +69,7 @@ class RoundReport:
     skipped: str | None = None
     train_loss: float | None = None
     privacy_info: dict[str, float] = field(default_factory=dict)
+    secagg_info: dict[str, float] = field(default_factory=dict)
     started: float = field(default_factory=time.perf_counter)
 
     def as_record(self) -> dict[str, Any]:
@@ -98,6 +103,7 @@ class RoundReport:
             "train_loss": self.train_loss,
             **({"attack": self.attack_info} if self.attack_info else {}),
             **self.privacy_info,
+            **self.secagg_info,
         }
 
 
@@ -169,6 +175,7 @@ class FedsimStrategy(Strategy):
         self.malicious = parts.fed.malicious
         self.privacy = parts.privacy if parts.privacy.enabled else None
         self.client_states = parts.client_states
+        self.secure = parts.secure
         if not isinstance(client_to_node, ClientNodes):
             client_to_node = ClientNodes.from_dict(client_to_node)
         self.client_to_node = client_to_node.to_node
@@ -208,11 +215,39 @@ class FedsimStrategy(Strategy):
         self._global = from_array_record(arrays, WEIGHTS_KEY)
         config[SERVER_ROUND] = server_round
         sent = [c for c in sampled if c not in dropped]  # a dropped client never gets it
+        secure: dict[int, ConfigRecord] = {}
+        if self.secure is not None:  # SecAgg+'s setup and key sharing, dropped clients too
+            try:
+                secure, left_out = self.secure.begin(
+                    grid, server_round, sampled, dropped, self.client_to_node
+                )
+            except (SecAggAbortedError, InvalidSettingError) as e:
+                self.report.skipped = f"secure aggregation aborted: {e}"
+                log.warning("round %d skipped: %s", server_round, self.report.skipped)
+                return []
+            self.report.failed.update(left_out)
+            sent = [c for c in sent if c in secure]
         handoffs = {}
         if self.client_states is not None:
             handoffs = {c: self.client_states.handoff(c) for c in sent}
             self.client_states.record(server_round, sent, self._global)
         shared = RecordDict({ARRAYS: arrays, CONFIG: config})  # one content for most clients
+        if secure:  # one message (and content) per node: each carries its own shares
+            return [
+                Message(
+                    RecordDict(
+                        {
+                            ARRAYS: arrays,
+                            CONFIG: config,
+                            SECAGG_KEY: secure[c],
+                            **handoffs.get(c, {}),
+                        }
+                    ),
+                    dst_node_id=self.client_to_node[c],
+                    message_type=MessageType.TRAIN,
+                )
+                for c in sent
+            ]
         return [
             Message(
                 RecordDict({ARRAYS: arrays, CONFIG: config, **handoffs[c]})
@@ -232,6 +267,11 @@ class FedsimStrategy(Strategy):
         report, current = self.report, self._global
         if report is None or current is None:
             raise RuntimeError("aggregate_train called before configure_train")
+        if report.skipped is not None:  # secure aggregation failed before training
+            self._observe(RoundView(server_round, current, None, []))
+            return None, None
+        if self.secure is not None:
+            return self._aggregate_secure(server_round, replies, report, current)
         parsed = parse_train_replies(replies, self.node_to_client, self.dim)
         report.failed, report.rejected = parsed.failed, parsed.rejected
         report.replied = sorted([u.client_id for u in parsed.updates] + list(parsed.rejected))
@@ -278,7 +318,20 @@ class FedsimStrategy(Strategy):
             self._observe(RoundView(server_round, current, None, parsed.updates))
             return None, None
         report.accepted = result.accepted
-        new_global = current.to(torch.float64) + self.scenario.defense.server_lr * result.update
+        return self._apply(server_round, current, result.update, parsed.updates, len(ids))
+
+    def _apply(
+        self,
+        server_round: int,
+        current: torch.Tensor,
+        update: torch.Tensor,
+        updates: list[ClientUpdate],
+        num_updates: int,
+    ) -> tuple[ArrayRecord, MetricRecord]:
+        """Apply the round's aggregate ``update``; run the probes (given ``updates``)."""
+        report = self.report
+        assert report is not None
+        new_global = current.to(torch.float64) + self.scenario.defense.server_lr * update
         if (crfl := self.scenario.defense.crfl) is not None:  # CRFL: clip and perturb w
             noise = torch_generator(self.scenario.seed, Stream.CRFL, server_round)
             new_global = crfl_clip_and_perturb(new_global, crfl.rho, crfl.sigma, noise)
@@ -288,10 +341,63 @@ class FedsimStrategy(Strategy):
         self.aggregator.applied(
             new_global.to(current.dtype).to(torch.float64) - current.to(torch.float64)
         )
-        view = RoundView(server_round, current, new_global, parsed.updates, aggregate=aggregate)
+        view = RoundView(server_round, current, new_global, updates, aggregate=aggregate)
         self._observe(view)
-        metrics = MetricRecord({"train-loss": report.train_loss, "num-updates": len(ids)})
+        metrics = MetricRecord({"train-loss": report.train_loss, "num-updates": num_updates})
         return to_array_record(WEIGHTS_KEY, new_global.to(current.dtype)), metrics
+
+    def _aggregate_secure(
+        self,
+        server_round: int,
+        replies: Iterable[Message],
+        report: RoundReport,
+        current: torch.Tensor,
+    ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        """:meth:`aggregate_train` under SecAgg+: the rule runs on the unmasked sums only.
+
+        With ``groups: 1`` the cohort's decoded mean goes to FedAvg (the only rule allowed) as
+        one row, whose weighted mean is itself. With ``groups: k`` the rule gets the ``k``
+        group means, each weighted by its group's examples (FedAvg of them is the cohort's
+        mean); a selecting rule's accepted groups count as their clients accepted. Probes get
+        no single updates.
+        """
+        assert self.secure is not None
+        try:
+            outcome = self.secure.finish(replies, self.node_to_client, self.dim)
+        except (SecAggAbortedError, InvalidSettingError) as e:
+            report.skipped = f"secure aggregation aborted: {e}"
+            log.warning("round %d skipped: %s", server_round, report.skipped)
+            self._observe(RoundView(server_round, current, None, []))
+            return None, None
+        report.failed.update(outcome.failed)
+        report.rejected = outcome.rejected
+        report.replied = sorted(list(outcome.num_examples) + list(outcome.rejected))
+        answered = set(report.replied) | set(report.failed) | set(report.dropped)
+        report.timed_out = [c for c in report.sampled if c not in answered]
+        for client, reason in {**report.failed, **report.rejected}.items():
+            log.warning("round %d: client %d left out: %s", server_round, client, reason)
+        for reason in outcome.groups_failed:
+            log.warning("round %d: a SecAgg+ group failed: %s", server_round, reason)
+        if self.privacy is not None:
+            self.privacy.record_reports(outcome.privacy)
+        ids = sorted(outcome.num_examples)
+        weights = torch.tensor([float(outcome.num_examples[c]) for c in ids], dtype=torch.float64)
+        losses = torch.tensor([outcome.losses[c] for c in ids], dtype=torch.float64)
+        report.train_loss = float((weights @ losses) / weights.sum())
+        report.secagg_info = outcome.figures
+        means = torch.stack(outcome.means)
+        group_weights = torch.tensor(outcome.weights, dtype=torch.float64)
+        try:
+            self.parts.before_aggregate(current, server_round)  # FLTrust on group sums
+            result = self.aggregator(means, group_weights, list(range(len(outcome.means))))
+        except InvalidSettingError as e:
+            report.skipped = str(e)
+            log.warning("round %d skipped: %s", server_round, e)
+            self._observe(RoundView(server_round, current, None, []))
+            return None, None
+        if result.accepted is not None and len(outcome.means) > 1:  # groups → their clients
+            report.accepted = sorted(c for g in result.accepted for c in outcome.members[g])
+        return self._apply(server_round, current, result.update, [], len(ids))
 
     def _observe(self, view: RoundView) -> None:
         """Run the probes on a finished round, with the privacy accounted so far."""

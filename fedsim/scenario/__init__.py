@@ -13,7 +13,12 @@ The blocks live by concern, each a strict model (:mod:`fedsim.scenario.block`):
 :mod:`~fedsim.scenario.runtime` (``ray``, ``vectorized``).
 """
 
-from fedsim.scenario.attack_defense import AttackConfig, CRFLConfig, DefenseConfig
+from fedsim.scenario.attack_defense import (
+    AttackConfig,
+    CRFLConfig,
+    DefenseConfig,
+    SecureAggregationConfig,
+)
 from fedsim.scenario.clients import ClientsConfig, FaultsConfig
 from fedsim.scenario.data_model import MAX_CLIENTS, DataConfig, ModelConfig
 from fedsim.scenario.loading import (
@@ -73,6 +78,7 @@ __all__ = [
     "RemovalConfig",
     "RobustnessConfig",
     "Scenario",
+    "SecureAggregationConfig",
     "SurrogateConfig",
     "TheftTrainConfig",
     "TransferConfig",

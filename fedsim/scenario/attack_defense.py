@@ -8,7 +8,7 @@ from pydantic import Field, model_validator
 
 from fedsim.scenario.block import StrictBlock
 
-__all__ = ["AttackConfig", "CRFLConfig", "DefenseConfig"]
+__all__ = ["AttackConfig", "CRFLConfig", "DefenseConfig", "SecureAggregationConfig"]
 
 
 class AttackConfig(StrictBlock):
@@ -51,6 +51,25 @@ class CRFLConfig(StrictBlock):
     sigma: float = Field(0.01, ge=0, description="σ: std of the Gaussian noise on every weight")
 
 
+class SecureAggregationConfig(StrictBlock):
+    """``defense.secure_aggregation:`` Flower's SecAgg+ on the run: the server learns only sums.
+
+    Flower's names and defaults (``SecAggPlusWorkflow``). Only the types are checked here;
+    the server checks the values as Flower does, and more
+    (:class:`fedsim.secagg.SecAggSettings`), when it builds its parts.
+    """
+
+    protocol: Literal["secaggplus"] = "secaggplus"
+    num_shares: int | float = 0.5
+    reconstruction_threshold: int | float = 0.6
+    clipping_range: float = 8.0
+    quantization_range: int = 4194304
+    modulus_range: int = 4294967296
+    groups: int = Field(
+        1, ge=1, description="sums revealed per round: 1 = the cohort's, k > 1 = k random groups'"
+    )
+
+
 class DefenseConfig(StrictBlock):
     """``defense:`` the aggregation rule, its settings and pre-aggregation stages."""
 
@@ -59,3 +78,4 @@ class DefenseConfig(StrictBlock):
     pre: list[str | dict[str, Any]] = Field(default_factory=list)
     server_lr: float = Field(1.0, gt=0)
     crfl: CRFLConfig | None = None
+    secure_aggregation: SecureAggregationConfig | None = None

@@ -49,7 +49,12 @@ from flwr.supercore.primitives.asymmetric import (
 )
 
 from fedsim.secagg.errors import SecAggAbortedError
-from fedsim.secagg.masks import pairwise_mask, private_mask, secret_key_to_bytes
+from fedsim.secagg.masks import (
+    pairwise_mask,
+    private_mask,
+    secret_key_from_bytes,
+    secret_key_to_bytes,
+)
 from fedsim.secagg.settings import Cohort, SecAggSettings
 from fedsim.secagg.shamir import create_shares
 
@@ -111,6 +116,26 @@ class SecAggClient:
         self._seed_shares: dict[int, bytes] = {}
         self._sk1_shares: dict[int, bytes] = {}
         self._shape: tuple[int, ...] = ()
+
+    def __getstate__(self) -> dict[str, object]:
+        """Picklable state (the node keeps its client between a round's messages).
+
+        The private keys travel as their 48-byte scalars; the pickle is the node's own
+        state, never sent to another party.
+        """
+        state = dict(self.__dict__)
+        state["_sk1"], state["_sk2"] = (
+            secret_key_to_bytes(self._sk1),
+            secret_key_to_bytes(self._sk2),
+        )
+        return state
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        """Restore :meth:`__getstate__`'s state."""
+        state = dict(state)
+        state["_sk1"] = secret_key_from_bytes(state["_sk1"])  # type: ignore[arg-type]
+        state["_sk2"] = secret_key_from_bytes(state["_sk2"])  # type: ignore[arg-type]
+        self.__dict__.update(state)
 
     def setup(self) -> tuple[bytes, bytes]:
         """Stage 0: this node's public keys ``(pk1, pk2)`` (PEM bytes)."""

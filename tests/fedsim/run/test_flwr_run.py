@@ -200,3 +200,18 @@ def test_too_few_supernodes_fail_fast_with_the_fix(superlink: SuperLink, tmp_pat
     assert '--federation-config "num-supernodes=3"' in details
     # the ServerApp gave up seconds after it started, not after a timeout
     assert float(record["elapsed"]) < 60, record
+
+
+def test_flwr_run_with_secure_aggregation(superlink: SuperLink, tmp_path: Path) -> None:
+    """SecAgg+'s extra exchanges go through a real SuperLink (messages serialised)."""
+    scenario = tmp_path / "secagg.yaml"
+    scenario.write_text(
+        SCENARIO.format(clients=3) + "defense: {secure_aggregation: {protocol: secaggplus}}\n"
+    )
+    out = tmp_path / "run"
+    record = superlink.wait(superlink.run(scenario, out, supernodes=3), timeout=240)
+    assert record["status"] == "finished:completed", record
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [row["round"] for row in rows] == [1, 2]
+    for row in rows:
+        assert row["skipped"] is None and row["secagg_error"] < row["secagg_bound"]
