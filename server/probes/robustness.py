@@ -357,6 +357,6 @@ def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     model.eval()
     try:
         with torch.no_grad():
-            return float((model(x).argmax(dim=1) == y).float().mean()) if len(y) else 0.0
+            return float((model(x).argmax(dim=1) == y).sum()) / max(len(y), 1)
     finally:
         model.train(training)
