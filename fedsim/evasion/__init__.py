@@ -21,6 +21,7 @@ from fedsim.evasion.mifgsm import MIFGSM, Ensemble
 from fedsim.evasion.pgd import PGD
 from fedsim.evasion.pixel_space import PixelSpaceModel, model_in_pixel_space, to_pixel_space
 from fedsim.evasion.plot import plot_reliability
+from fedsim.evasion.purified import OnClassifier, Purified
 from fedsim.evasion.registry import EVASION_ATTACKS, build_attack
 
 __all__ = [
@@ -34,8 +35,10 @@ __all__ = [
     "EvasionAttack",
     "FGSM",
     "MIFGSM",
+    "OnClassifier",
     "PGD",
     "PixelSpaceModel",
+    "Purified",
     "ReliabilityDiagram",
     "RobustAccuracy",
     "attack_mode",

@@ -201,9 +201,12 @@ def _allowed_keys(loc: list[str]) -> str:
 def _lookup(raw: Any, loc: list[str]) -> Any:
     node = raw
     for part in loc:
-        if not isinstance(node, dict) or part not in node:
+        if isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        elif isinstance(node, dict) and part in node:
+            node = node[part]
+        else:
             return node
-        node = node[part]
     return node
 
 

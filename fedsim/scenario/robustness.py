@@ -1,7 +1,9 @@
-"""Robustness blocks: evasion attacks, the transfer attacker, adversarial training.
+"""Robustness blocks: evasion attacks, purifier, certification, transfer, adversarial training.
 
-``robustness:`` evaluates the global model under evasion attacks (the robustness probe);
-``clients.adversarial_training:`` trains honest clients on adversarial examples.
+``robustness:`` evaluates the global model under evasion attacks (the robustness probe), with
+an optional test-time ``purifier`` (attacked non-adaptively and with BPDA + EOT) and optional
+randomized-smoothing ``certify``; ``clients.adversarial_training:`` trains honest clients on
+adversarial examples.
 """
 
 from __future__ import annotations
@@ -10,12 +12,15 @@ from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from fedsim.evasion import AdversarialTraining, build_attack
+from fedsim.evasion import BPDAEOT, AdversarialTraining, EvasionAttack, build_attack
+from fedsim.purification import PURIFIERS, Purifier, build_purifier
 from fedsim.scenario.block import StrictBlock, rounds_from_one
 
 __all__ = [
     "AdversarialTrainingConfig",
+    "CertifyConfig",
     "EvasionAttackConfig",
+    "PurifierConfig",
     "RobustnessConfig",
     "TransferConfig",
 ]
@@ -49,28 +54,91 @@ class AdversarialTrainingConfig(StrictBlock):
         return AdversarialTraining.from_config(self.model_dump())
 
 
+class PurifierConfig(StrictBlock):
+    """``robustness.purifier:`` the test-time purifier P before the global model (default none).
+
+    ``name`` is a :data:`fedsim.purification.PURIFIERS` name; ``params`` are its settings,
+    checked by the purifier itself (an error names ``robustness.purifier.params``).
+    """
+
+    name: str = "none"
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _registered(cls, name: str) -> str:
+        if name not in PURIFIERS:
+            raise ValueError(f"a purifier, one of: {', '.join(PURIFIERS.names())}")
+        return name
+
+    @field_validator("params")
+    @classmethod
+    def _buildable(cls, params: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        name = info.data.get("name")
+        if name is not None:
+            build_purifier(name, **params)  # InvalidSettingError is a ValueError
+        return params
+
+    def build(self) -> Purifier:
+        """The purifier these settings define."""
+        return build_purifier(self.name, **self.params)
+
+
 class EvasionAttackConfig(StrictBlock):
-    """One entry of ``robustness.attacks``: a registered evasion attack and its settings."""
+    """One entry of ``robustness.attacks``: a registered evasion attack and its settings.
+
+    ``adaptive: bpda_eot`` (only with ``name: pgd`` and a purifier other than ``none``) attacks
+    through the purifier with BPDA + EOT (:class:`fedsim.evasion.BPDAEOT`), ``eot`` draws per
+    gradient; ``adaptive: none`` (the default) crafts on the classifier alone.
+    """
 
     model_config = ConfigDict(extra="allow", strict=False, validate_default=True)
 
     name: str
+    adaptive: Literal["none", "bpda_eot"] = "none"
+    eot: int | None = Field(None, description="bpda_eot: purifier draws per gradient (default 1)")
 
     @property
     def params(self) -> dict[str, Any]:
-        """The attack's settings (every key but ``name``)."""
+        """The attack's settings (every key but ``name``, ``adaptive`` and ``eot``)."""
         return dict(self.model_extra or {})
+
+    @field_validator("eot", mode="before")
+    @classmethod
+    def _eot_count(cls, value: Any) -> Any:
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise ValueError("eot is an integer >= 1 (purifier draws per gradient)")
+        if value is not None and value < 1:
+            raise ValueError("eot is an integer >= 1 (purifier draws per gradient)")
+        return value
 
     @model_validator(mode="after")
     def _buildable(self) -> EvasionAttackConfig:
         if "surrogates" in self.params:
             raise ValueError("surrogate models come from robustness.transfer, not an attack entry")
         build_attack(self.name, **self.params)  # InvalidSettingError is a ValueError
+        if self.adaptive == "bpda_eot" and self.name != "pgd":
+            raise ValueError(
+                f"adaptive: bpda_eot runs PGD through the purifier, so it needs name: pgd, "
+                f"got name: {self.name}"
+            )
+        if self.eot is not None and self.adaptive != "bpda_eot":
+            raise ValueError("eot applies to adaptive: bpda_eot only; drop it or set adaptive")
         return self
+
+    def build(self, purifier: Purifier | None = None) -> EvasionAttack:
+        """The attack; with ``adaptive: bpda_eot``, PGD through ``purifier`` (BPDA + EOT)."""
+        if self.adaptive == "bpda_eot":
+            if purifier is None:
+                raise ValueError("adaptive: bpda_eot needs a purifier")
+            return BPDAEOT(purifier, eot=self.eot or 1, **self.params)
+        return build_attack(self.name, **self.params)
 
     @property
     def label(self) -> str:
-        """The attack's figure label (``pgd-linf-0.1``)."""
+        """The attack's figure label (``pgd-linf-0.1``; adaptive: ``pgd_bpda_eot-linf-0.1``)."""
+        if self.adaptive == "bpda_eot":
+            return self.build(build_purifier("none")).label
         return build_attack(self.name, **self.params).label
 
 
@@ -103,11 +171,50 @@ class TransferConfig(StrictBlock):
     norm: Literal["linf", "l2"] = "linf"
 
 
+class CertifyConfig(StrictBlock):
+    """``robustness.certify:`` randomized smoothing (Cohen et al., ICML 2019) of the global model.
+
+    CERTIFY with ``n0`` selection and ``n`` counting draws of N(0, σ²I) noise in [0, 1] pixel
+    space, confidence 1 − ``alpha``, on a seeded subset of ``samples`` held-out examples;
+    certified accuracy is reported at each of ``radii`` (ℓ2, pixel space).
+    """
+
+    sigma: float = Field(0.25, gt=0, description="noise level σ (ℓ2, [0, 1] pixel space)")
+    n0: int = Field(100, ge=1, description="selection draws")
+    n: int = Field(1000, ge=1, description="counting draws")
+    alpha: float = Field(0.001, gt=0, lt=1, description="failure probability α")
+    denoiser: str = Field("none", description="denoised smoothing: only none for now")
+    radii: list[float] = Field(default_factory=lambda: [0.25, 0.5, 1.0], min_length=1)
+    samples: int = Field(100, ge=1, description="seeded subset of the held-out set")
+    batch_size: int = Field(1000, ge=1, description="noisy copies per forward pass")
+
+    @field_validator("denoiser")
+    @classmethod
+    def _known_denoiser(cls, denoiser: str) -> str:
+        if denoiser != "none":
+            raise ValueError(
+                "only denoiser: none (the plain model) for now; a diffusion denoiser is not yet "
+                "available"
+            )
+        return denoiser
+
+    @field_validator("radii")
+    @classmethod
+    def _radii(cls, radii: list[float]) -> list[float]:
+        if any(r < 0 for r in radii):
+            raise ValueError("radii are l2 distances >= 0, e.g. [0.25, 0.5, 1.0]")
+        labels = [f"r{r:g}" for r in radii]
+        if len(set(labels)) != len(labels):
+            raise ValueError(f"radii need distinct labels, got {labels}; drop the duplicate")
+        return radii
+
+
 class RobustnessConfig(StrictBlock):
     """``robustness:`` evasion evaluation of the global model (the robustness probe)."""
 
     rounds: list[int] | None = Field(None, description="rounds evaluated (default: the last)")
     samples: int = Field(500, ge=1, description="seeded subset of the held-out set")
+    purifier: PurifierConfig = Field(default_factory=PurifierConfig)
     attacks: list[EvasionAttackConfig] = Field(default_factory=_default_evasion_attacks)
     batch_size: int | None = Field(None, ge=1, description="samples attacked at a time")
     transfer: TransferConfig | None = None
@@ -117,6 +224,7 @@ class RobustnessConfig(StrictBlock):
         description="also evaluate on each client's own data (this many samples per client) "
         "and report min / median / max robust accuracy over clients",
     )
+    certify: CertifyConfig | None = None
     save_plots: bool = True
 
     _positive_rounds = field_validator("rounds")(rounds_from_one)
@@ -132,6 +240,23 @@ class RobustnessConfig(StrictBlock):
                 "for the default fgsm and pgd; with none the robust accuracy would just be the "
                 "clean accuracy"
             )
+        return attacks
+
+    @field_validator("attacks")
+    @classmethod
+    def _adaptive_needs_a_purifier(
+        cls, attacks: list[EvasionAttackConfig], info: ValidationInfo
+    ) -> list[EvasionAttackConfig]:
+        purifier = info.data.get("purifier")
+        name = "none" if purifier is None else purifier.name
+        for index, attack in enumerate(attacks):
+            if attack.adaptive == "bpda_eot" and name == "none":
+                raise ValueError(
+                    f"robustness.attacks.{index}.adaptive: bpda_eot attacks through a purifier, "
+                    "but robustness.purifier is none (with none it is plain pgd); set "
+                    "robustness.purifier.name to one of "
+                    f"{', '.join(n for n in PURIFIERS.names() if n != 'none')}, or drop adaptive"
+                )
         return attacks
 
     @field_validator("attacks")

@@ -16,10 +16,22 @@ set is taken out) and reports
   whose MI-FGSM example, crafted on the attacker's surrogate(s), fools the global model; its
   accuracy is in ``robust_accuracy`` as ``mifgsm-<norm>-<eps>-transfer``;
 - with ``client_spread``: ``robust_accuracy_clients`` (min / median / max over clients of the
-  worst-case robust accuracy on each client's own data).
+  worst-case robust accuracy on each client's own data);
+- with a ``purifier`` other than ``none``: the defended model is f(P(x))
+  (:class:`~fedsim.evasion.Purified`). The attacks without ``adaptive`` are *non-adaptive*:
+  crafted on the classifier f alone, ignoring P, then evaluated through P; those with
+  ``adaptive: bpda_eot`` craft through P (BPDA + EOT, :class:`~fedsim.evasion.BPDAEOT`). Both
+  are in ``robust_accuracy`` under their own labels (``pgd-linf-0.1``,
+  ``pgd_bpda_eot-linf-0.1``) and ``worst_case`` is the per-sample worst case over all of them
+  (so never above any single attack's figure); ``purifier_clean_accuracy`` is the clean
+  accuracy through P, while ``robustness_clean_accuracy`` stays the classifier's own;
+- with ``certify``: ``certified_accuracy`` (radius label ``r0.25`` → share certified correct)
+  and ``certify_s`` (:mod:`server.probes.certify`), with the per-sample records in
+  ``<run dir>/robustness/certify_round<r>.json``.
 
 ``summary.json`` gets ``final_robust_accuracy`` (the last evaluated round's worst case),
-``final_robust_accuracy_<label>`` per attack and ``final_ece``. Per evaluated round,
+``final_robust_accuracy_<label>`` per attack, ``final_ece`` and, with ``certify``,
+``final_certified_accuracy`` (the last evaluated round's mapping). Per evaluated round,
 ``<run dir>/robustness/round<r>_reliability.png`` draws the reliability diagrams of the clean
 subset and of each sample's worst adversarial example (the two behind ``ece`` and
 ``ece_adversarial``), with a legend; ``round<r>_reliability.json`` holds their bins.
@@ -49,8 +61,9 @@ from fedsim.errors import InvalidSettingError, ScenarioError
 from fedsim.evasion import (
     MIFGSM,
     EvasionAttack,
+    OnClassifier,
+    Purified,
     RobustAccuracy,
-    build_attack,
     model_in_pixel_space,
     plot_reliability,
     robust_accuracy,
@@ -63,6 +76,7 @@ from fedsim.results import write_json_atomic
 from fedsim.seeding import Stream, derive_seed, torch_generator
 from fedsim.training import TrainSettings, single_thread, train_local
 from server.probes.base import PROBES, Probe, RoundView, check_rounds
+from server.probes.certify import Certification
 from server.server_data import ServerData
 
 __all__ = ["RobustnessProbe"]
@@ -110,9 +124,20 @@ class RobustnessProbe(Probe):
         self.x = to_pixel_space(x[chosen], dataset.mean, dataset.std)
         self.y = y[chosen]
         self.public = order[count:]  # held-out examples outside the subset (transfer: public)
-        self.attacks: list[EvasionAttack] = [
-            build_attack(a.name, **a.params) for a in config.attacks
-        ]
+        self.purifier = config.purifier.build()
+        self.purified = config.purifier.name != "none"
+        self.attacks: list[EvasionAttack] = [a.build(self.purifier) for a in config.attacks]
+        if self.purified:  # non-adaptive and BPDA + EOT both craft on f; judged on f(P(x))
+            self.attacks = [OnClassifier(a) for a in self.attacks]
+        self.certification: Certification | None = None
+        if config.certify is not None:  # its own seeded subset of the held-out set
+            picked = order[: min(config.certify.samples, len(y))].sort().values
+            self.certification = Certification(
+                config.certify,
+                to_pixel_space(x[picked], dataset.mean, dataset.std),
+                y[picked],
+                fed.scenario.seed,
+            )
         self.transfer_label: str | None = None
         self._transfer: MIFGSM | None = None
         self.last: dict[str, Any] = {}
@@ -179,6 +204,7 @@ class RobustnessProbe(Probe):
         load_flat_params(model, view.model)
         device = next(model.parameters()).device
         pixel_model = model_in_pixel_space(model, dataset.mean, dataset.std).to(device)
+        defended = self._defended(pixel_model, view.round)
         attacks = list(self.attacks)
         with single_thread(device):
             if config.transfer is not None:
@@ -186,26 +212,38 @@ class RobustnessProbe(Probe):
             start = time.perf_counter()
             x, y = self.x.to(device), self.y.to(device)
             generator = torch_generator(fed.scenario.seed, Stream.ROBUSTNESS, view.round)
-            result = robust_accuracy(pixel_model, x, y, attacks, generator, config.batch_size)
+            result = robust_accuracy(defended, x, y, attacks, generator, config.batch_size)
             figures: dict[str, Any] = {
                 "robust_accuracy": result.figures(),
                 "robustness_clean_accuracy": result.clean,
                 "ece": result.ece,
                 "ece_adversarial": result.ece_adversarial,
             }
+            if self.purified:
+                figures["purifier_clean_accuracy"] = result.clean
+                figures["robustness_clean_accuracy"] = _accuracy(pixel_model, x, y)
             if self.transfer_label is not None:
                 fooled = result.clean - result.per_attack[self.transfer_label]
                 figures["transfer_success_rate"] = fooled / result.clean if result.clean else 0.0
             if config.client_spread is not None:
                 figures["robust_accuracy_clients"] = self._client_spread(
-                    pixel_model, device, view.round
+                    defended, device, view.round
                 )
             figures["robustness_s"] = time.perf_counter() - start
+            if self.certification is not None:
+                figures.update(self.certification(pixel_model, view.round, self.out_dir))
             if config.save_plots and self.out_dir is not None:
                 self._plot(result, view.round)
         log.info("round %d robustness: %s", view.round, figures)
         self.last = figures
         return figures
+
+    def _defended(self, pixel_model: nn.Module, server_round: int) -> nn.Module:
+        """f(P(x)) with a purifier (a randomized one draws from a per-round stream), else f."""
+        if not self.purified:
+            return pixel_model
+        generator = torch_generator(self.fed.scenario.seed, Stream.ROBUSTNESS, server_round, 5)
+        return Purified(pixel_model, self.purifier, generator)
 
     def _transfer_attack(self, device: torch.device) -> MIFGSM:
         """MI-FGSM on the attacker's surrogate(s), trained once (seeded) and kept."""
@@ -294,10 +332,14 @@ class RobustnessProbe(Probe):
         if not self.last:
             return {}
         robust = self.last["robust_accuracy"]
-        out = {"final_robust_accuracy": robust["worst_case"]}
+        out: dict[str, Any] = {"final_robust_accuracy": robust["worst_case"]}
         out.update(
             {f"final_robust_accuracy_{k}": v for k, v in robust.items() if k != "worst_case"}
         )
+        if "purifier_clean_accuracy" in self.last:
+            out["final_purifier_clean_accuracy"] = self.last["purifier_clean_accuracy"]
+        if "certified_accuracy" in self.last:
+            out["final_certified_accuracy"] = dict(self.last["certified_accuracy"])
         return out
 
     def state_dict(self) -> dict[str, Any]:
@@ -307,3 +349,14 @@ class RobustnessProbe(Probe):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore the last evaluated round's figures."""
         self.last = dict(state.get("last", {}))
+
+
+def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    """Clean accuracy of ``model`` on ``(x, y)`` (eval mode, restored)."""
+    training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            return float((model(x).argmax(dim=1) == y).sum()) / max(len(y), 1)
+    finally:
+        model.train(training)

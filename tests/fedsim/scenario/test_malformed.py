@@ -107,6 +107,18 @@ def test_malformed_scenario_exits_2_with_one_line(
         ("pre_params_list", "defense.pre"),
         # a figure with nothing behind it: robust accuracy under no attack is clean accuracy
         ("robustness_attacks_empty", "robustness.attacks: got []; at least one attack"),
+        # purifier, adaptive attacks and certification: the key path, the value, what is allowed
+        ("robustness_purifier_unknown", "robustness.purifier.name: got 'jpeg'; a purifier, one of"),
+        ("robustness_purifier_bad_params", "robustness.purifier.params: got {'bits': 0}"),
+        ("robustness_purifier_unknown_param", "median_filter has no parameter 'width'"),
+        ("robustness_bpda_without_purifier", "robustness.attacks.0.adaptive: bpda_eot attacks"),
+        ("robustness_bpda_not_pgd", "robustness.attacks.0: got {"),
+        ("robustness_adaptive_unknown", "robustness.attacks.0.adaptive: got 'bpda'"),
+        ("robustness_eot_zero", "robustness.attacks.0.eot: got 0; eot is an integer >= 1"),
+        ("robustness_eot_without_adaptive", "eot applies to adaptive: bpda_eot only"),
+        ("robustness_certify_denoiser", "robustness.certify.denoiser: got 'diffusion'"),
+        ("robustness_certify_sigma_zero", "robustness.certify.sigma: got 0"),
+        ("robustness_certify_alpha_one", "robustness.certify.alpha: got 1"),
     ],
 )
 def test_messages_name_the_problem(

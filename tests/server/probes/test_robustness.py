@@ -6,12 +6,17 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from fedsim.cli import main
 from fedsim.errors import ScenarioError
+from fedsim.evasion import BPDAEOT, OnClassifier, Purified, model_in_pixel_space, robust_accuracy
+from fedsim.evasion import PGD as PGD_ATTACK
 from fedsim.federation import federation_for
+from fedsim.purification import Identity
 from fedsim.run.runner import preflight
+from fedsim.training import TrainSettings, train_local
 from server.parts import ServerParts
 from tests.conftest import make_scenario
 from tests.fedsim.run.test_runner import run_scenario_in_memory
@@ -129,3 +134,76 @@ def test_the_probe_draws_from_the_servers_held_out_set_without_fltrusts_root() -
     )
     (probe,) = parts.probes.probes
     assert len(probe.y) == len(y)  # at most the held-out set
+
+
+PGD = {"name": "pgd", "norm": "linf", "eps": 0.1, "steps": 5}
+PURIFIED = {
+    "samples": 48,
+    "purifier": {"name": "bit_depth", "params": {"bits": 2}},
+    "attacks": [PGD, {**PGD, "adaptive": "bpda_eot", "eot": 1}],
+    "save_plots": False,
+}
+
+
+def test_a_purifier_reports_non_adaptive_and_adaptive_side_by_side() -> None:
+    scenario = make_scenario(rounds=2, robustness=PURIFIED)
+    rows, summary = run_scenario_in_memory(scenario)
+    again, _ = run_scenario_in_memory(scenario)
+    figures = rows[1]["robust_accuracy"]
+    assert set(figures) == {"pgd-linf-0.1", "pgd_bpda_eot-linf-0.1", "worst_case"}
+    purified_clean = rows[1]["purifier_clean_accuracy"]
+    assert 0.0 < purified_clean <= 1.0 and 0.0 < rows[1]["robustness_clean_accuracy"] <= 1.0
+    assert all(figures["worst_case"] <= v <= purified_clean for v in figures.values())
+    # the adaptive attack is never weaker than the non-adaptive one
+    assert figures["pgd_bpda_eot-linf-0.1"] <= figures["pgd-linf-0.1"]
+    assert summary["final_purifier_clean_accuracy"] == purified_clean
+    assert summary["final_robust_accuracy"] == figures["worst_case"]
+    keys = ("robust_accuracy", "purifier_clean_accuracy", "robustness_clean_accuracy")
+    assert [rows[1][k] for k in keys] == [again[1][k] for k in keys]
+
+
+def test_without_a_purifier_the_figures_are_unchanged_and_there_is_no_purifier_figure() -> None:
+    rows, _ = run_scenario_in_memory(
+        make_scenario(rounds=1, robustness={"samples": 16, "attacks": [PGD], "save_plots": False})
+    )
+    assert "purifier_clean_accuracy" not in rows[0] and "certified_accuracy" not in rows[0]
+
+
+def test_bpda_eot_through_the_identity_purifier_is_plain_pgd() -> None:
+    scenario = make_scenario(rounds=1, robustness={"samples": 48, "save_plots": False})
+    fed = federation_for(scenario)
+    (probe,) = ServerParts.build(fed).probes.probes
+    dataset = fed.data.dataset
+    model = fed.model("robustness")
+    x, y = fed.data.client(0)
+    train_local(model, x, y, TrainSettings(2, 16, 0.05, 0.9), torch.Generator().manual_seed(0))
+    pixel = model_in_pixel_space(model, dataset.mean, dataset.std)
+    settings = {"eps": 0.1, "steps": 5}
+    plain = robust_accuracy(
+        pixel, probe.x, probe.y, [PGD_ATTACK(**settings)], torch.Generator().manual_seed(3)
+    )
+    through = robust_accuracy(
+        Purified(pixel, Identity()),
+        probe.x,
+        probe.y,
+        [OnClassifier(BPDAEOT(Identity(), eot=1, **settings))],
+        torch.Generator().manual_seed(3),
+    )
+    assert plain.clean > 0.5
+    assert through.worst_case == plain.worst_case
+    assert torch.equal(through.robust, plain.robust)
+
+
+@pytest.mark.parametrize(
+    ("block", "path"),
+    [
+        ({"purifier": {"name": "bit_depth", "params": {"bits": 0}}}, "robustness.purifier.params"),
+        ({"purifier": {"name": "jpeg"}}, "robustness.purifier.name"),
+        ({"attacks": [{**PGD, "adaptive": "bpda_eot"}]}, "robustness.attacks"),
+        ({"certify": {"n0": 0}}, "robustness.certify.n0"),
+    ],
+)
+def test_bad_purifier_settings_name_the_key(block: dict, path: str) -> None:
+    with pytest.raises(ScenarioError) as info:
+        make_scenario(rounds=1, robustness=block)
+    assert info.value.path == path
