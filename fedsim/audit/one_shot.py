@@ -132,9 +132,9 @@ def gaussian_epsilon(mu0: float, sigma0: float, mu1: float, sigma1: float, delta
         return 0.0
     low, high = 0.0, 1.0  # invariant: δ(low) > delta >= δ(high)
     while gaussian_delta(high, mu0, sigma0, mu1, sigma1) > delta:
-        low, high = high, 2.0 * high
-        if high > EPSILON_CAP:
+        if high >= EPSILON_CAP:
             return math.inf
+        low, high = high, min(2.0 * high, EPSILON_CAP)
     for _ in range(BISECTION_STEPS):
         mid = 0.5 * (low + high)
         if gaussian_delta(mid, mu0, sigma0, mu1, sigma1) > delta:
@@ -219,34 +219,59 @@ def one_shot_epsilon(inserted_cosines: Any, dim: int, delta: float) -> OneShotEs
     )
 
 
-def _mass(interval: tuple[float, float], mu: float, sd: float, inside: bool) -> float:
-    """N(mu, sd²) mass of [lo, hi] (``inside``) or of its complement."""
+def _log_mass(interval: tuple[float, float], mu: float, sd: float, inside: bool) -> float:
+    """The log of the N(mu, sd²) mass of [lo, hi] (``inside``) or of its complement.
+
+    In log space (``norm.logcdf``/``logsf``), so a mass of 1e-300 or below keeps its digits; an
+    interval's mass is taken from the tail it lies in (Φ(hi) − Φ(lo), or Φ̄(lo) − Φ̄(hi) above
+    the mean), which keeps its relative precision too.
+    """
     lo, hi = (interval[0] - mu) / sd, (interval[1] - mu) / sd
-    if inside:
-        return float(norm.cdf(hi) - norm.cdf(lo)) if hi > lo else 0.0
-    return float(norm.cdf(lo) + norm.sf(hi))
+    if not inside:
+        return float(np.logaddexp(norm.logcdf(lo), norm.logsf(hi)))
+    if not hi > lo:
+        return -math.inf
+    big, small = (norm.logsf(lo), norm.logsf(hi)) if lo > 0 else (norm.logcdf(hi), norm.logcdf(lo))
+    return float(big + math.log(-math.expm1(small - big))) if small < big else -math.inf
+
+
+def _log_side(cut: float, mu: float, sd: float, upper: bool) -> float:
+    """The log of N(mu, sd²)(x > cut) (``upper``) or log N(mu, sd²)(x < cut)."""
+    z = (cut - mu) / sd
+    return float(norm.logsf(z) if upper else norm.logcdf(z))
+
+
+def _hockey_minus(epsilon: float, log_p: float, log_q: float) -> float:
+    """P(S) − e^ε Q(S) from log P(S) and log Q(S), 0 when not positive (no overflow at any ε).
+
+    P − e^ε Q = P·(1 − e^(ε + log Q − log P)), so e^ε is never formed on its own.
+    """
+    if log_p == -math.inf:
+        return 0.0
+    x = epsilon + log_q - log_p
+    return 0.0 if x >= 0 else math.exp(log_p) * -math.expm1(x)
 
 
 def _hockey_stick(epsilon: float, p: tuple[float, float], q: tuple[float, float]) -> float:
-    """P(L > ε) − e^ε Q(L > ε), L = log(p/q) for 1-D Gaussians p = (μ₁, σ₁), q = (μ₀, σ₀)."""
+    """max(P(L > ε) − e^ε Q(L > ε), 0), L = log(p/q), 1-D Gaussians p = (μ₁, σ₁), q = (μ₀, σ₀)."""
     (m1, s1), (m0, s0) = p, q
     # L(x) = a x² + b x + c
     a = 1.0 / (2 * s0**2) - 1.0 / (2 * s1**2)
     b = m1 / s1**2 - m0 / s0**2
     c = m0**2 / (2 * s0**2) - m1**2 / (2 * s1**2) + math.log(s0 / s1)
-    scale = math.exp(epsilon)
     if a == 0.0:
         if b == 0.0:
-            return 0.0 if c <= epsilon else 1.0 - scale
+            return 0.0  # L ≡ c: P(L > ε) − e^ε Q(L > ε) is 0 or 1 − e^ε ≤ 0
         cut = (epsilon - c) / b  # L > ε on x > cut (b > 0) or x < cut (b < 0)
-        side = norm.sf if b > 0 else norm.cdf
-        return float(side((cut - m1) / s1) - scale * side((cut - m0) / s0))
+        return _hockey_minus(epsilon, _log_side(cut, m1, s1, b > 0), _log_side(cut, m0, s0, b > 0))
     disc = b * b - 4 * a * (c - epsilon)
-    if disc <= 0:  # L - ε keeps the sign of a (except at one point)
-        return 1.0 - scale if a > 0 else 0.0
+    if disc <= 0:  # L - ε keeps the sign of a (except at one point): 1 − e^ε ≤ 0 or 0
+        return 0.0
     root = math.sqrt(disc)
     t = -0.5 * (b + math.copysign(root, b))  # stable roots: t/a and (c - ε)/t
     r1, r2 = t / a, (c - epsilon) / t
     interval = (min(r1, r2), max(r1, r2))
     inside = a < 0  # a < 0: L > ε between the roots; a > 0: outside them
-    return _mass(interval, m1, s1, inside) - scale * _mass(interval, m0, s0, inside)
+    return _hockey_minus(
+        epsilon, _log_mass(interval, m1, s1, inside), _log_mass(interval, m0, s0, inside)
+    )

@@ -1,3 +1,4 @@
+import itertools
 import math
 
 import numpy as np
@@ -130,3 +131,59 @@ def test_one_shot_on_a_simulated_gaussian_sum():
 def test_invalid_settings(call, match):
     with pytest.raises(InvalidSettingError, match=match):
         call()
+
+
+def _quadrature_delta(eps, m0, s0, m1, s1):
+    """δ(ε) in 400-digit arithmetic: P(S) − e^ε Q(S) on S = {log p/q > ε}, from its ends' CDFs."""
+    mpmath = pytest.importorskip("mpmath")
+    with mpmath.workdps(400):  # masses near e^-800 survive the difference of two CDFs near 1
+        return _delta_at_precision(mpmath, eps, m0, s0, m1, s1)
+
+
+def _delta_at_precision(mpmath, eps, m0, s0, m1, s1):
+    best = mpmath.mpf(0)
+    for (mp_, sp), (mq, sq) in (((m1, s1), (m0, s0)), ((m0, s0), (m1, s1))):
+        a = 1 / (2 * mpmath.mpf(sq) ** 2) - 1 / (2 * mpmath.mpf(sp) ** 2)
+        b = mpmath.mpf(mp_) / sp**2 - mpmath.mpf(mq) / sq**2
+        c = mpmath.mpf(mq) ** 2 / (2 * sq**2) - mpmath.mpf(mp_) ** 2 / (2 * sp**2)
+        c += mpmath.log(mpmath.mpf(sq) / sp)
+        if a == 0:
+            ends = [(eps - c) / b]
+        else:
+            roots = mpmath.polyroots([a, b, c - eps])
+            ends = sorted(r.real for r in roots if abs(mpmath.im(r)) < 1e-30)
+        points = [-mpmath.inf, *ends, mpmath.inf]
+        total = mpmath.mpf(0)
+        for lo, hi in itertools.pairwise(points):
+            probe = (lo + hi) / 2 if mpmath.isfinite(lo) and mpmath.isfinite(hi) else None
+            probe = probe if probe is not None else (hi - 1 if mpmath.isfinite(hi) else lo + 1)
+            if a * probe**2 + b * probe + c > eps:
+                p_mass = mpmath.ncdf(hi, mp_, sp) - mpmath.ncdf(lo, mp_, sp)
+                q_mass = mpmath.ncdf(hi, mq, sq) - mpmath.ncdf(lo, mq, sq)
+                total += p_mass - mpmath.e**eps * q_mass
+        best = max(best, total)
+    return float(best)
+
+
+@pytest.mark.parametrize(
+    "eps, mu1, sigma1",
+    [(5.0, 1.0, 0.17), (558.0, 1.0, 0.17), (800.0, 1.0, 0.17), (720.0, 40.0, 1.0), (3.0, 2.0, 1.0)],
+)
+def test_gaussian_delta_matches_400_digit_arithmetic_even_past_exp_overflow(eps, mu1, sigma1):
+    # e^ε overflows a float at ε ≥ 710; δ itself is finite and is computed in log space.
+    expected = _quadrature_delta(eps, 0.0, 1.0, mu1, sigma1)
+    assert gaussian_delta(eps, 0.0, 1.0, mu1, sigma1) == pytest.approx(expected, rel=1e-9)
+
+
+def test_gaussian_epsilon_is_found_above_512_and_inf_only_past_the_cap():
+    # The issue's example: N(0, 1) vs N(1, 0.17²) at δ = 1e-6 has ε ≈ 558.6 (below the 1000 cap).
+    eps = gaussian_epsilon(0.0, 1.0, 1.0, 0.17, 1e-6)
+    assert 550 < eps < 570
+    assert (
+        gaussian_delta(eps, 0.0, 1.0, 1.0, 0.17)
+        <= 1e-6
+        < gaussian_delta(eps * 0.99, 0.0, 1.0, 1.0, 0.17)
+    )
+    # σ₁ = 0.05: δ(1000) ≈ 0.11 > 1e-6, so the smallest ε is past the cap.
+    assert gaussian_delta(1000.0, 0.0, 1.0, 1.0, 0.05) > 1e-6
+    assert gaussian_epsilon(0.0, 1.0, 1.0, 0.05, 1e-6) == math.inf
