@@ -37,6 +37,8 @@ __all__ = [
     "ClientUpdate",
     "MAX_EXAMPLES",
     "ParsedReplies",
+    "array_update",
+    "check_reply",
     "parse_train_replies",
     "privacy_report",
     "stack_updates",
@@ -106,9 +108,9 @@ def parse_train_replies(
                 parsed.add(node_to_client.get(sender, -1), nodes)
                 continue
             for node in nodes:
-                parsed.add(node_to_client.get(node, -1), _check(batches.reply(token, node)))
+                parsed.add(node_to_client.get(node, -1), check_reply(batches.reply(token, node)))
         else:
-            parsed.add(node_to_client.get(sender, -1), _check(_own_reply(msg.content, dim)))
+            parsed.add(node_to_client.get(sender, -1), check_reply(_own_reply(msg.content, dim)))
     parsed.updates.sort(key=lambda u: u.client_id)
     return parsed
 
@@ -184,15 +186,18 @@ def _own_reply(content: RecordDict, dim: int) -> tuple[torch.Tensor, Mapping[str
     """The update and metrics a reply carries itself, or why they are unreadable."""
     try:
         metrics = _record(content, METRICS, MetricRecord)
-        return _array_update(_record(content, UPDATE_KEY, ArrayRecord)[UPDATE_KEY], dim), metrics
+        return array_update(_record(content, UPDATE_KEY, ArrayRecord)[UPDATE_KEY], dim), metrics
     except (KeyError, ValueError, TypeError) as e:
         return f"malformed reply: missing or unreadable {e}"
 
 
-def _check(
+def check_reply(
     reply: tuple[torch.Tensor | str, Mapping[str, Any]] | str,
 ) -> tuple[torch.Tensor, int, float, tuple[list[float], float] | None] | str:
-    """A client's checked update, example count, loss and privacy report; or the rejection."""
+    """A client's checked update, example count, loss and privacy report; or the rejection.
+
+    ``reply`` is (the update or why it was rejected, the metrics), or why it is unreadable.
+    """
     if isinstance(reply, str):
         return reply
     update, metrics = reply
@@ -221,7 +226,7 @@ def _record(content: RecordDict, key: str, kind: type[R]) -> R:
     return record
 
 
-def _array_update(array: Array, dim: int) -> torch.Tensor | str:
+def array_update(array: Array, dim: int) -> torch.Tensor | str:
     """The float64 update an ``Array`` carries, or why it is rejected."""
     values = array_to_numpy(array)
     if values.dtype.kind != "f":

@@ -65,7 +65,6 @@ from fedsim.protocol import (
     SECAGG_SHARE_KEYS,
     SECAGG_UNMASK,
     SERVER_ROUND,
-    TRAIN_LOSS,
     UPDATE_KEY,
     array_to_numpy,
 )
@@ -78,7 +77,7 @@ from fedsim.secagg import (
     sum_error_bound,
 )
 from fedsim.seeding import Stream, numpy_rng
-from server.replies import privacy_report
+from server.replies import MAX_EXAMPLES, array_update, check_reply
 
 __all__ = ["SecureAggregation", "SecureRound", "mean_error_bound"]
 
@@ -245,7 +244,7 @@ class SecureAggregation:
                 continue
             pk1, pk2, count = content.get("pk1"), content.get("pk2"), content.get(NUM_EXAMPLES)
             if not (isinstance(pk1, bytes) and isinstance(pk2, bytes)) or not (
-                isinstance(count, int) and 0 < count <= 10**9
+                isinstance(count, int) and 0 < count <= MAX_EXAMPLES
             ):
                 left_out[client] = "malformed SecAgg+ setup reply (keys, num-examples)"
                 continue
@@ -338,17 +337,12 @@ class SecureAggregation:
             if isinstance(checked, str):
                 outcome.rejected[client] = checked
                 continue
-            vector, update, metrics = checked
-            privacy = privacy_report(metrics)
-            if isinstance(privacy, str):
-                outcome.rejected[client] = privacy
-                continue
+            vector, (update, num_examples, loss, privacy) = checked
             if privacy is not None:
                 outcome.privacy[client] = privacy
-            masked[client + 1], plain[client] = vector, update
-            outcome.num_examples[client] = int(metrics[NUM_EXAMPLES])
-            outcome.losses[client] = float(metrics.get(TRAIN_LOSS, float("nan")))
-            self._seconds += float(metrics.get(SECAGG_MASK_SECONDS, 0.0))
+            masked[client + 1], plain[client] = vector, update.numpy()
+            outcome.num_examples[client], outcome.losses[client] = num_examples, loss
+            self._seconds += float(msg.content[METRICS].get(SECAGG_MASK_SECONDS, 0.0))
             self._bytes += 8 * vector.size
         started = time.perf_counter()
         for group in self._groups:
@@ -476,18 +470,21 @@ def _inverse(node_to_client: Mapping[int, int]) -> dict[int, int]:
 
 def _masked_reply(
     content: RecordDict, dim: int, modulus: int
-) -> tuple[np.ndarray, np.ndarray, Mapping[str, Any]] | str:
-    """A secure train reply's masked vector, clear update (measurement only) and metrics."""
+) -> tuple[np.ndarray, tuple[torch.Tensor, int, float, Any]] | str:
+    """A secure train reply's masked vector and its checked clear part, or why it is rejected.
+
+    The clear update (measurement only) and the metrics pass the same checks as a clear
+    reply's (:func:`server.replies.check_reply`: a finite float update of length ``dim``, the
+    example count, the loss, the privacy report).
+    """
     try:
         vector = array_to_numpy(content[SECAGG_MASKED_KEY][SECAGG_MASKED_KEY])
-        update = array_to_numpy(content[SECAGG_PLAIN_KEY][UPDATE_KEY]).astype(np.float64)
+        plain = array_update(content[SECAGG_PLAIN_KEY][UPDATE_KEY], dim)
         metrics = content[METRICS]
     except (KeyError, TypeError, ValueError) as e:
         return f"malformed secure reply: missing or unreadable {e}"
     if not isinstance(metrics, MetricRecord):
         return "malformed secure reply: no metrics record"
-    if update.shape != (dim,):
-        return f"clear update has shape {update.shape}, expected ({dim},)"
     if vector.dtype != np.int64 or vector.shape != (dim,):
         return (
             f"masked vector has dtype {vector.dtype} and shape {vector.shape}, "
@@ -495,7 +492,5 @@ def _masked_reply(
         )
     if vector.size and (vector.min() < 0 or vector.max() >= modulus):
         return f"masked vector outside [0, {modulus})"
-    count = metrics.get(NUM_EXAMPLES)
-    if not isinstance(count, int) or isinstance(count, bool) or not 0 < count <= 10**9:
-        return f"num-examples is {count!r}, expected an integer in 1..10**9"
-    return vector, update, metrics
+    checked = check_reply((plain, metrics))
+    return checked if isinstance(checked, str) else (vector, checked)

@@ -20,17 +20,27 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from flwr.app import Context, Message
+import torch
+from flwr.app import Context, Message, MetricRecord, RecordDict
 
 from clients.app import make_client_app
 from fedsim.cli import main
 from fedsim.errors import ScenarioError
 from fedsim.federation import federation_for
+from fedsim.protocol import (
+    METRICS,
+    NUM_EXAMPLES,
+    SECAGG_MASKED_KEY,
+    SECAGG_PLAIN_KEY,
+    TRAIN_LOSS,
+    UPDATE_KEY,
+    to_array_record,
+)
 from fedsim.results import read_metrics
 from fedsim.run.runner import preflight, run_scenario
 from fedsim.scenario import Scenario
 from fedsim.secagg import SecAggSettings
-from server.secure_aggregation import SecureAggregation
+from server.secure_aggregation import SecureAggregation, _masked_reply
 from tests.conftest import make_scenario
 from tests.fedsim.run.test_runner import numbers, run_scenario_in_memory
 
@@ -303,3 +313,31 @@ def test_ray_gives_the_inline_metrics(tmp_path: Path, engine: str) -> None:
     inline_rows, ray_rows = read_metrics(tmp_path / "inline"), read_metrics(tmp_path / "ray")
     assert numbers(inline_rows) == numbers(ray_rows)
     assert [r["secagg_error"] for r in ray_rows] == [r["secagg_error"] for r in inline_rows]
+
+
+def _secure_reply(plain: torch.Tensor, num_examples: int = 5) -> RecordDict:
+    masked = torch.tensor([1, 2, 3], dtype=torch.int64)
+    return RecordDict(
+        {
+            SECAGG_MASKED_KEY: to_array_record(SECAGG_MASKED_KEY, masked),
+            SECAGG_PLAIN_KEY: to_array_record(UPDATE_KEY, plain),
+            METRICS: MetricRecord({NUM_EXAMPLES: num_examples, TRAIN_LOSS: 0.5}),
+        }
+    )
+
+
+def test_a_secure_reply_passes_the_clear_replys_checks() -> None:
+    settings = SecAggSettings()
+    vector, (update, count, loss, privacy) = _masked_reply(
+        _secure_reply(torch.tensor([0.1, -0.2, 0.3], dtype=torch.float64)),
+        3,
+        settings.modulus_range,
+    )
+    assert vector.tolist() == [1, 2, 3] and update.tolist() == [0.1, -0.2, 0.3]
+    assert (count, loss, privacy) == (5, 0.5, None)
+    # A NaN in the clear part (what secagg_error is measured on) is rejected like a clear
+    # update's, and so is an example count outside 1..10**9.
+    nan = _secure_reply(torch.tensor([0.1, float("nan"), 0.3], dtype=torch.float64))
+    assert _masked_reply(nan, 3, settings.modulus_range) == "update contains NaN/Inf"
+    huge = _secure_reply(torch.zeros(3, dtype=torch.float64), num_examples=10**9 + 1)
+    assert "outside 1..1000000000" in _masked_reply(huge, 3, settings.modulus_range)
