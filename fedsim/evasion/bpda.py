@@ -23,8 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fedsim.errors import InvalidSettingError
-from fedsim.evasion.core import perturb
-from fedsim.evasion.pgd import PGD, keep_first_success
+from fedsim.evasion.pgd import PGD
 from fedsim.purification.base import Purifier
 from fedsim.validation import require_int
 
@@ -183,21 +182,4 @@ class BPDAEOT(PGD):
         def objective(logits: torch.Tensor) -> torch.Tensor:
             return F.cross_entropy(logits, tiled, reduction="sum") / m
 
-        best, done = x, torch.zeros(len(x), dtype=torch.bool, device=x.device)
-        for _ in range(self.restarts):
-            x_adv = perturb(
-                forward,
-                objective,
-                x,
-                self.start(x, generator),
-                eps=self.eps,
-                alpha=self.alpha,
-                steps=self.steps,
-                norm=self.norm,
-            )
-            with torch.no_grad():
-                fooled = through(x_adv).argmax(dim=1) != y
-            best, done = keep_first_success(best, done, x_adv, fooled)
-            if bool(done.all()):
-                break
-        return best
+        return self.restarts_of(forward, objective, through, x, y, generator)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -113,11 +115,26 @@ class PGD(EvasionAttack):
         self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator
     ) -> torch.Tensor:
         """Run the restarts, keeping each sample's first success."""
-        objective = cross_entropy_objective(y)
+        return self.restarts_of(model, cross_entropy_objective(y), model, x, y, generator)
+
+    def restarts_of(
+        self,
+        forward: Callable[[torch.Tensor], torch.Tensor],
+        objective: Callable[[torch.Tensor], torch.Tensor],
+        judge: Callable[[torch.Tensor], torch.Tensor],
+        x: torch.Tensor,
+        y: torch.Tensor,
+        generator: torch.Generator,
+    ) -> torch.Tensor:
+        """PGD's restarts on ``objective(forward(·))``, each sample kept at its first success.
+
+        A sample succeeds when ``judge``'s logits misclassify it (``judge`` is ``forward`` for
+        plain PGD; a purified attack judges on one fresh draw of the purifier).
+        """
         best, done = x, torch.zeros(len(x), dtype=torch.bool, device=x.device)
         for _ in range(self.restarts):
             x_adv = perturb(
-                model,
+                forward,
                 objective,
                 x,
                 self.start(x, generator),
@@ -127,7 +144,7 @@ class PGD(EvasionAttack):
                 norm=self.norm,
             )
             with torch.no_grad():
-                fooled = model(x_adv).argmax(dim=1) != y
+                fooled = judge(x_adv).argmax(dim=1) != y
             best, done = keep_first_success(best, done, x_adv, fooled)
             if bool(done.all()):
                 break
