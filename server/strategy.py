@@ -232,30 +232,14 @@ class FedsimStrategy(Strategy):
             handoffs = {c: self.client_states.handoff(c) for c in sent}
             self.client_states.record(server_round, sent, self._global)
         shared = RecordDict({ARRAYS: arrays, CONFIG: config})  # one content for most clients
-        if secure:  # one message (and content) per node: each carries its own shares
-            return [
-                Message(
-                    RecordDict(
-                        {
-                            ARRAYS: arrays,
-                            CONFIG: config,
-                            SECAGG_KEY: secure[c],
-                            **handoffs.get(c, {}),
-                        }
-                    ),
-                    dst_node_id=self.client_to_node[c],
-                    message_type=MessageType.TRAIN,
-                )
-                for c in sent
-            ]
+
+        def content(client: int) -> RecordDict:
+            """``shared``, or a node's own content: its SecAgg+ shares, its handed-off state."""
+            own = {**({SECAGG_KEY: secure[client]} if secure else {}), **handoffs.get(client, {})}
+            return RecordDict({ARRAYS: arrays, CONFIG: config, **own}) if own else shared
+
         return [
-            Message(
-                RecordDict({ARRAYS: arrays, CONFIG: config, **handoffs[c]})
-                if handoffs.get(c)
-                else shared,
-                dst_node_id=self.client_to_node[c],
-                message_type=MessageType.TRAIN,
-            )
+            Message(content(c), dst_node_id=self.client_to_node[c], message_type=MessageType.TRAIN)
             for c in sent
         ]
 
@@ -274,11 +258,7 @@ class FedsimStrategy(Strategy):
             return self._aggregate_secure(server_round, replies, report, current)
         parsed = parse_train_replies(replies, self.node_to_client, self.dim)
         report.failed, report.rejected = parsed.failed, parsed.rejected
-        report.replied = sorted([u.client_id for u in parsed.updates] + list(parsed.rejected))
-        answered = set(report.replied) | set(report.failed) | set(report.dropped)
-        report.timed_out = [c for c in report.sampled if c not in answered]
-        for client, reason in {**parsed.failed, **parsed.rejected}.items():
-            log.warning("round %d: client %d left out: %s", server_round, client, reason)
+        self._book_replies(server_round, [u.client_id for u in parsed.updates])
         if self.privacy is not None:
             self.privacy.record_reports(
                 {u.client_id: u.privacy for u in parsed.updates if u.privacy is not None}
@@ -290,8 +270,7 @@ class FedsimStrategy(Strategy):
 
         checked = parsed.updates
         weights = torch.tensor([float(u.num_examples) for u in checked], dtype=torch.float64)
-        losses = torch.tensor([u.train_loss for u in checked], dtype=torch.float64)
-        report.train_loss = float((weights @ losses) / weights.sum())
+        report.train_loss = _weighted_mean(weights, [u.train_loss for u in checked])
         try:
             # FLTrust's server update first: a defence-aware adversary searches the whole rule.
             self.parts.before_aggregate(current, server_round)
@@ -313,10 +292,7 @@ class FedsimStrategy(Strategy):
             else:  # rows straight from the boundary are finite; the adversary's are not checked
                 result = self.aggregator(updates, weights, ids, finite=self.parts.adversary is None)
         except InvalidSettingError as e:
-            report.skipped = str(e)
-            log.warning("round %d skipped: %s", server_round, e)
-            self._observe(RoundView(server_round, current, None, parsed.updates))
-            return None, None
+            return self._skip(server_round, current, str(e), parsed.updates)
         report.accepted = result.accepted
         return self._apply(server_round, current, result.update, parsed.updates, len(ids))
 
@@ -365,25 +341,17 @@ class FedsimStrategy(Strategy):
         try:
             outcome = self.secure.finish(replies, self.node_to_client, self.dim)
         except (SecAggAbortedError, InvalidSettingError) as e:
-            report.skipped = f"secure aggregation aborted: {e}"
-            log.warning("round %d skipped: %s", server_round, report.skipped)
-            self._observe(RoundView(server_round, current, None, []))
-            return None, None
+            return self._skip(server_round, current, f"secure aggregation aborted: {e}", [])
         report.failed.update(outcome.failed)
         report.rejected = outcome.rejected
-        report.replied = sorted(list(outcome.num_examples) + list(outcome.rejected))
-        answered = set(report.replied) | set(report.failed) | set(report.dropped)
-        report.timed_out = [c for c in report.sampled if c not in answered]
-        for client, reason in {**report.failed, **report.rejected}.items():
-            log.warning("round %d: client %d left out: %s", server_round, client, reason)
+        self._book_replies(server_round, list(outcome.num_examples))
         for reason in outcome.groups_failed:
             log.warning("round %d: a SecAgg+ group failed: %s", server_round, reason)
         if self.privacy is not None:
             self.privacy.record_reports(outcome.privacy)
         ids = sorted(outcome.num_examples)
         weights = torch.tensor([float(outcome.num_examples[c]) for c in ids], dtype=torch.float64)
-        losses = torch.tensor([outcome.losses[c] for c in ids], dtype=torch.float64)
-        report.train_loss = float((weights @ losses) / weights.sum())
+        report.train_loss = _weighted_mean(weights, [outcome.losses[c] for c in ids])
         report.secagg_info = outcome.figures
         means = torch.stack(outcome.means)
         group_weights = torch.tensor(outcome.weights, dtype=torch.float64)
@@ -391,13 +359,37 @@ class FedsimStrategy(Strategy):
             self.parts.before_aggregate(current, server_round)  # FLTrust on group sums
             result = self.aggregator(means, group_weights, list(range(len(outcome.means))))
         except InvalidSettingError as e:
-            report.skipped = str(e)
-            log.warning("round %d skipped: %s", server_round, e)
-            self._observe(RoundView(server_round, current, None, []))
-            return None, None
+            return self._skip(server_round, current, str(e), [])
         if result.accepted is not None and len(outcome.means) > 1:  # groups → their clients
             report.accepted = sorted(c for g in result.accepted for c in outcome.members[g])
         return self._apply(server_round, current, result.update, [], len(ids))
+
+    def _book_replies(self, server_round: int, updated: list[int]) -> None:
+        """Note who replied (with an update, or rejected) and who timed out; log who is left out.
+
+        ``report.failed`` and ``report.rejected`` are already set.
+        """
+        report = self.report
+        assert report is not None
+        report.replied = sorted(updated + list(report.rejected))
+        answered = set(report.replied) | set(report.failed) | set(report.dropped)
+        report.timed_out = [c for c in report.sampled if c not in answered]
+        for client, reason in {**report.failed, **report.rejected}.items():
+            log.warning("round %d: client %d left out: %s", server_round, client, reason)
+
+    def _skip(
+        self,
+        server_round: int,
+        current: torch.Tensor,
+        reason: str,
+        updates: list[ClientUpdate],
+    ) -> tuple[None, None]:
+        """Skip the round (the model stays ``current``) for ``reason``; the probes still run."""
+        assert self.report is not None
+        self.report.skipped = reason
+        log.warning("round %d skipped: %s", server_round, reason)
+        self._observe(RoundView(server_round, current, None, updates))
+        return None, None
 
     def _observe(self, view: RoundView) -> None:
         """Run the probes on a finished round, with the privacy accounted so far."""
@@ -416,3 +408,8 @@ class FedsimStrategy(Strategy):
     ) -> MetricRecord | None:
         """Nothing to aggregate (see :meth:`configure_evaluate`)."""
         return None
+
+
+def _weighted_mean(weights: torch.Tensor, values: list[float]) -> float:
+    """``Σ w_i v_i / Σ w_i`` in float64 (the round's train loss, weighted by examples)."""
+    return float((weights @ torch.tensor(values, dtype=torch.float64)) / weights.sum())
