@@ -117,12 +117,16 @@ class RobustnessProbe(Probe):
         order = torch.randperm(
             len(y), generator=torch_generator(fed.scenario.seed, Stream.ROBUSTNESS)
         )
+
+        def first(count: int) -> tuple[torch.Tensor, torch.Tensor]:
+            """The first ``count`` examples of the seeded order (in held-out order, pixels)."""
+            chosen = order[:count].sort().values
+            return to_pixel_space(x[chosen], dataset.mean, dataset.std), y[chosen]
+
         count = min(config.samples, len(y))
         if count < config.samples:
             log.info("robustness: %d samples asked, the held-out set has %d", config.samples, count)
-        chosen = order[:count].sort().values
-        self.x = to_pixel_space(x[chosen], dataset.mean, dataset.std)
-        self.y = y[chosen]
+        self.x, self.y = first(count)
         self.public = order[count:]  # held-out examples outside the subset (transfer: public)
         self.purifier = config.purifier.build()
         self.purified = config.purifier.name != "none"
@@ -131,12 +135,8 @@ class RobustnessProbe(Probe):
             self.attacks = [OnClassifier(a) for a in self.attacks]
         self.certification: Certification | None = None
         if config.certify is not None:  # its own seeded subset of the held-out set
-            picked = order[: min(config.certify.samples, len(y))].sort().values
             self.certification = Certification(
-                config.certify,
-                to_pixel_space(x[picked], dataset.mean, dataset.std),
-                y[picked],
-                fed.scenario.seed,
+                config.certify, *first(min(config.certify.samples, len(y))), fed.scenario.seed
             )
         self.transfer_label: str | None = None
         self._transfer: MIFGSM | None = None
