@@ -120,7 +120,7 @@ def run_rounds(n: int, rounds: int, secure: bool) -> dict[str, float]:
 
 def runs_table(clients: list[int], rounds: int) -> None:
     """Print clear and SecAgg+ rounds of one scenario side by side, one row per n."""
-    print("n | clear round s | secagg round s | ratio | secagg_s | bytes/client | acc clear | acc secagg")
+    print("n | clear s | secagg s | ratio | secagg_s | bytes/client | acc clear | acc secagg")
     for n in clients:
         clear, secure = run_rounds(n, rounds, False), run_rounds(n, rounds, True)
         ratio = secure["round_s"] / clear["round_s"]
