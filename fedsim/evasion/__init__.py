@@ -23,6 +23,7 @@ from fedsim.evasion.pixel_space import PixelSpaceModel, model_in_pixel_space, to
 from fedsim.evasion.plot import plot_reliability
 from fedsim.evasion.purified import OnClassifier, Purified
 from fedsim.evasion.registry import EVASION_ATTACKS, build_attack
+from fedsim.evasion.square import Square
 
 __all__ = [
     "AdversarialDraw",
@@ -41,6 +42,7 @@ __all__ = [
     "Purified",
     "ReliabilityDiagram",
     "RobustAccuracy",
+    "Square",
     "attack_mode",
     "build_attack",
     "expected_calibration_error",

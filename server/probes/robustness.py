@@ -25,6 +25,9 @@ set is taken out) and reports
   ``pgd_bpda_eot-linf-0.1``) and ``worst_case`` is the per-sample worst case over all of them
   (so never above any single attack's figure); ``purifier_clean_accuracy`` is the clean
   accuracy through P, while ``robustness_clean_accuracy`` stays the classifier's own;
+- with a query-only attack (``square``): ``evasion_queries`` (attack label → mean model
+  queries per attacked sample, i.e. per sample classified correctly before the attack); with
+  a purifier it queries f(P(x)) itself, so it is adaptive by construction;
 - with ``certify``: ``certified_accuracy`` (radius label ``r0.25`` → share certified correct)
   and ``certify_s`` (:mod:`server.probes.certify`), with the per-sample records in
   ``<run dir>/robustness/certify_round<r>.json``.
@@ -64,6 +67,7 @@ from fedsim.evasion import (
     OnClassifier,
     Purified,
     RobustAccuracy,
+    Square,
     model_in_pixel_space,
     plot_reliability,
     robust_accuracy,
@@ -132,7 +136,8 @@ class RobustnessProbe(Probe):
         self.purified = config.purifier.name != "none"
         self.attacks: list[EvasionAttack] = [a.build(self.purifier) for a in config.attacks]
         if self.purified:  # non-adaptive and BPDA + EOT both craft on f; judged on f(P(x))
-            self.attacks = [OnClassifier(a) for a in self.attacks]
+            # a query-only attack (square) needs no gradient: it queries f(P(x)) itself
+            self.attacks = [a if a.query_only else OnClassifier(a) for a in self.attacks]
         self.certification: Certification | None = None
         if config.certify is not None:  # its own seeded subset of the held-out set
             self.certification = Certification(
@@ -212,6 +217,9 @@ class RobustnessProbe(Probe):
             start = time.perf_counter()
             x, y = self.x.to(device), self.y.to(device)
             generator = torch_generator(fed.scenario.seed, Stream.ROBUSTNESS, view.round)
+            queried = [a for a in attacks if isinstance(a, Square)]
+            for attack in queried:
+                attack.reset_queries()
             result = robust_accuracy(defended, x, y, attacks, generator, config.batch_size)
             figures: dict[str, Any] = {
                 "robust_accuracy": result.figures(),
@@ -222,6 +230,8 @@ class RobustnessProbe(Probe):
             if self.purified:
                 figures["purifier_clean_accuracy"] = result.clean
                 figures["robustness_clean_accuracy"] = _accuracy(pixel_model, x, y)
+            if queried:  # mean model queries per attacked sample, per query-only attack
+                figures["evasion_queries"] = {a.label: a.mean_queries for a in queried}
             if self.transfer_label is not None:
                 fooled = result.clean - result.per_attack[self.transfer_label]
                 figures["transfer_success_rate"] = fooled / result.clean if result.clean else 0.0
