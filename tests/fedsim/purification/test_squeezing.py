@@ -17,7 +17,7 @@ def test_the_registry_holds_the_three_purifiers() -> None:
     assert build_purifier("median_filter", size=3).size == 3
     with pytest.raises(InvalidSettingError, match="bit_depth has no parameter 'size'"):
         build_purifier("bit_depth", size=3)
-    with pytest.raises(UnknownNameError, match="known: bit_depth, median_filter, none"):
+    with pytest.raises(UnknownNameError, match="known: bit_depth, diffusion, median_filter, none"):
         build_purifier("diffusion")
 
 
