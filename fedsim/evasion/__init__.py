@@ -17,6 +17,7 @@ from fedsim.evasion.calibration import (
 )
 from fedsim.evasion.evaluation import RobustAccuracy, robust_accuracy
 from fedsim.evasion.fgsm import FGSM
+from fedsim.evasion.full_eot import FullEOT
 from fedsim.evasion.mifgsm import MIFGSM, Ensemble
 from fedsim.evasion.pgd import PGD
 from fedsim.evasion.pixel_space import PixelSpaceModel, model_in_pixel_space, to_pixel_space
@@ -35,6 +36,7 @@ __all__ = [
     "Ensemble",
     "EvasionAttack",
     "FGSM",
+    "FullEOT",
     "MIFGSM",
     "OnClassifier",
     "PGD",

@@ -19,6 +19,7 @@ one-shot denoiser of denoised smoothing (Carlini et al., ICLR 2023).
 
 from __future__ import annotations
 
+import copy
 import time
 
 import torch
@@ -115,7 +116,8 @@ class DiffusionPurifier(Purifier):
     def fit(self, x: torch.Tensor, generator: torch.Generator) -> float:
         """Train the score network on [0, 1] pixel images ``x`` ``(N, C, H, W)``; seconds taken.
 
-        The network's initial weights and every training draw come from ``generator``.
+        The network's initial weights and every training draw come from ``generator``; it
+        lives on ``x``'s device, where the images to purify must be.
         """
         if x.dim() != 4 or x.shape[0] == 0:
             raise InvalidSettingError(
@@ -131,12 +133,20 @@ class DiffusionPurifier(Purifier):
         self._net = net.eval()
         return time.perf_counter() - start
 
+    def using(self, sampler: str, steps: int | None = None) -> DiffusionPurifier:
+        """The same purifier (and trained score network, shared) with another sampler."""
+        other = copy.copy(self)
+        fresh = DiffusionPurifier(self.t_star, sampler, steps)
+        other.sampler, other.steps = fresh.sampler, fresh.steps
+        return other
+
     def _network(self, x: torch.Tensor) -> ScoreNet:
         if self._net is None:
             raise InvalidSettingError(
                 f"{self.name} has no trained score network: call fit(x, generator) first"
             )
-        return self._net.to(x.device)
+        # No Module.to here: moving a module inside torch.func.grad (the attacks) breaks it.
+        return self._net
 
     def purify(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         """Diffuse to t*, run the reverse sampler, back to [0, 1] pixels (differentiable)."""
@@ -144,7 +154,9 @@ class DiffusionPurifier(Purifier):
         if generator is None:
             generator = torch.Generator(device=x.device).manual_seed(0)
         noise = torch.randn(x.shape, generator=generator, device=generator.device)
-        x_t, _ = self.sde.marginal(2.0 * x - 1.0, torch.tensor(self.t_star), noise.to(x))
+        x_t, _ = self.sde.marginal(
+            2.0 * x - 1.0, torch.tensor(self.t_star), noise.to(x.device, x.dtype)
+        )
         if self.sampler == "ode":
             x0 = probability_flow(net, self.sde, x_t, self.t_star, self.steps)
         else:
@@ -164,7 +176,12 @@ class DiffusionPurifier(Purifier):
         net = self._network(x_noisy)
         t = self.sde.t_for_noise_ratio(2.0 * sigma)
         a = self.sde.alpha_bar(torch.tensor(t))
-        x0 = one_shot(net, self.sde, torch.sqrt(a).to(x_noisy) * (2.0 * x_noisy - 1.0), t)
+        x0 = one_shot(
+            net,
+            self.sde,
+            torch.sqrt(a).to(x_noisy.device, x_noisy.dtype) * (2.0 * x_noisy - 1.0),
+            t,
+        )
         return ((x0 + 1.0) / 2.0).clamp(0.0, 1.0)
 
     def __repr__(self) -> str:
