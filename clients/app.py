@@ -56,7 +56,7 @@ from fedsim.protocol import (
     SECAGG_UNMASK,
 )
 from fedsim.scenario import Scenario, load_scenario, scenario_path
-from fedsim.training import TrainResult, evaluate, single_thread, train_local
+from fedsim.training import TrainResult, evaluate, single_thread, task_loss, train_local
 
 __all__ = ["app", "make_client_app"]
 
@@ -93,8 +93,11 @@ def make_client_app(scenario: Scenario | None = None) -> ClientApp:
         else:
             generator = job.generator()
             augment = fed.data.dataset.augment
+            loss = None
+            if fed.tasks is not None:  # the sum of the losses of the tasks it holds
+                loss = task_loss(fed.tasks, fed.client_tasks(job.client_id))
             result = train_local(
-                model, job.x, job.y, job.settings, generator, augment, job.adversarial
+                model, job.x, job.y, job.settings, generator, augment, job.adversarial, loss
             )
         reply = finish_train(msg, context, job, flat_params(model), result, privacy_metrics)
         if SECAGG_KEY in msg.content:  # secure aggregation: mask the update

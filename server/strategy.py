@@ -27,6 +27,7 @@ from flwr.serverapp.strategy import Strategy
 
 from fedsim.errors import InvalidSettingError
 from fedsim.faults import client_faults
+from fedsim.models.head_averaging import holder_mean_heads
 from fedsim.protocol import (
     ARRAYS,
     CONFIG,
@@ -181,6 +182,10 @@ class FedsimStrategy(Strategy):
         self.client_to_node = client_to_node.to_node
         self.node_to_client = client_to_node.to_client
         self.dim = dim
+        self.heads: dict[str, slice] | None = None  # heads averaged over their task's holders
+        multitask = parts.fed.multitask("server") if parts.fed.tasks is not None else None
+        if multitask is not None and scenario.data.task_assignment != "all":
+            self.heads = multitask.head_slices()
         self.round_offset = 0
         self.report: RoundReport | None = None
         self._global: torch.Tensor | None = None
@@ -294,7 +299,24 @@ class FedsimStrategy(Strategy):
         except InvalidSettingError as e:
             return self._skip(server_round, current, str(e), parsed.updates)
         report.accepted = result.accepted
-        return self._apply(server_round, current, result.update, parsed.updates, len(ids))
+        update = result.update
+        if self.heads is not None:  # multi-task, round robin: each head over its holders
+            update = self._heads_over_holders(update, updates, weights, ids, result.accepted)
+        return self._apply(server_round, current, update, parsed.updates, len(ids))
+
+    def _heads_over_holders(
+        self,
+        update: torch.Tensor,
+        updates: torch.Tensor,
+        weights: torch.Tensor,
+        ids: list[int],
+        accepted: list[int] | None,
+    ) -> torch.Tensor:
+        """Each task head of ``update`` as the mean over its accepted holders (multi-task)."""
+        assert self.heads is not None
+        fed, kept = self.parts.fed, set(ids if accepted is None else accepted)
+        holds = {t: [c in kept and t in fed.client_tasks(c) for c in ids] for t in self.heads}
+        return holder_mean_heads(update, updates, weights.to(updates.device), self.heads, holds)
 
     def _apply(
         self,
