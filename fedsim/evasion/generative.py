@@ -133,16 +133,25 @@ def _margin(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 @contextlib.contextmanager
 def _penultimate(models: Sequence[nn.Module]) -> Iterator[list[list[torch.Tensor]]]:
-    """Record, per model, the input of its last linear layer at each forward (else the output)."""
+    """Record, per model and forward, the input of the last linear layer it ran (else its output).
+
+    The last linear layer *run*, not the last registered: a multi-task model's single-task view
+    holds every task's head but runs one.
+    """
     taps: list[list[torch.Tensor]] = [[] for _ in models]
     handles = []
     for tap, model in zip(taps, models, strict=True):
         linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
-        if linears:
-            hook = linears[-1].register_forward_pre_hook(lambda _m, a, t=tap: t.append(a[0]))
-        else:
-            hook = model.register_forward_hook(lambda _m, _a, out, t=tap: t.append(out))
-        handles.append(hook)
+        latest: dict[str, torch.Tensor] = {}
+        for linear in linears:
+            handles.append(
+                linear.register_forward_pre_hook(lambda _m, a, d=latest: d.update(h=a[0]))
+            )
+
+        def record(_m: nn.Module, _a: object, out: torch.Tensor, t=tap, d=latest) -> None:
+            t.append(d.pop("h", out))
+
+        handles.append(model.register_forward_hook(record))
     try:
         yield taps
     finally:
