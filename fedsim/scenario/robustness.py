@@ -89,7 +89,9 @@ class EvasionAttackConfig(StrictBlock):
 
     ``adaptive: bpda_eot`` (only with ``name: pgd`` and a purifier other than ``none``) attacks
     through the purifier with BPDA + EOT (:class:`fedsim.evasion.BPDAEOT`), ``eot`` draws per
-    gradient; ``adaptive: none`` (the default) crafts on the classifier alone.
+    gradient; ``adaptive: none`` (the default) crafts on the classifier alone. A query-only
+    attack (``{name: square, eps: 0.1, queries: 1000}``, :class:`fedsim.evasion.Square`) needs
+    no ``adaptive``: with a purifier it queries f(P(x)) itself.
     """
 
     model_config = ConfigDict(extra="allow", strict=False, validate_default=True)
