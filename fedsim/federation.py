@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import nn
@@ -24,6 +24,7 @@ from fedsim.errors import InvalidSettingError
 from fedsim.models import build_model
 from fedsim.models.multitask import MultiTaskModel, TaskView
 from fedsim.params import flat_params
+from fedsim.personalization import local_test_split
 from fedsim.scenario import Scenario
 from fedsim.seeding import Stream, derive_seed, numpy_rng
 
@@ -200,6 +201,9 @@ def federation_override(fed: Federation) -> Iterator[Federation]:
 def _federation(scenario_json: str) -> Federation:
     scenario = Scenario.model_validate_json(scenario_json)
     data = federated_data(scenario.data, scenario.seed)
+    if (personal := scenario.clients.personalization) is not None:
+        train, tests = local_test_split(data.partitions, personal.test_fraction, scenario.seed)
+        data = replace(data, partitions=train, local_tests=tests)
     malicious = malicious_clients(scenario)
     canaries = example_canaries(scenario, data.dataset, malicious)
     attack = build_scenario_attack(scenario, data.dataset.num_classes)

@@ -36,6 +36,7 @@ class Stream(IntEnum):
     THEFT_DATA = 25  # which part of the held-out set a model thief holds
     ROBUSTNESS = 20  # the robustness probe: evaluated subset, attacks' draws, transfer surrogates
     SECAGG = 26  # secure aggregation: the neighbour graph, each client's quantization rounding
+    PERSONAL = 30  # personalized FL: each client's own test split, a personal model's shuffles
 
 
 def derive_seed(seed: int, stream: Stream, *key: int) -> int:

@@ -29,6 +29,7 @@ from fedsim.validation import require_int
 
 __all__ = [
     "AdversarialSettings",
+    "BatchLoss",
     "EvalResult",
     "TrainResult",
     "TrainSettings",

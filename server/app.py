@@ -307,6 +307,10 @@ def _summarise(scenario: Scenario, history: list[dict[str, Any]], wall_s: float)
     ):
         if key in last:
             summary[f"final_{key}"] = last[key]
+    for key in ("personalized_accuracy", "personalized_task_accuracy", "global_local_accuracy"):
+        reported = [r[key] for r in history if key in r]
+        if reported:  # the last round some honest client reported it in
+            summary[f"final_{key}"] = reported[-1]
     return summary
 
 

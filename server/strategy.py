@@ -43,6 +43,7 @@ from fedsim.seeding import Stream, torch_generator
 from server.aggregators.crfl import crfl_clip_and_perturb
 from server.client_nodes import ClientNodes
 from server.parts import ServerParts
+from server.personalization import local_head_mask, personal_figures, shared_only
 from server.probes import RoundView
 from server.replies import ClientUpdate, parse_train_replies, stack_updates
 from server.sampling import sample_clients
@@ -71,6 +72,7 @@ class RoundReport:
     train_loss: float | None = None
     privacy_info: dict[str, float] = field(default_factory=dict)
     secagg_info: dict[str, float] = field(default_factory=dict)
+    personal: dict[str, Any] = field(default_factory=dict)
     started: float = field(default_factory=time.perf_counter)
 
     def as_record(self) -> dict[str, Any]:
@@ -105,6 +107,7 @@ class RoundReport:
             **({"attack": self.attack_info} if self.attack_info else {}),
             **self.privacy_info,
             **self.secagg_info,
+            **self.personal,
         }
 
 
@@ -186,6 +189,7 @@ class FedsimStrategy(Strategy):
         multitask = parts.fed.multitask("server") if parts.fed.tasks is not None else None
         if multitask is not None and scenario.data.task_assignment != "all":
             self.heads = multitask.head_slices()
+        self.local_heads = local_head_mask(parts.fed)  # coordinates the server never updates
         self.round_offset = 0
         self.report: RoundReport | None = None
         self._global: torch.Tensor | None = None
@@ -259,6 +263,10 @@ class FedsimStrategy(Strategy):
         if report.skipped is not None:  # secure aggregation failed before training
             self._observe(RoundView(server_round, current, None, []))
             return None, None
+        if self.scenario.clients.personalization is not None:
+            replies = list(replies)
+            tasks = () if self.parts.fed.tasks is None else self.parts.fed.tasks.names
+            report.personal = personal_figures(replies, self.node_to_client, self.malicious, tasks)
         if self.secure is not None:
             return self._aggregate_secure(server_round, replies, report, current)
         parsed = parse_train_replies(replies, self.node_to_client, self.dim)
@@ -329,6 +337,7 @@ class FedsimStrategy(Strategy):
         """Apply the round's aggregate ``update``; run the probes (given ``updates``)."""
         report = self.report
         assert report is not None
+        update = shared_only(update, self.local_heads)  # FedPer/FedRep: the head stays local
         new_global = current.to(torch.float64) + self.scenario.defense.server_lr * update
         if (crfl := self.scenario.defense.crfl) is not None:  # CRFL: clip and perturb w
             noise = torch_generator(self.scenario.seed, Stream.CRFL, server_round)

@@ -67,6 +67,7 @@ def preflight(scenario: Scenario) -> None:
     except SETTING_ERRORS as e:
         raise ScenarioError("data", scenario.data.model_dump(), str(e)) from None
     _check_tasks(scenario)
+    _check_personalization(scenario)
     try:
         fed = federation_for(scenario)
         _check_backdoor(fed)
@@ -113,6 +114,39 @@ def _check_tasks(scenario: Scenario) -> None:
             "round_robin",
             "all under secure aggregation or central DP "
             "(a head is averaged over the clients holding its task, which needs single updates)",
+        )
+
+
+def _check_personalization(scenario: Scenario) -> None:
+    """``clients.personalization`` on settings whose clients can keep and train a personal part.
+
+    The vectorized runtime trains every client of a round as one batched step and keeps no
+    node state between rounds, so it cannot hold personal heads or models; DP-SGD and
+    adversarial training are not wired into the personalized local procedures.
+    """
+    if scenario.clients.personalization is None:
+        return
+    method = scenario.clients.personalization.method
+    if scenario.runtime == "vectorized":
+        raise ScenarioError(
+            "runtime",
+            "vectorized",
+            f"inline or ray with clients.personalization ({method}: "
+            "the vectorized runtime keeps no per-client state between rounds, and personal "
+            "heads or models live in each client's node state)",
+        )
+    if scenario.privacy.local_dp is not None:
+        raise ScenarioError(
+            "privacy.local_dp",
+            "set",
+            "null with clients.personalization (DP-SGD is not wired "
+            "to the personalized local procedures)",
+        )
+    if scenario.clients.adversarial_training is not None:
+        raise ScenarioError(
+            "clients.adversarial_training",
+            "set",
+            "null with clients.personalization (not wired to the personalized local procedures)",
         )
 
 
