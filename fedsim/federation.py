@@ -20,6 +20,7 @@ from fedsim.attacks.strength import StrengthSearch
 from fedsim.audit.canaries import ExampleCanaries, example_canaries, insert_example_canaries
 from fedsim.data import FederatedData, federated_data
 from fedsim.errors import InvalidSettingError
+from fedsim.memorization import TextCanaries, scenario_text_canaries
 from fedsim.models import build_model
 from fedsim.params import flat_params
 from fedsim.scenario import Scenario
@@ -97,7 +98,8 @@ class Federation:
 
     ``data`` already holds a privacy audit's inserted canary examples (in their owners'
     training data, :attr:`FederatedData.extra <fedsim.data.FederatedData>`); ``canaries`` is
-    every canary, inserted or not, for the audit probe.
+    every canary, inserted or not, for the audit probe. ``text_canaries`` are
+    ``privacy.memorization``'s secrets, also in their owners' data (text datasets only).
     """
 
     scenario: Scenario
@@ -107,6 +109,7 @@ class Federation:
     attack: Attack | None = None
     canaries: ExampleCanaries | None = None
     strength: StrengthSearch | None = None
+    text_canaries: TextCanaries | None = None
     _models: dict[str, nn.Module] = field(default_factory=dict, repr=False)
 
     def build_model(self) -> nn.Module:
@@ -175,12 +178,17 @@ def _federation(scenario_json: str) -> Federation:
     malicious = malicious_clients(scenario)
     canaries = example_canaries(scenario, data.dataset, malicious)
     attack = build_scenario_attack(scenario, data.dataset.num_classes)
+    data = insert_example_canaries(data, canaries)
+    secrets = scenario_text_canaries(scenario, malicious) if data.dataset.is_text else None
+    if secrets is not None:
+        data = data.with_extra(secrets.merged_into(data.extra))
     return Federation(
         scenario=scenario,
-        data=insert_example_canaries(data, canaries),
+        data=data,
         malicious=malicious,
         device=resolve_device(scenario.device),
         attack=attack,
         canaries=canaries,
         strength=strength_search(scenario, attack),
+        text_canaries=secrets,
     )

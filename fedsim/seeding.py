@@ -36,6 +36,7 @@ class Stream(IntEnum):
     THEFT_DATA = 25  # which part of the held-out set a model thief holds
     ROBUSTNESS = 20  # the robustness probe: evaluated subset, attacks' draws, transfer surrogates
     SECAGG = 26  # secure aggregation: the neighbour graph, each client's quantization rounding
+    MEMORIZATION = 32  # secret-sharer canaries in text: their secrets and owners (issue #32)
 
 
 def derive_seed(seed: int, stream: Stream, *key: int) -> int:

@@ -1,6 +1,6 @@
 """Probes: what observes a run without training.
 
-Backdoor ASR, inversion, membership, audits, evasion, extraction, watermark.
+Backdoor ASR, inversion, membership, audits, evasion, extraction, watermark, memorisation.
 
 Importing this package registers every probe in :data:`PROBES`; :class:`ProbeSet` builds the
 ones a scenario configures. See :mod:`server.probes.base` for the interface.
@@ -15,6 +15,7 @@ from server.probes import (  # noqa: F401  (each import registers its probe)
     extraction,
     inversion,
     membership,
+    memorization,
     robustness,
     watermark,
 )
