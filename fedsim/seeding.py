@@ -37,6 +37,7 @@ class Stream(IntEnum):
     ROBUSTNESS = 20  # the robustness probe: evaluated subset, attacks' draws, transfer surrogates
     SECAGG = 26  # secure aggregation: the neighbour graph, each client's quantization rounding
     PERSONAL = 30  # personalized FL: each client's own test split, a personal model's shuffles
+    MEMORIZATION = 32  # secret-sharer canaries in text: their secrets and owners (issue #32)
 
 
 def derive_seed(seed: int, stream: Stream, *key: int) -> int:
