@@ -58,6 +58,12 @@ class InversionConfig(StrictBlock):
     """``privacy.inversion:`` a gradient-inversion probe by a curious server or client."""
 
     attack: str = "idlg"
+    malicious_model: Literal["none", "inconsistent"] = Field(
+        "none",
+        description="inconsistent: the server sends every client but a target (the first of "
+        "clients sampled, else the round's first) a model whose updates vanish, so a secure "
+        "sum is the target's update (Pasquini et al., CCS 2022)",
+    )
     threat_model: Literal["server", "client"] = Field(
         "server",
         description="server: attack chosen clients' updates; client: attack the change of the "

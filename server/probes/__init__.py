@@ -21,7 +21,15 @@ from server.probes import (  # noqa: F401  (each import registers its probe)
     robustness,
     watermark,
 )
-from server.probes.base import PROBES, Probe, RoundView
+from server.probes.base import PROBES, Probe, RevealedSum, RoundView
 from server.probes.probe_set import ProbeSet
 
-__all__ = ["DIRECTIONS", "PROBES", "THREAT_MODELS", "Probe", "ProbeSet", "RoundView"]
+__all__ = [
+    "DIRECTIONS",
+    "PROBES",
+    "THREAT_MODELS",
+    "Probe",
+    "ProbeSet",
+    "RevealedSum",
+    "RoundView",
+]

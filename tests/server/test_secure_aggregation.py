@@ -180,8 +180,8 @@ def test_below_the_threshold_the_round_fails_cleanly() -> None:
         ),
         ({"privacy.central_dp": {"noise_multiplier": 1.0}}, "privacy.central_dp", "local_dp"),
         (
-            {"privacy.inversion": {"attack": "idlg", "num_images": 1}},
-            "privacy.inversion.threat_model",
+            {"privacy.membership": {"attack": "update", "threat_model": "server"}},
+            "privacy.membership.threat_model",
             "single updates",
         ),
         ({"runtime": "vectorized"}, "runtime", "not yet"),
