@@ -161,6 +161,9 @@ class CRFLProbe(Probe):
     def observe(self, view: RoundView) -> dict[str, Any]:
         """Certify the subset on the round's global model; return the figures."""
         start = time.perf_counter()
+        if not bool(torch.isfinite(view.model).all()):  # nothing to certify; no figure
+            log.warning("round %d crfl: the global model is not finite, not certified", view.round)
+            return {}
         model = self.fed.model("crfl")
         device = next(model.parameters()).device
         generator = torch_generator(self.fed.scenario.seed, Stream.CRFL, view.round, 2)

@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from fedsim.certify import certified_accuracy
@@ -14,6 +15,7 @@ from fedsim.cli import main
 from fedsim.errors import ScenarioError
 from fedsim.federation import federation_for
 from server.parts import ServerParts
+from server.probes import RoundView
 from tests.conftest import make_scenario
 from tests.fedsim.run.test_runner import run_scenario_in_memory
 
@@ -104,3 +106,11 @@ def test_no_probe_without_a_certificate(defense: dict) -> None:
 def test_bad_settings_name_the_key(certify: dict, path: str) -> None:
     with pytest.raises(ScenarioError, match=path.replace(".", r"\.")):
         make_scenario(defense=_defense(certify=certify))
+
+
+def test_a_non_finite_global_model_gives_no_figure() -> None:
+    scenario = make_scenario(rounds=1, defense=_defense(certify=CERTIFY))
+    probe = ServerParts.build(federation_for(scenario)).probes.find("crfl")
+    size = sum(p.numel() for p in probe.fed.model("crfl").parameters())
+    nan = torch.full((size,), float("nan"))
+    assert probe.observe(RoundView(1, nan, nan, [])) == {}
