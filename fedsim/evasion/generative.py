@@ -251,8 +251,9 @@ class GenerativeAttack(EvasionAttack):
 
     @property
     def label(self) -> str:
-        """``"generative-linf-<eps>-<K>agents"``."""
-        return f"{self.name}-{self.norm}-{self.eps:g}-{self.agents}agents"
+        """``"generative-linf-<eps>-<K>agents"``, with ``-client`` for a client's agents."""
+        suffix = "-client" if self.threat_model == "client" else ""
+        return f"{self.name}-{self.norm}-{self.eps:g}-{self.agents}agents{suffix}"
 
     @property
     def fitted(self) -> bool:

@@ -91,7 +91,9 @@ class EvasionAttackConfig(StrictBlock):
     through the purifier with BPDA + EOT (:class:`fedsim.evasion.BPDAEOT`), ``eot`` draws per
     gradient; ``adaptive: full_eot`` backpropagates through the purifier itself, EOT-averaged
     (:class:`fedsim.evasion.FullEOT`: for a differentiable purifier such as ``diffusion``);
-    ``adaptive: none`` (the default) crafts on the classifier alone.
+    ``adaptive: none`` (the default) crafts on the classifier alone. A query-only attack
+    (``{name: square, eps: 0.1, queries: 1000}``, :class:`fedsim.evasion.Square`) needs no
+    ``adaptive``: with a purifier it queries f(P(x)) itself.
     """
 
     model_config = ConfigDict(extra="allow", strict=False, validate_default=True)

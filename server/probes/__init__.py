@@ -1,6 +1,7 @@
 """Probes: what observes a run without training.
 
-Backdoor ASR, CRFL certification, inversion, membership, audits, evasion, extraction, watermark.
+Backdoor ASR, CRFL certification, inversion, membership, audits, evasion, extraction, watermark,
+memorisation.
 
 Importing this package registers every probe in :data:`PROBES`; :class:`ProbeSet` builds the
 ones a scenario configures. See :mod:`server.probes.base` for the interface.
@@ -16,6 +17,7 @@ from server.probes import (  # noqa: F401  (each import registers its probe)
     extraction,
     inversion,
     membership,
+    memorization,
     robustness,
     watermark,
 )

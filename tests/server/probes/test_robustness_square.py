@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import math
 
+import pytest
+
+from fedsim.errors import ScenarioError
 from fedsim.evasion import OnClassifier, Square
 from fedsim.federation import federation_for
 from server.parts import ServerParts
@@ -36,3 +39,17 @@ def test_a_run_reports_square_accuracy_and_its_queries() -> None:
     queries = rows[0]["evasion_queries"]["square-linf-0.1"]
     assert math.isfinite(queries) and 1.0 <= queries <= 40.0
     assert summary["final_robust_accuracy_square-linf-0.1"] == figures["square-linf-0.1"]
+
+
+@pytest.mark.parametrize(
+    ("attack", "match"),
+    [
+        ({"name": "square", "eps": 0.1, "queries": 0}, "queries"),
+        ({"name": "square", "eps": 0.1, "norm": "l2"}, "linf"),
+        ({"name": "square", "eps": 0.1, "adaptive": "bpda_eot"}, "needs name: pgd"),
+    ],
+)
+def test_bad_square_settings_name_the_key(attack: dict, match: str) -> None:
+    with pytest.raises(ScenarioError, match=r"robustness\.attacks\.1") as info:
+        make_scenario(robustness={**BLOCK, "attacks": [PGD, attack]})
+    assert match in str(info.value)
