@@ -303,6 +303,8 @@ class GenerativeAttack(EvasionAttack):
                         * perturbation_diversity(delta)
                         / max(self.eps, _TINY)
                     )
+                    if not bool(torch.isfinite(loss)):  # a broken agent (NaN weights): no step
+                        continue
                     optimizer.zero_grad()
                     loss.backward()
                     optimizer.step()
@@ -318,4 +320,6 @@ class GenerativeAttack(EvasionAttack):
                 "(the robustness probe does, with the agents its threat_model allows)"
             )
         with torch.no_grad():
-            return project(self._generator(x), x, self.eps, self.norm)
+            x_adv = self._generator(x)
+            x_adv = torch.where(torch.isfinite(x_adv), x_adv, x)  # never leave the ball
+            return project(x_adv, x, self.eps, self.norm)
