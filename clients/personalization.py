@@ -39,8 +39,9 @@ def train_personal(
     metrics measured on the client's own test split (none when that split is empty): the
     personal model's accuracy (:data:`~fedsim.protocol.PERSONAL_ACCURACY`; with
     ``data.tasks`` the first task's, and each task's under
-    :data:`~fedsim.protocol.PERSONAL_TASK_ACCURACY` ``+ task``), and for a method without a
-    local head (Ditto) the received global model's (:data:`~fedsim.protocol.GLOBAL_ACCURACY`).
+    :data:`~fedsim.protocol.PERSONAL_TASK_ACCURACY` ``+ task``, for the tasks the client holds
+    only), and for a method without a local head (Ditto) the received global model's
+    (:data:`~fedsim.protocol.GLOBAL_ACCURACY`).
     """
     fed, client = job.fed, job.client_id
     config = fed.scenario.clients.personalization
@@ -71,8 +72,13 @@ def train_personal(
     if len(y_test) == 0:
         return outcome.shared, outcome.result, metrics
     load_flat_params(model, outcome.personal)
-    metrics[PERSONAL_ACCURACY] = evaluate(model, x_test, y_test).accuracy
-    if fed.tasks is not None:
-        for task, accuracy in evaluate_tasks(model, x_test, y_test, fed.tasks).items():
+    if fed.tasks is None:
+        metrics[PERSONAL_ACCURACY] = evaluate(model, x_test, y_test).accuracy
+        return outcome.shared, outcome.result, metrics
+    held = fed.client_tasks(client)  # a head it never trains says nothing about it
+    for task, accuracy in evaluate_tasks(model, x_test, y_test, fed.tasks).items():
+        if task in held:
             metrics[PERSONAL_TASK_ACCURACY + task] = accuracy
+    if fed.tasks.names[0] in held:
+        metrics[PERSONAL_ACCURACY] = metrics[PERSONAL_TASK_ACCURACY + fed.tasks.names[0]]
     return outcome.shared, outcome.result, metrics

@@ -21,6 +21,7 @@ from fedsim.audit.canaries import ExampleCanaries, example_canaries, insert_exam
 from fedsim.data import FederatedData, federated_data
 from fedsim.data.tasks import TaskSet, task_set
 from fedsim.errors import InvalidSettingError
+from fedsim.memorization import TextCanaries, scenario_text_canaries
 from fedsim.models import build_model
 from fedsim.models.multitask import MultiTaskModel, TaskView
 from fedsim.params import flat_params
@@ -103,7 +104,8 @@ class Federation:
     every canary, inserted or not, for the audit probe. ``tasks`` is a multi-task
     federation's task set (``data.tasks``; ``None`` for a single-task one): its models are
     :class:`~fedsim.models.multitask.MultiTaskModel` objects, seen by single-task code
-    through the first task's view.
+    through the first task's view. ``text_canaries`` are
+    ``privacy.memorization``'s secrets, also in their owners' data (text datasets only).
     """
 
     scenario: Scenario
@@ -114,6 +116,7 @@ class Federation:
     canaries: ExampleCanaries | None = None
     strength: StrengthSearch | None = None
     tasks: TaskSet | None = None
+    text_canaries: TextCanaries | None = None
     _models: dict[str, nn.Module] = field(default_factory=dict, repr=False)
 
     def build_model(self) -> nn.Module:
@@ -211,13 +214,18 @@ def _federation(scenario_json: str) -> Federation:
     if scenario.data.tasks is not None:
         dataset = data.dataset
         tasks = task_set(scenario.data.tasks, scenario.data.dataset, dataset.num_classes)
+    data = insert_example_canaries(data, canaries)
+    secrets = scenario_text_canaries(scenario, malicious) if data.dataset.is_text else None
+    if secrets is not None:
+        data = data.with_extra(secrets.merged_into(data.extra))
     return Federation(
         scenario=scenario,
-        data=insert_example_canaries(data, canaries),
+        data=data,
         malicious=malicious,
         device=resolve_device(scenario.device),
         attack=attack,
         canaries=canaries,
         strength=strength_search(scenario, attack),
         tasks=tasks,
+        text_canaries=secrets,
     )

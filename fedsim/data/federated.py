@@ -18,6 +18,7 @@ from fedsim.data.partition import (
     partition_natural,
     partition_shards,
 )
+from fedsim.data.text import TEXT_DATASETS
 from fedsim.data.vision import natural_id_column
 from fedsim.errors import InvalidSettingError
 from fedsim.scenario import DataConfig
@@ -124,12 +125,16 @@ def _cached(key: str, seed: int) -> FederatedData:
     if config.path is not None:
         params["path"] = config.path
     if config.partition == "natural":
-        if natural_id_column(config.dataset) is None:
+        if config.dataset in TEXT_DATASETS:
+            params.setdefault("roles", config.num_clients)
+        elif natural_id_column(config.dataset) is None:
             raise InvalidSettingError(
                 f"partition 'natural' needs a dataset with a natural client id (femnist: one "
-                f"client per writer); {config.dataset!r} has none, use iid, dirichlet or shards"
+                f"client per writer; shakespeare: one per speaking role); {config.dataset!r} "
+                f"has none, use iid, dirichlet or shards"
             )
-        params.setdefault("writers", config.num_clients)
+        else:
+            params.setdefault("writers", config.num_clients)
     data = load_dataset(config.dataset, seed=seed, test_fraction=config.test_fraction, **params)
     labels = data.y_train.numpy()
     if config.partition == "iid":
@@ -142,7 +147,7 @@ def _cached(key: str, seed: int) -> FederatedData:
         if data.train_groups is None:
             raise InvalidSettingError(
                 f"partition 'natural': the {config.dataset!r} data read has no "
-                f"{natural_id_column(config.dataset)!r} column to group clients by"
+                f"{natural_id_column(config.dataset) or 'role'!r} column to group clients by"
             )
         parts = partition_natural(data.train_groups, config.num_clients)
     return FederatedData(data, parts)

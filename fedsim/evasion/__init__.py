@@ -17,6 +17,7 @@ from fedsim.evasion.calibration import (
 )
 from fedsim.evasion.evaluation import RobustAccuracy, robust_accuracy
 from fedsim.evasion.fgsm import FGSM
+from fedsim.evasion.full_eot import FullEOT
 from fedsim.evasion.generative import GenerativeAttack, PerturbationGenerator
 from fedsim.evasion.mifgsm import MIFGSM, Ensemble
 from fedsim.evasion.noise import UniformNoise
@@ -26,6 +27,7 @@ from fedsim.evasion.plot import plot_reliability
 from fedsim.evasion.purified import OnClassifier, Purified
 from fedsim.evasion.registry import EVASION_ATTACKS, build_attack
 from fedsim.evasion.relation_embedding import RelationEmbedding
+from fedsim.evasion.square import Square
 from fedsim.evasion.task_agnostic import TaskAgnostic
 
 __all__ = [
@@ -38,6 +40,7 @@ __all__ = [
     "Ensemble",
     "EvasionAttack",
     "FGSM",
+    "FullEOT",
     "GenerativeAttack",
     "MIFGSM",
     "OnClassifier",
@@ -48,6 +51,7 @@ __all__ = [
     "RelationEmbedding",
     "ReliabilityDiagram",
     "RobustAccuracy",
+    "Square",
     "TaskAgnostic",
     "UniformNoise",
     "attack_mode",

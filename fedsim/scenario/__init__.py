@@ -36,6 +36,7 @@ from fedsim.scenario.privacy import (
     InversionConfig,
     LocalDPConfig,
     MembershipConfig,
+    MemorizationConfig,
     PrivacyConfig,
 )
 from fedsim.scenario.robustness import (
@@ -72,6 +73,7 @@ __all__ = [
     "LocalDPConfig",
     "MAX_CLIENTS",
     "MembershipConfig",
+    "MemorizationConfig",
     "ModelConfig",
     "PersonalizationConfig",
     "PrivacyConfig",

@@ -25,9 +25,20 @@ set is taken out) and reports
   ``pgd_bpda_eot-linf-0.1``) and ``worst_case`` is the per-sample worst case over all of them
   (so never above any single attack's figure); ``purifier_clean_accuracy`` is the clean
   accuracy through P, while ``robustness_clean_accuracy`` stays the classifier's own;
+- with a query-only attack (``square``): ``evasion_queries`` (attack label → mean model
+  queries per attacked sample, i.e. per sample classified correctly before the attack); with
+  a purifier it queries f(P(x)) itself, so it is adaptive by construction;
 - with ``certify``: ``certified_accuracy`` (radius label ``r0.25`` → share certified correct)
   and ``certify_s`` (:mod:`server.probes.certify`), with the per-sample records in
-  ``<run dir>/robustness/certify_round<r>.json``.
+  ``<run dir>/robustness/certify_round<r>.json``;
+- with a ``diffusion`` purifier or ``certify.denoiser: diffusion``: ``purifier_s``, the seconds
+  the server spent training the score model, in the first evaluated round (it is trained once
+  per run, seeded, and kept). The **server** trains it, on its public pool: the held-out
+  examples outside both the attacked and the certified subsets. Server-side because the
+  purifier is a test-time defence of the deployed model, not of any client; it needs no
+  client data (so no privacy cost to clients and no poisoning by malicious clients), and the
+  server already holds this pool. A federated alternative — clients training the score network
+  with FedAvg on their own (non-IID) data — is not built.
 
 ``summary.json`` gets ``final_robust_accuracy`` (the last evaluated round's worst case),
 ``final_robust_accuracy_<label>`` per attack, ``final_ece`` and, with ``certify``,
@@ -65,6 +76,7 @@ from fedsim.evasion import (
     OnClassifier,
     Purified,
     RobustAccuracy,
+    Square,
     TaskAgnostic,
     model_in_pixel_space,
     plot_reliability,
@@ -74,8 +86,9 @@ from fedsim.evasion import (
 from fedsim.federation import Federation
 from fedsim.models import build_model
 from fedsim.params import load_flat_params
+from fedsim.purification import DiffusionPurifier, Purifier
 from fedsim.results import write_json_atomic
-from fedsim.scenario.robustness import TransferConfig
+from fedsim.scenario.robustness import RobustnessConfig, TransferConfig
 from fedsim.seeding import Stream, derive_seed, torch_generator
 from fedsim.training import TrainSettings, single_thread, train_local
 from server.probes.base import PROBES, Probe, RoundView, check_rounds
@@ -132,14 +145,22 @@ class RobustnessProbe(Probe):
         self.x, self.y = first(count)
         self.public = order[count:]  # held-out examples outside the subset (transfer: public)
         self.purifier = config.purifier.build()
+        certified = 0 if config.certify is None else min(config.certify.samples, len(y))
+        # The diffusion model the server trains (purifier, or denoised smoothing's denoiser) on
+        # its public pool: the held-out examples neither attacked nor certified.
+        self.diffusion = _diffusion_model(self.purifier, config)
+        pool = order[max(count, certified) :].sort().values
+        self.diffusion_pool = to_pixel_space(x[pool], dataset.mean, dataset.std)
         self.purified = config.purifier.name != "none"
         self.attacks: list[EvasionAttack] = [a.build(self.purifier) for a in config.attacks]
         if self.purified:  # non-adaptive and BPDA + EOT both craft on f; judged on f(P(x))
-            self.attacks = [OnClassifier(a) for a in self.attacks]
+            # a query-only attack (square) needs no gradient: it queries f(P(x)) itself
+            self.attacks = [a if a.query_only else OnClassifier(a) for a in self.attacks]
         self.certification: Certification | None = None
         if config.certify is not None:  # its own seeded subset of the held-out set
+            denoiser = self.diffusion if config.certify.denoiser == "diffusion" else None
             self.certification = Certification(
-                config.certify, *first(min(config.certify.samples, len(y))), fed.scenario.seed
+                config.certify, *first(certified), fed.scenario.seed, denoiser
             )
         self.transfer_label: str | None = None
         self._transfer: MIFGSM | None = None
@@ -175,6 +196,13 @@ class RobustnessProbe(Probe):
                         f"robustness.transfer.surrogates.{index}", name, str(e)
                     ) from None
         probe = cls(fed, data, out_dir)
+        if probe.diffusion is not None and not len(probe.diffusion_pool):
+            raise ScenarioError(
+                "robustness.samples",
+                config.samples,
+                "fewer than the held-out samples (and robustness.certify.samples too), so the "
+                "server keeps a public pool to train the diffusion model on",
+            )
         public = transfer is None or transfer.data == "public"
         if public and probe.outsider_data_needed() and not len(probe.public):
             raise ScenarioError(
@@ -211,13 +239,19 @@ class RobustnessProbe(Probe):
         pixel_model = model_in_pixel_space(model, dataset.mean, dataset.std).to(device)
         defended = self._defended(pixel_model, view.round)
         attacks = list(self.attacks)
+        trained: dict[str, Any] = {}
         with single_thread(device):
+            if self.diffusion is not None and not self.diffusion.trained:
+                trained["purifier_s"] = self._train_diffusion(device)
             start = time.perf_counter()  # the attackers' training (surrogates, agents) counts
             if config.transfer is not None:
                 attacks.append(self._transfer_attack(device))
             self._fit_attacks(view, device)
             x, y = self.x.to(device), self.y.to(device)
             generator = torch_generator(fed.scenario.seed, Stream.ROBUSTNESS, view.round)
+            queried = [a for a in attacks if isinstance(a, Square)]
+            for attack in queried:
+                attack.reset_queries()
             result = robust_accuracy(defended, x, y, attacks, generator, config.batch_size)
             figures: dict[str, Any] = {
                 "robust_accuracy": result.figures(),
@@ -232,6 +266,8 @@ class RobustnessProbe(Probe):
             if self.purified:
                 figures["purifier_clean_accuracy"] = result.clean
                 figures["robustness_clean_accuracy"] = _accuracy(pixel_model, x, y)
+            if queried:  # mean model queries per attacked sample, per query-only attack
+                figures["evasion_queries"] = {a.label: a.mean_queries for a in queried}
             if self.transfer_label is not None:
                 figures["transfer_success_rate"] = figures["attack_success_rate"][
                     self.transfer_label
@@ -243,6 +279,7 @@ class RobustnessProbe(Probe):
                     defended, device, view.round
                 )
             figures["robustness_s"] = time.perf_counter() - start
+            figures.update(trained)
             if self.certification is not None:
                 figures.update(self.certification(pixel_model, view.round, self.out_dir))
             if config.save_plots and self.out_dir is not None:
@@ -291,6 +328,19 @@ class RobustnessProbe(Probe):
             return pixel_model
         generator = torch_generator(self.fed.scenario.seed, Stream.ROBUSTNESS, server_round, 5)
         return Purified(pixel_model, self.purifier, generator)
+
+    def _train_diffusion(self, device: torch.device) -> float:
+        """Train the diffusion model once per run (seeded) on the public pool; seconds taken."""
+        if self.diffusion is None:
+            raise InvalidSettingError("the robustness block has no diffusion model")
+        generator = torch_generator(self.fed.scenario.seed, Stream.ROBUSTNESS, 0, 6)
+        seconds = self.diffusion.fit(self.diffusion_pool.to(device), generator)
+        log.info(
+            "robustness: diffusion model trained on %d public examples in %.1f s",
+            len(self.diffusion_pool),
+            seconds,
+        )
+        return seconds
 
     def outsider_data_needed(self) -> bool:
         """Whether an attacker outside the federation trains on the public held-out data."""
@@ -485,6 +535,15 @@ class RobustnessProbe(Probe):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore the last evaluated round's figures."""
         self.last = dict(state.get("last", {}))
+
+
+def _diffusion_model(purifier: Purifier, config: RobustnessConfig) -> DiffusionPurifier | None:
+    """The diffusion model to train: the purifier's, or a default one for the denoiser."""
+    if isinstance(purifier, DiffusionPurifier):
+        return purifier
+    if config.certify is not None and config.certify.denoiser == "diffusion":
+        return DiffusionPurifier()
+    return None
 
 
 def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:

@@ -82,7 +82,11 @@ def test_fedrep_with_tasks_reports_personal_and_task_accuracy() -> None:
     scenario = make_scenario(
         rounds=2,
         **NON_IID,
-        **{"clients.personalization": {"method": "fedrep"}, "data.tasks": ["digit", "parity"]},
+        **{
+            "clients.personalization": {"method": "fedrep"},
+            "data.tasks": ["digit", "parity"],
+            "data.task_assignment": "round_robin",  # each personal figure over its holders
+        },
     )
     preflight(scenario)
     rows, summary, _ = run(scenario)
