@@ -21,6 +21,7 @@ from fedsim.validation import require_int, require_real
 
 __all__ = [
     "GenerativeAttack",
+    "MARGIN_CAP",
     "PerturbationGenerator",
     "THREAT_MODELS",
     "latent_distance",
@@ -166,19 +167,23 @@ class GenerativeAttack(EvasionAttack):
     A generator :math:`G` (:class:`PerturbationGenerator`) is trained on the attacker's
     unlabelled images against K agent classifiers :math:`f_1, \dots, f_K` at once, minimising
 
-    .. math:: L(G) = -\frac{1}{K}\sum_{k=1}^K \mathrm{CE}\bigl(f_k(G(x)), \hat y_k\bigr)
-        - \lambda_{lat} L_{lat} - \lambda_{div} L_{div}, \qquad
+    .. math:: L(G) = -\frac{1}{K}\sum_{k=1}^K m_\kappa\bigl(f_k(G(x)), \hat y_k\bigr)
+        - \lambda_{lat} L_{lat} - \frac{\lambda_{div}}{\varepsilon} L_{div}, \qquad
         \hat y_k = \arg\max f_k(x),
 
-    so its perturbations cross every agent's decision boundary (the agents' own clean labels:
-    no ground truth needed); :func:`latent_distance` pushes the adversarial features away from
-    the clean ones in every agent's latent space and :func:`perturbation_diversity` keeps the
-    patterns input-dependent. It is then applied to the target: :math:`x' = G(x)`. The idea is
-    the multi-agent generative network of the thesis fedsim follows; the generator is that of
+    with :math:`m_\kappa(\ell, y) = \min(\max_{j \ne y} \ell_j - \ell_y, \kappa)` the
+    batch-mean capped margin (κ = :data:`MARGIN_CAP`), so its perturbations cross every agent's
+    decision boundary (the agents' own clean labels: no ground truth needed);
+    :func:`latent_distance` pushes the adversarial features away from the clean ones in every
+    agent's latent space and :func:`perturbation_diversity` keeps the patterns input-dependent.
+    It is then applied to the target: :math:`x' = G(x)`. The idea is the multi-agent
+    generative network of the thesis fedsim follows; the generator is that of
     Poursaeed et al., "Generative Adversarial Perturbations" (CVPR 2018), and the feature-space
     objective follows Naseer et al., "Cross-Domain Transferability of Adversarial
     Perturbations" (NeurIPS 2019). Agents and data come from :meth:`fit` (the robustness probe
-    draws them from the attacker's threat model, ``threat_model``).
+    draws them from the attacker's threat model, ``threat_model``). Departures from the papers:
+    a capped margin instead of the cross-entropy (an unbounded loss keeps pushing samples that
+    are already fooled), and GroupNorm with no output bias in g (:class:`PerturbationGenerator`).
 
     Parameters
     ----------
@@ -303,6 +308,8 @@ class GenerativeAttack(EvasionAttack):
                         * perturbation_diversity(delta)
                         / max(self.eps, _TINY)
                     )
+                    if not bool(torch.isfinite(loss)):  # a broken agent (NaN weights): no step
+                        continue
                     optimizer.zero_grad()
                     loss.backward()
                     optimizer.step()
@@ -318,4 +325,6 @@ class GenerativeAttack(EvasionAttack):
                 "(the robustness probe does, with the agents its threat_model allows)"
             )
         with torch.no_grad():
-            return project(self._generator(x), x, self.eps, self.norm)
+            x_adv = self._generator(x)
+            x_adv = torch.where(torch.isfinite(x_adv), x_adv, x)  # never leave the ball
+            return project(x_adv, x, self.eps, self.norm)

@@ -12,9 +12,19 @@ set is taken out) and reports
   sample's worst adversarial example;
 - ``robustness_clean_accuracy`` (the subset's clean accuracy) and ``robustness_s`` (the
   evaluation's wall time);
-- with ``transfer``: ``transfer_success_rate``, the share of the correctly classified samples
-  whose MI-FGSM example, crafted on the attacker's surrogate(s), fools the global model; its
-  accuracy is in ``robust_accuracy`` as ``mifgsm-<norm>-<eps>-transfer``;
+- ``attack_success_rate``: attack label → the share of the correctly classified samples its
+  examples fool, (clean − robust) / clean;
+- with ``transfer``: ``transfer_success_rate``, that share for MI-FGSM crafted on the
+  attacker's surrogate(s); its accuracy is in ``robust_accuracy`` as
+  ``mifgsm-<norm>-<eps>-transfer``;
+- with ``data.tasks``: ``robust_accuracy`` is a mapping task → the mapping above (the first
+  task's with the transfer attacker; every other head attacked on its own labels, from the same
+  seeded generator, so label-free attacks perturb every task's inputs alike);
+- the label-free attackers train first (their seconds count in ``robustness_s``):
+  ``task_agnostic`` fits its relation-preserving embedding on the attacker's unlabelled data,
+  ``generative`` its generator against agents its ``threat_model`` allows — ``outsider``: the
+  transfer surrogates (one cache with MI-FGSM's), ``client``: the global model the client
+  received this round and local models it trains from it (:meth:`RobustnessProbe._client_agents`);
 - with ``client_spread``: ``robust_accuracy_clients`` (min / median / max over clients of the
   worst-case robust accuracy on each client's own data);
 - with a ``purifier`` other than ``none``: the defended model is f(P(x))
@@ -384,7 +394,7 @@ class RobustnessProbe(Probe):
                 x = self._attacker_data()[0]
             x = to_pixel_space(x, dataset.mean, dataset.std).to(device)
             generator = torch_generator(
-                seed, Stream.ROBUSTNESS, view.round if client else 0, 6, index
+                seed, Stream.ROBUSTNESS, view.round if client else 0, 7, index
             )
             if isinstance(attack, TaskAgnostic):
                 attack.fit(x, generator)

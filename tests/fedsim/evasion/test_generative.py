@@ -70,3 +70,13 @@ def test_on_digits_generative_transfer_beats_noise_at_the_same_eps() -> None:
     )
     margin = result.per_attack["noise-linf-0.15"] - result.per_attack[attack.label]
     assert margin > 0.03, result.per_attack
+
+
+def test_agents_with_nan_weights_leave_the_generator_untrained_and_in_the_ball() -> None:
+    agent = nn.Sequential(nn.Flatten(), nn.Linear(16, 3))
+    agent[1].weight.data.fill_(float("nan"))
+    x = torch.rand(8, 1, 4, 4)
+    attack = GenerativeAttack(eps=0.1, agents=1, epochs=2)
+    attack.fit([agent], x, torch.Generator().manual_seed(0))
+    x_adv = attack(agent, x, torch.zeros(8), torch.Generator())
+    assert bool(torch.isfinite(x_adv).all()) and float((x_adv - x).abs().max()) <= 0.1 + 1e-6
