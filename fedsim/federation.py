@@ -18,6 +18,7 @@ from fedsim.attacks import Attack, UpdateAttack, accepts, build_attack, is_attac
 from fedsim.attacks.colluding import ColludingAttack
 from fedsim.attacks.strength import StrengthSearch
 from fedsim.audit.canaries import ExampleCanaries, example_canaries, insert_example_canaries
+from fedsim.audit.gradient import GradientCanaries, gradient_canaries
 from fedsim.data import FederatedData, federated_data
 from fedsim.errors import InvalidSettingError
 from fedsim.models import build_model
@@ -97,7 +98,9 @@ class Federation:
 
     ``data`` already holds a privacy audit's inserted canary examples (in their owners'
     training data, :attr:`FederatedData.extra <fedsim.data.FederatedData>`); ``canaries`` is
-    every canary, inserted or not, for the audit probe.
+    every canary, inserted or not, for the audit probe; ``gradient_canaries`` a white-box
+    audit's canary gradients (``privacy.audit.canary: gradient``), which the owners' DP-SGD
+    inserts.
     """
 
     scenario: Scenario
@@ -106,6 +109,7 @@ class Federation:
     device: torch.device
     attack: Attack | None = None
     canaries: ExampleCanaries | None = None
+    gradient_canaries: GradientCanaries | None = None
     strength: StrengthSearch | None = None
     _models: dict[str, nn.Module] = field(default_factory=dict, repr=False)
 
@@ -175,7 +179,7 @@ def _federation(scenario_json: str) -> Federation:
     malicious = malicious_clients(scenario)
     canaries = example_canaries(scenario, data.dataset, malicious)
     attack = build_scenario_attack(scenario, data.dataset.num_classes)
-    return Federation(
+    fed = Federation(
         scenario=scenario,
         data=insert_example_canaries(data, canaries),
         malicious=malicious,
@@ -184,3 +188,8 @@ def _federation(scenario_json: str) -> Federation:
         canaries=canaries,
         strength=strength_search(scenario, attack),
     )
+    audit = scenario.privacy.audit
+    if audit is not None and audit.canary == "gradient":
+        dim = sum(p.numel() for p in fed.model("audit").parameters())
+        fed.gradient_canaries = gradient_canaries(scenario, malicious, dim)
+    return fed

@@ -15,6 +15,7 @@ from server.probes import (  # noqa: F401  (each import registers its probe)
     extraction,
     inversion,
     membership,
+    property_inference,
     robustness,
     watermark,
 )
