@@ -159,6 +159,7 @@ def _train_private(job: TrainJob, model: torch.nn.Module) -> TrainResult:
             generator=job.generator(),
             device=device,
             adversarial=job.adversarial,
+            inserted=job.inserted,
         )
     return TrainResult(loss=dp.loss, steps=dp.steps, num_examples=dp.num_examples)
 

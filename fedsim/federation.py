@@ -18,6 +18,7 @@ from fedsim.attacks import Attack, UpdateAttack, accepts, build_attack, is_attac
 from fedsim.attacks.colluding import ColludingAttack
 from fedsim.attacks.strength import StrengthSearch
 from fedsim.audit.canaries import ExampleCanaries, example_canaries, insert_example_canaries
+from fedsim.audit.gradient import GradientCanaries, gradient_canaries
 from fedsim.data import FederatedData, federated_data
 from fedsim.data.tasks import TaskSet, task_set
 from fedsim.errors import InvalidSettingError
@@ -104,8 +105,9 @@ class Federation:
     every canary, inserted or not, for the audit probe. ``tasks`` is a multi-task
     federation's task set (``data.tasks``; ``None`` for a single-task one): its models are
     :class:`~fedsim.models.multitask.MultiTaskModel` objects, seen by single-task code
-    through the first task's view. ``text_canaries`` are
-    ``privacy.memorization``'s secrets, also in their owners' data (text datasets only).
+    through the first task's view. ``text_canaries`` are ``privacy.memorization``'s secrets,
+    also in their owners' data (text datasets only); ``gradient_canaries`` a white-box audit's
+    canary gradients (``privacy.audit.canary: gradient``), which the owners' DP-SGD inserts.
     """
 
     scenario: Scenario
@@ -114,6 +116,7 @@ class Federation:
     device: torch.device
     attack: Attack | None = None
     canaries: ExampleCanaries | None = None
+    gradient_canaries: GradientCanaries | None = None
     strength: StrengthSearch | None = None
     tasks: TaskSet | None = None
     text_canaries: TextCanaries | None = None
@@ -218,7 +221,7 @@ def _federation(scenario_json: str) -> Federation:
     secrets = scenario_text_canaries(scenario, malicious) if data.dataset.is_text else None
     if secrets is not None:
         data = data.with_extra(secrets.merged_into(data.extra))
-    return Federation(
+    fed = Federation(
         scenario=scenario,
         data=data,
         malicious=malicious,
@@ -229,3 +232,8 @@ def _federation(scenario_json: str) -> Federation:
         tasks=tasks,
         text_canaries=secrets,
     )
+    audit = scenario.privacy.audit
+    if audit is not None and audit.canary == "gradient":
+        dim = sum(p.numel() for p in fed.model("audit").parameters())
+        fed.gradient_canaries = gradient_canaries(scenario, malicious, dim)
+    return fed

@@ -1,10 +1,10 @@
-"""``privacy:`` blocks: local and central DP, and the inversion, audit and membership probes."""
+"""``privacy:`` blocks: local and central DP, and the probes of privacy (model → data)."""
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from fedsim.scenario.block import StrictBlock, rounds_from_one
 
@@ -16,6 +16,8 @@ __all__ = [
     "MembershipConfig",
     "MemorizationConfig",
     "PrivacyConfig",
+    "PropertyInferenceConfig",
+    "PropertySpec",
 ]
 
 
@@ -97,10 +99,12 @@ class AuditConfig(StrictBlock):
     canaries: int = Field(1000, ge=2, le=1_000_000, description="canary examples or clients")
     confidence: float = Field(0.95, gt=0, lt=1, description="of the lower bound")
     kind: Literal["auto", "examples", "clients"] = "auto"
-    canary: Literal["mislabeled", "noise"] = Field(
+    canary: Literal["mislabeled", "noise", "gradient"] = Field(
         "mislabeled",
         description="example canaries: training-pool images with a wrong label drawn at random "
-        "(mislabeled) or uniform-noise images with random labels (noise)",
+        "(mislabeled) or uniform-noise images with random labels (noise); gradient: white-box "
+        "Dirac canaries (a gradient of norm C on one coordinate) inserted into DP-SGD's steps, "
+        "or as canary clients into DP-FedAvg's sum",
     )
     rounds: list[int] | None = Field(None, description="rounds audited (default: the last)")
     guesses: list[tuple[float, float]] = Field(
@@ -208,6 +212,42 @@ class MemorizationConfig(StrictBlock):
         return self
 
 
+class PropertySpec(StrictBlock):
+    """``privacy.property_inference.property:`` the property a data set holds or not."""
+
+    model_config = ConfigDict(**StrictBlock.model_config, serialize_by_alias=True)
+
+    target_class: int = Field(
+        alias="class", ge=0, description="the data hold examples of this class"
+    )
+    min_fraction: float = Field(
+        0.05, gt=0, le=1, description="a client holds the property when ≥ this share of its data"
+    )
+
+
+class PropertyInferenceConfig(StrictBlock):
+    """``privacy.property_inference:`` property inference from updates (Melis et al., S&P 2019)."""
+
+    property: PropertySpec
+    threat_model: Literal["server", "client"] = Field(
+        "server",
+        description="server: score each client's update; client: score the global model's "
+        "change between rounds (the others' aggregate)",
+    )
+    rounds: list[int] | None = Field(None, description="rounds measured (default: every round)")
+    shadow_updates: int = Field(
+        10, ge=2, le=1000, description="attacker's updates per side (with / without) per round"
+    )
+    attacker: int | None = Field(
+        None,
+        ge=0,
+        description="client threat model: the attacking client (default: the first client "
+        "whose data hold the property and other data)",
+    )
+
+    _positive_rounds = field_validator("rounds")(rounds_from_one)
+
+
 class PrivacyConfig(StrictBlock):
     """``privacy:`` differential privacy on clients and/or server, a budget, inversion probes."""
 
@@ -220,3 +260,4 @@ class PrivacyConfig(StrictBlock):
     audit: AuditConfig | None = None
     membership: MembershipConfig | None = None
     memorization: MemorizationConfig | None = None
+    property_inference: PropertyInferenceConfig | None = None

@@ -18,6 +18,7 @@ from server.probes import (  # noqa: F401  (each import registers its probe)
     inversion,
     membership,
     memorization,
+    property_inference,
     robustness,
     watermark,
 )
