@@ -39,6 +39,9 @@ class FederatedData:
         Examples added to some clients' training data beyond their partition (a privacy
         audit's canaries), by client id: images and labels appended after the partition's.
         They are in no partition and never in the test set.
+    local_tests : Partitions or None
+        Each client's own test split, taken out of its partition (personalized FL,
+        :func:`fedsim.personalization.local_test_split`); ``None`` without one.
     """
 
     dataset: Dataset
@@ -46,6 +49,7 @@ class FederatedData:
     extra: Mapping[int, tuple[torch.Tensor, torch.Tensor]] = field(
         default_factory=dict, compare=False, repr=False
     )
+    local_tests: Partitions | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.partitions, Partitions):
@@ -63,6 +67,19 @@ class FederatedData:
             x_extra, y_extra = self.extra[client_id]
             x, y = torch.cat([x, x_extra.to(x.dtype)]), torch.cat([y, y_extra.to(y.dtype)])
         return x, y
+
+    def client_test(self, client_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Images and labels of client ``client_id``'s own test split (see ``local_tests``).
+
+        Raises
+        ------
+        ValueError
+            The federation has no local test splits.
+        """
+        if self.local_tests is None:
+            raise ValueError("this federation keeps no local test splits")
+        idx = torch.from_numpy(self.local_tests[client_id])
+        return self.dataset.x_train.index_select(0, idx), self.dataset.y_train.index_select(0, idx)
 
     def num_examples(self, client_id: int) -> int:
         """How many training examples :meth:`client` returns, without gathering them."""

@@ -24,6 +24,7 @@ from fedsim.attacks import NO_ATTACK, Backdoor, attack_names
 from fedsim.checkpoint import load_checkpoint
 from fedsim.claim import claim_run_dir
 from fedsim.data import DATASETS, federated_data
+from fedsim.data.tasks import task_set
 from fedsim.errors import SETTING_ERRORS, InvalidSettingError, ScenarioError
 from fedsim.federation import Federation, federation_for
 from fedsim.models import MODELS
@@ -65,6 +66,8 @@ def preflight(scenario: Scenario) -> None:
         federated_data(scenario.data, scenario.seed)
     except SETTING_ERRORS as e:
         raise ScenarioError("data", scenario.data.model_dump(), str(e)) from None
+    _check_tasks(scenario)
+    _check_personalization(scenario)
     try:
         fed = federation_for(scenario)
     except SETTING_ERRORS as e:
@@ -78,6 +81,77 @@ def preflight(scenario: Scenario) -> None:
     ServerParts.build(fed)
     _check_local_dp(scenario, fed, model)
     _check_vectorizable(scenario, fed, model)
+
+
+def _check_tasks(scenario: Scenario) -> None:
+    """``data.tasks``: known tasks the dataset supports, on settings that can train them.
+
+    The vectorized runtime and DP-SGD train one loss on one output, and per-head averaging
+    over holders (``task_assignment: round_robin``) needs single updates, which secure
+    aggregation and central DP do not give the server.
+    """
+    data = scenario.data
+    if data.tasks is None:
+        return
+    try:
+        classes = federated_data(data, scenario.seed).dataset.num_classes
+        task_set(data.tasks, data.dataset, classes)
+    except SETTING_ERRORS as e:
+        raise ScenarioError("data.tasks", data.tasks, str(e)) from None
+    if scenario.runtime == "vectorized":
+        raise ScenarioError(
+            "runtime",
+            "vectorized",
+            "inline or ray with data.tasks (the vectorized runtime "
+            "batches one single-output loss per client, not a sum over task heads)",
+        )
+    if scenario.privacy.local_dp is not None:
+        raise ScenarioError(
+            "privacy.local_dp",
+            "set",
+            "null with data.tasks (DP-SGD is not wired to multi-head losses yet)",
+        )
+    summed = scenario.defense.secure_aggregation is not None or scenario.privacy.central_dp
+    if data.task_assignment == "round_robin" and summed:
+        raise ScenarioError(
+            "data.task_assignment",
+            "round_robin",
+            "all under secure aggregation or central DP "
+            "(a head is averaged over the clients holding its task, which needs single updates)",
+        )
+
+
+def _check_personalization(scenario: Scenario) -> None:
+    """``clients.personalization`` on settings whose clients can keep and train a personal part.
+
+    The vectorized runtime trains every client of a round as one batched step and keeps no
+    node state between rounds, so it cannot hold personal heads or models; DP-SGD and
+    adversarial training are not wired into the personalized local procedures.
+    """
+    if scenario.clients.personalization is None:
+        return
+    method = scenario.clients.personalization.method
+    if scenario.runtime == "vectorized":
+        raise ScenarioError(
+            "runtime",
+            "vectorized",
+            f"inline or ray with clients.personalization ({method}: "
+            "the vectorized runtime keeps no per-client state between rounds, and personal "
+            "heads or models live in each client's node state)",
+        )
+    if scenario.privacy.local_dp is not None:
+        raise ScenarioError(
+            "privacy.local_dp",
+            "set",
+            "null with clients.personalization (DP-SGD is not wired "
+            "to the personalized local procedures)",
+        )
+    if scenario.clients.adversarial_training is not None:
+        raise ScenarioError(
+            "clients.adversarial_training",
+            "set",
+            "null with clients.personalization (not wired to the personalized local procedures)",
+        )
 
 
 def _build_model(scenario: Scenario, fed: Federation) -> torch.nn.Module:

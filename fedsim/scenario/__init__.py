@@ -19,7 +19,7 @@ from fedsim.scenario.attack_defense import (
     DefenseConfig,
     SecureAggregationConfig,
 )
-from fedsim.scenario.clients import ClientsConfig, FaultsConfig
+from fedsim.scenario.clients import ClientsConfig, FaultsConfig, PersonalizationConfig
 from fedsim.scenario.data_model import MAX_CLIENTS, DataConfig, ModelConfig
 from fedsim.scenario.loading import (
     apply_overrides,
@@ -75,6 +75,7 @@ __all__ = [
     "MembershipConfig",
     "MemorizationConfig",
     "ModelConfig",
+    "PersonalizationConfig",
     "PrivacyConfig",
     "RayConfig",
     "RemovalConfig",
