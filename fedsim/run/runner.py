@@ -70,6 +70,10 @@ def preflight(scenario: Scenario) -> None:
     _check_personalization(scenario)
     try:
         fed = federation_for(scenario)
+    except SETTING_ERRORS as e:
+        raise ScenarioError("attack.params", scenario.attack.params, str(e)) from None
+    _check_text(scenario, fed)
+    try:
         _check_backdoor(fed)
     except SETTING_ERRORS as e:
         raise ScenarioError("attack.params", scenario.attack.params, str(e)) from None
@@ -166,6 +170,51 @@ def _build_model(scenario: Scenario, fed: Federation) -> torch.nn.Module:
             "model.params", scenario.model.params, "sizes that leave no layer empty"
         )
     return model
+
+
+_IMAGE_ONLY = {
+    "robustness": "evasion attacks and certificates perturb pixels",
+    "privacy.inversion": "gradient inversion reconstructs images",
+    "extraction": "model extraction queries the model with images",
+    "watermark": "WAFFLE's trigger set is images",
+    "clients.adversarial_training": "adversarial examples are crafted in pixel space",
+}
+"""Blocks that work on images only, and why (refused on text datasets)."""
+
+
+def _check_text(scenario: Scenario, fed: Federation) -> None:
+    """Refuse on text (character windows) what only makes sense for images, saying why."""
+    if not fed.data.dataset.is_text:
+        return
+    blocks = {
+        "robustness": scenario.robustness,
+        "privacy.inversion": scenario.privacy.inversion,
+        "extraction": scenario.extraction,
+        "watermark": scenario.watermark,
+        "clients.adversarial_training": scenario.clients.adversarial_training,
+    }
+    for path, block in blocks.items():
+        if block is not None:
+            raise ScenarioError(
+                path,
+                block.model_dump(),
+                f"no {path} on the text dataset {fed.data.dataset.name!r}: {_IMAGE_ONLY[path]}",
+            )
+    if isinstance(fed.attack, Backdoor):
+        raise ScenarioError(
+            "attack.name",
+            scenario.attack.name,
+            "an attack for text: backdoors stamp a pixel trigger on images (label_flip, "
+            "sign_flip, gaussian, scaling and the colluding attacks work on text)",
+        )
+    audit = scenario.privacy.audit
+    if audit is not None and audit.canary == "noise":
+        raise ScenarioError(
+            "privacy.audit.canary",
+            "noise",
+            "mislabeled on text: a noise canary is an image of uniform pixels (a mislabeled "
+            "canary is a training window with a wrong next character)",
+        )
 
 
 def _check_backdoor(fed: Federation) -> None:
