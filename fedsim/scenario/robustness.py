@@ -133,7 +133,7 @@ class EvasionAttackConfig(StrictBlock):
         return self
 
     def build(self, purifier: Purifier | None = None) -> EvasionAttack:
-        """The attack; with ``adaptive: bpda_eot``, PGD through ``purifier`` (BPDA + EOT)."""
+        """The attack; adaptive: PGD through ``purifier`` (BPDA + EOT, or full gradients + EOT)."""
         if self.adaptive != "none":
             if purifier is None:
                 raise ValueError(f"adaptive: {self.adaptive} needs a purifier")

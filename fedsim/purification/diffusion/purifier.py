@@ -63,8 +63,8 @@ class DiffusionPurifier(Purifier):
     Examples
     --------
     >>> g = torch.Generator().manual_seed(0)
-    >>> digits = (torch.rand(32, 1, 8, 8, generator=g) > 0.5).float()
-    >>> p = DiffusionPurifier(t_star=0.1, train_steps=20, width=8)
+    >>> digits = (torch.rand(8, 1, 8, 8, generator=g) > 0.5).float()
+    >>> p = DiffusionPurifier(t_star=0.1, train_steps=2, width=8, batch_size=8)
     >>> p.fit(digits, torch.Generator().manual_seed(1)) > 0  # seconds spent training
     True
     >>> out = p(digits[:2], torch.Generator().manual_seed(2))
