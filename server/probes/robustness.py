@@ -24,7 +24,8 @@ set is taken out) and reports
   ``task_agnostic`` fits its relation-preserving embedding on the attacker's unlabelled data,
   ``generative`` its generator against agents its ``threat_model`` allows — ``outsider``: the
   transfer surrogates (one cache with MI-FGSM's), ``client``: the global model the client
-  received this round and local models it trains from it (:meth:`RobustnessProbe._client_agents`);
+  received this round and local models it trains from it
+  (:class:`~server.probes.evasion_attackers.EvasionAttackers`);
 - with ``client_spread``: ``robust_accuracy_clients`` (min / median / max over clients of the
   worst-case robust accuracy on each client's own data);
 - with a ``purifier`` other than ``none``: the defended model is f(P(x))
@@ -80,29 +81,26 @@ from torch import nn
 
 from fedsim.errors import InvalidSettingError, ScenarioError
 from fedsim.evasion import (
-    MIFGSM,
     EvasionAttack,
-    GenerativeAttack,
     OnClassifier,
     Purified,
     RobustAccuracy,
     Square,
-    TaskAgnostic,
     model_in_pixel_space,
     plot_reliability,
     robust_accuracy,
     to_pixel_space,
 )
 from fedsim.federation import Federation
-from fedsim.models import build_model
 from fedsim.params import load_flat_params
 from fedsim.purification import DiffusionPurifier, Purifier
 from fedsim.results import write_json_atomic
-from fedsim.scenario.robustness import RobustnessConfig, TransferConfig
-from fedsim.seeding import Stream, derive_seed, torch_generator
-from fedsim.training import TrainSettings, single_thread, train_local
+from fedsim.scenario.robustness import RobustnessConfig
+from fedsim.seeding import Stream, torch_generator
+from fedsim.training import single_thread
 from server.probes.base import PROBES, Probe, RoundView, check_rounds
 from server.probes.certify import Certification
+from server.probes.evasion_attackers import EvasionAttackers, surrogate_model
 from server.server_data import ServerData
 
 __all__ = ["RobustnessProbe"]
@@ -172,9 +170,8 @@ class RobustnessProbe(Probe):
             self.certification = Certification(
                 config.certify, *first(certified), fed.scenario.seed, denoiser
             )
+        self.attackers = EvasionAttackers(fed, config, self.held_out, self.public)
         self.transfer_label: str | None = None
-        self._transfer: MIFGSM | None = None
-        self._surrogates: list[nn.Module] = []  # the attacker's, by index: MI-FGSM's and agents
         self.last: dict[str, Any] = {}
 
     @classmethod
@@ -200,7 +197,7 @@ class RobustnessProbe(Probe):
                 raise ScenarioError("robustness.transfer.client", transfer.client, f"0..{n - 1}")
             for index, name in enumerate(transfer.surrogates):
                 try:
-                    cls._surrogate(fed, name)
+                    surrogate_model(fed, name)
                 except InvalidSettingError as e:
                     raise ScenarioError(
                         f"robustness.transfer.surrogates.{index}", name, str(e)
@@ -214,7 +211,7 @@ class RobustnessProbe(Probe):
                 "server keeps a public pool to train the diffusion model on",
             )
         public = transfer is None or transfer.data == "public"
-        if public and probe.outsider_data_needed() and not len(probe.public):
+        if public and probe.attackers.needs_public_data(probe.attacks) and not len(probe.public):
             raise ScenarioError(
                 "robustness.samples",
                 config.samples,
@@ -234,11 +231,6 @@ class RobustnessProbe(Probe):
         rounds = self.config.rounds
         return [self.fed.scenario.rounds] if rounds is None else list(rounds)
 
-    @staticmethod
-    def _surrogate(fed: Federation, name: str) -> nn.Module:
-        dataset = fed.data.dataset
-        return build_model(name, dataset.input_shape, dataset.num_classes)
-
     def observe(self, view: RoundView) -> dict[str, Any]:
         """Attack the global model of ``view.round`` on the subset; return the figures."""
         config, fed = self.config, self.fed
@@ -255,8 +247,10 @@ class RobustnessProbe(Probe):
                 trained["purifier_s"] = self._train_diffusion(device)
             start = time.perf_counter()  # the attackers' training (surrogates, agents) counts
             if config.transfer is not None:
-                attacks.append(self._transfer_attack(device))
-            self._fit_attacks(view, device)
+                transfer = self.attackers.transfer_attack(device)
+                self.transfer_label = transfer.label
+                attacks.append(transfer)
+            self.attackers.fit(self.attacks, view, device)
             x, y = self.x.to(device), self.y.to(device)
             generator = torch_generator(fed.scenario.seed, Stream.ROBUSTNESS, view.round)
             queried = [a for a in attacks if isinstance(a, Square)]
@@ -351,126 +345,6 @@ class RobustnessProbe(Probe):
             seconds,
         )
         return seconds
-
-    def outsider_data_needed(self) -> bool:
-        """Whether an attacker outside the federation trains on the public held-out data."""
-        transfer = self.config.transfer is not None
-        return transfer or any(
-            isinstance(a, TaskAgnostic)
-            or (isinstance(a, GenerativeAttack) and a.threat_model == "outsider")
-            for a in self._core_attacks()
-        )
-
-    def _core_attacks(self) -> list[EvasionAttack]:
-        """The configured attacks, unwrapped from :class:`OnClassifier`."""
-        return [a.attack if isinstance(a, OnClassifier) else a for a in self.attacks]
-
-    def _attacker_data(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The attacker's examples (normalised, as the data): a client's partition or public."""
-        transfer = self.config.transfer or TransferConfig()
-        if transfer.data == "client":
-            return self.fed.data.client(transfer.client)
-        held_x, held_y = self.held_out
-        public = self.public[: transfer.public_samples].sort().values
-        return held_x[public], held_y[public]
-
-    def _fit_attacks(self, view: RoundView, device: torch.device) -> None:
-        """Train the label-free attackers: generators on their agents, relation embeddings.
-
-        ``task_agnostic`` and an ``outsider`` generator train once (on the attacker's data, see
-        :meth:`_attacker_data`, labels dropped); a ``client`` generator retrains each evaluated
-        round on that round's agents (:meth:`_client_agents`).
-        """
-        seed, dataset = self.fed.scenario.seed, self.fed.data.dataset
-        for index, attack in enumerate(self._core_attacks()):
-            client = isinstance(attack, GenerativeAttack) and attack.threat_model == "client"
-            if not isinstance(attack, GenerativeAttack | TaskAgnostic) or (
-                attack.fitted and not client
-            ):
-                continue
-            if client:
-                x = self.fed.data.client((self.config.transfer or TransferConfig()).client)[0]
-            else:
-                x = self._attacker_data()[0]
-            x = to_pixel_space(x, dataset.mean, dataset.std).to(device)
-            generator = torch_generator(
-                seed, Stream.ROBUSTNESS, view.round if client else 0, 7, index
-            )
-            if isinstance(attack, TaskAgnostic):
-                attack.fit(x, generator)
-            elif client:
-                attack.fit(self._client_agents(view, attack.agents, device), x, generator)
-            else:
-                attack.fit(self._surrogate_models(attack.agents, device), x, generator)
-
-    def _client_agents(self, view: RoundView, count: int, device: torch.device) -> list[nn.Module]:
-        """A client attacker's agents in round ``view.round``: the models it holds itself.
-
-        Agent 0 is the global model it received at the round's start (``view.before``); agents
-        1 … k−1 are local models it trains from it on its own partition (the client of
-        ``robustness.transfer.client``, default 0) with the run's local procedure, each from
-        its own seeded shuffle. The target, the global model after the round, it never sees.
-        """
-        fed, dataset = self.fed, self.fed.data.dataset
-        client = (self.config.transfer or TransferConfig()).client
-        x, y = fed.data.client(client)
-        settings = TrainSettings.from_clients(fed.scenario.clients)
-        agents = []
-        for index in range(count):
-            model = fed.build_model()
-            load_flat_params(model, view.before)
-            if index:
-                generator = torch_generator(
-                    fed.scenario.seed, Stream.ROBUSTNESS, view.round, 8, index
-                )
-                train_local(model, x, y, settings, generator)
-            model.eval()
-            agents.append(model_in_pixel_space(model, dataset.mean, dataset.std).to(device))
-        return agents
-
-    def _surrogate_models(self, count: int, device: torch.device) -> list[nn.Module]:
-        """The outside attacker's first ``count`` surrogates, trained once each and kept.
-
-        Surrogate i is ``robustness.transfer.surrogates[i mod M]`` (default ``mlp``) trained on
-        :meth:`_attacker_data` from its own seed, so MI-FGSM's ensemble and the generative
-        attack's agents are the same models wherever their counts overlap.
-        """
-        transfer, fed = self.config.transfer or TransferConfig(), self.fed
-        dataset = fed.data.dataset
-        x, y = self._attacker_data()
-        settings = TrainSettings(
-            transfer.epochs, transfer.batch_size, transfer.lr, transfer.momentum
-        )
-        for index in range(len(self._surrogates), count):
-            name = transfer.surrogates[index % len(transfer.surrogates)]
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(derive_seed(fed.scenario.seed, Stream.ROBUSTNESS, 0, 1, index))
-                model = self._surrogate(fed, name).to(device)
-            generator = torch_generator(fed.scenario.seed, Stream.ROBUSTNESS, 0, 2, index)
-            train_local(model, x, y, settings, generator)
-            model.eval()
-            self._surrogates.append(
-                model_in_pixel_space(model, dataset.mean, dataset.std).to(device)
-            )
-            log.info("robustness: surrogate %d (%s) trained on %d examples", index, name, len(y))
-        return self._surrogates[:count]
-
-    def _transfer_attack(self, device: torch.device) -> MIFGSM:
-        """MI-FGSM on the attacker's surrogate(s) (:meth:`_surrogate_models`), built once."""
-        if self._transfer is not None:
-            return self._transfer
-        transfer = self.config.transfer
-        if transfer is None:
-            raise InvalidSettingError("the robustness block has no transfer attacker")
-        self._transfer = MIFGSM(
-            eps=transfer.eps,
-            steps=transfer.steps,
-            decay=transfer.decay,
-            norm=transfer.norm,
-            surrogates=self._surrogate_models(len(transfer.surrogates), device),
-        )
-        self.transfer_label = self._transfer.label
-        return self._transfer
 
     def _client_spread(
         self, pixel_model: nn.Module, device: torch.device, server_round: int

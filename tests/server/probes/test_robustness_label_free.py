@@ -81,12 +81,12 @@ def test_outsider_agents_are_the_transfer_surrogates_and_client_agents_its_own_m
         "worst_case",
     }
     # one cache: MI-FGSM's two surrogates are the generator's first two agents
-    assert len(probe._surrogates) == 3
-    ensemble = probe._transfer._surrogate.members
-    assert all(a is b for a, b in zip(ensemble, probe._surrogates[:2], strict=True))
+    assert len(probe.attackers.surrogates) == 3
+    ensemble = probe.attackers.transfer._surrogate.members
+    assert all(a is b for a, b in zip(ensemble, probe.attackers.surrogates[:2], strict=True))
     # the client's agent 0 is the global model it received (not the target), agent 1 its
     # local model trained from it
-    agents = probe._client_agents(view, 2, torch.device("cpu"))
+    agents = probe.attackers.client_agents(view, 2, torch.device("cpu"))
     assert torch.equal(flat_params(agents[0]).double(), before.double())
     assert not torch.equal(flat_params(agents[1]), flat_params(agents[0]))
 
