@@ -38,7 +38,7 @@ from fedsim.protocol import (
     to_array_record,
 )
 from fedsim.scenario import Scenario
-from fedsim.secagg import SecAggAbortedError
+from fedsim.secagg import ModelInconsistencyError, SecAggAbortedError
 from fedsim.seeding import Stream, torch_generator
 from server.aggregators.crfl import crfl_clip_and_perturb
 from server.client_nodes import ClientNodes
@@ -228,14 +228,22 @@ class FedsimStrategy(Strategy):
         self.crafted = False
         config[SERVER_ROUND] = server_round
         sent = [c for c in sampled if c not in dropped]  # a dropped client never gets it
+        # A malicious server's crafted weights (privacy.inversion: imprint, trap weights,
+        # model inconsistency) replace the global model in this round's train messages.
+        crafted = self.parts.probes.crafted_models(server_round, self._global, sampled)
+        self.crafted = bool(crafted)
+        models = {c: crafted.get(c, self._global).to(self._global.dtype) for c in sampled}
         secure: dict[int, ConfigRecord] = {}
         if self.secure is not None:  # SecAgg+'s setup and key sharing, dropped clients too
             try:
                 secure, left_out = self.secure.begin(
-                    grid, server_round, sampled, dropped, self.client_to_node
+                    grid, server_round, sampled, dropped, self.client_to_node, models
                 )
             except (SecAggAbortedError, InvalidSettingError) as e:
                 self.report.skipped = f"secure aggregation aborted: {e}"
+                if self.secure.verify:
+                    inconsistent = isinstance(e, ModelInconsistencyError)
+                    self.report.secagg_info = {"model_inconsistency_detected": int(inconsistent)}
                 log.warning("round %d skipped: %s", server_round, self.report.skipped)
                 return []
             self.report.failed.update(left_out)
@@ -245,13 +253,10 @@ class FedsimStrategy(Strategy):
             handoffs = {c: self.client_states.handoff(c) for c in sent}
             self.client_states.record(server_round, sent, self._global)
         shared = RecordDict({ARRAYS: arrays, CONFIG: config})  # one content for most clients
-        # A malicious server's crafted weights (privacy.inversion: imprint, trap weights,
-        # model inconsistency) replace the global model in this round's train messages.
-        crafted = self.parts.probes.crafted_models(server_round, self._global, sent)
-        self.crafted = bool(crafted)
-        records = {  # one record per distinct crafted model
-            id(w): to_array_record(WEIGHTS_KEY, w.to(self._global.dtype)) for w in crafted.values()
-        }
+        records: dict[int, ArrayRecord] = {}  # one record per distinct crafted model
+        for client, weights in crafted.items():
+            if id(weights) not in records:
+                records[id(weights)] = to_array_record(WEIGHTS_KEY, models[client])
 
         def content(client: int) -> RecordDict:
             """A node's content: its weights, its SecAgg+ shares, its handed-off state."""
@@ -393,6 +398,9 @@ class FedsimStrategy(Strategy):
         try:
             outcome = self.secure.finish(replies, self.node_to_client, self.dim)
         except (SecAggAbortedError, InvalidSettingError) as e:
+            if self.secure.verify:
+                inconsistent = isinstance(e, ModelInconsistencyError)
+                report.secagg_info = {"model_inconsistency_detected": int(inconsistent)}
             return self._skip(server_round, current, f"secure aggregation aborted: {e}", [])
         report.failed.update(outcome.failed)
         report.rejected = outcome.rejected
