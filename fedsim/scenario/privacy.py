@@ -14,6 +14,7 @@ __all__ = [
     "InversionConfig",
     "LocalDPConfig",
     "MembershipConfig",
+    "MemorizationConfig",
     "PrivacyConfig",
     "PropertyInferenceConfig",
     "PropertySpec",
@@ -59,6 +60,12 @@ class InversionConfig(StrictBlock):
     """``privacy.inversion:`` a gradient-inversion probe by a curious server or client."""
 
     attack: str = "idlg"
+    malicious_model: Literal["none", "inconsistent"] = Field(
+        "none",
+        description="inconsistent: the server sends every client but a target (the first of "
+        "clients sampled, else the round's first) a model whose updates vanish, so a secure "
+        "sum is the target's update (Pasquini et al., CCS 2022)",
+    )
     threat_model: Literal["server", "client"] = Field(
         "server",
         description="server: attack chosen clients' updates; client: attack the change of the "
@@ -161,6 +168,50 @@ class MembershipConfig(StrictBlock):
     _positive_rounds = field_validator("rounds")(rounds_from_one)
 
 
+class MemorizationConfig(StrictBlock):
+    """``privacy.memorization:`` secret-sharer canaries in a text federation (a probe).
+
+    Canary ``i`` (``prefix`` + ``digits`` random digits) is inserted ``repeats[i mod k]``
+    times into one honest client's text; the probe reports each repeat count's mean exposure
+    (``canary_exposure``) and the share of canaries beam search extracts (``canary_extracted``).
+    """
+
+    canaries: int = Field(10, ge=1, le=1000, description="secret sequences, over all repeats")
+    repeats: list[int] = Field(
+        default_factory=lambda: [1, 10, 50],
+        min_length=1,
+        max_length=20,
+        description="times a canary is repeated in its client's data (canaries cycle through)",
+    )
+    digits: int = Field(6, ge=1, le=12, description="random digits per secret: |R| = 10^digits")
+    prefix: str = Field("my secret number is ", min_length=1, max_length=200)
+    exact_limit: int = Field(
+        10_000, ge=1, le=1_000_000, description="rank by enumeration when |R| is at most this"
+    )
+    samples: int = Field(
+        1000, ge=10, le=1_000_000, description="candidates for the skew-normal fit otherwise"
+    )
+    beam: int = Field(10, ge=1, le=10_000, description="beam width of the extraction")
+    rounds: list[int] | None = Field(None, description="rounds measured (default: the last)")
+
+    _positive_rounds = field_validator("rounds")(rounds_from_one)
+
+    @field_validator("repeats")
+    @classmethod
+    def _positive_repeats(cls, repeats: list[int]) -> list[int]:
+        if min(repeats) < 1 or len(set(repeats)) != len(repeats):
+            raise ValueError(f"distinct repeat counts ≥ 1, got {repeats}")
+        return repeats
+
+    @model_validator(mode="after")
+    def _a_canary_per_count(self) -> MemorizationConfig:
+        if self.canaries < len(self.repeats):
+            raise ValueError(
+                f"canaries ({self.canaries}) at least one per repeat count ({len(self.repeats)})"
+            )
+        return self
+
+
 class PropertySpec(StrictBlock):
     """``privacy.property_inference.property:`` the property a data set holds or not."""
 
@@ -208,4 +259,5 @@ class PrivacyConfig(StrictBlock):
     inversion: InversionConfig | None = None
     audit: AuditConfig | None = None
     membership: MembershipConfig | None = None
+    memorization: MemorizationConfig | None = None
     property_inference: PropertyInferenceConfig | None = None
