@@ -19,7 +19,8 @@ from fedsim.attacks.colluding import ColludingAttack
 from fedsim.attacks.strength import StrengthSearch
 from fedsim.audit.canaries import ExampleCanaries, example_canaries, insert_example_canaries
 from fedsim.data import FederatedData, federated_data
-from fedsim.errors import InvalidSettingError
+from fedsim.errors import InvalidSettingError, ScenarioError
+from fedsim.inference.attacker import ClassInferenceAttacker, without_class
 from fedsim.models import build_model
 from fedsim.params import flat_params
 from fedsim.scenario import Scenario
@@ -28,6 +29,7 @@ from fedsim.seeding import Stream, derive_seed, numpy_rng
 __all__ = [
     "Federation",
     "build_scenario_attack",
+    "class_inference_attacker",
     "federation_for",
     "federation_override",
     "malicious_clients",
@@ -97,7 +99,8 @@ class Federation:
 
     ``data`` already holds a privacy audit's inserted canary examples (in their owners'
     training data, :attr:`FederatedData.extra <fedsim.data.FederatedData>`); ``canaries`` is
-    every canary, inserted or not, for the audit probe.
+    every canary, inserted or not, for the audit probe. With ``privacy.class_inference``,
+    ``class_inference`` is its attacker, whose partition has lost the target class.
     """
 
     scenario: Scenario
@@ -107,6 +110,7 @@ class Federation:
     attack: Attack | None = None
     canaries: ExampleCanaries | None = None
     strength: StrengthSearch | None = None
+    class_inference: ClassInferenceAttacker | None = None
     _models: dict[str, nn.Module] = field(default_factory=dict, repr=False)
 
     def build_model(self) -> nn.Module:
@@ -172,6 +176,9 @@ def federation_override(fed: Federation) -> Iterator[Federation]:
 def _federation(scenario_json: str) -> Federation:
     scenario = Scenario.model_validate_json(scenario_json)
     data = federated_data(scenario.data, scenario.seed)
+    class_attacker = class_inference_attacker(scenario, data)
+    if class_attacker is not None:
+        data = without_class(data, class_attacker.client_id, class_attacker.gan.target_class)
     malicious = malicious_clients(scenario)
     canaries = example_canaries(scenario, data.dataset, malicious)
     attack = build_scenario_attack(scenario, data.dataset.num_classes)
@@ -183,4 +190,24 @@ def _federation(scenario_json: str) -> Federation:
         attack=attack,
         canaries=canaries,
         strength=strength_search(scenario, attack),
+        class_inference=class_attacker,
     )
+
+
+def class_inference_attacker(
+    scenario: Scenario, data: FederatedData
+) -> ClassInferenceAttacker | None:
+    """The attacker ``privacy.class_inference`` asks for (``None`` without that block).
+
+    Raises
+    ------
+    ScenarioError
+        Naming ``privacy.class_inference`` and why its settings cannot work on this data.
+    """
+    config = scenario.privacy.class_inference
+    if config is None:
+        return None
+    try:
+        return ClassInferenceAttacker.from_config(config, data, scenario.seed)
+    except InvalidSettingError as e:
+        raise ScenarioError("privacy.class_inference", config.model_dump(), str(e)) from None

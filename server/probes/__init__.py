@@ -1,6 +1,6 @@
 """Probes: what observes a run without training.
 
-Backdoor ASR, inversion, membership, audits, evasion, extraction, watermark.
+Backdoor ASR, inversion, class inference, membership, audits, evasion, extraction, watermark.
 
 Importing this package registers every probe in :data:`PROBES`; :class:`ProbeSet` builds the
 ones a scenario configures. See :mod:`server.probes.base` for the interface.
@@ -12,6 +12,7 @@ from fedsim.threats import DIRECTIONS, THREAT_MODELS
 from server.probes import (  # noqa: F401  (each import registers its probe)
     audit,
     backdoor,
+    class_inference,
     extraction,
     inversion,
     membership,
