@@ -31,7 +31,7 @@ from fedsim.attacks import ClientAttack, DataPoisoning
 from fedsim.evasion.pixel_space import model_in_pixel_space
 from fedsim.faults import client_faults
 from fedsim.federation import Federation
-from fedsim.params import load_flat_params
+from fedsim.params import all_finite, load_flat_params
 from fedsim.privacy import PrivacyLedger
 from fedsim.privacy.local import LocalDPRound, local_dp_round
 from fedsim.protocol import (
@@ -223,11 +223,16 @@ def _with_fakes(
     global_weights: torch.Tensor,
     poisoned: tuple[torch.Tensor, torch.Tensor] | None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The active class-inference attacker's data: its own, then its GAN's labelled fakes."""
+    """The active class-inference attacker's data: its own, then its GAN's labelled fakes.
+
+    A global model with NaN/Inf weights gives no generator: the attacker trains on its own data.
+    """
     attacker = fed.class_inference
     if attacker is None:
         raise ValueError("the scenario has no privacy.class_inference attacker")
     x, y = poisoned if poisoned is not None else fed.data.client(attacker.client_id)
+    if not all_finite(global_weights):
+        return x, y
     model = fed.model("class-inference")
     load_flat_params(model, global_weights)
     dataset = fed.data.dataset

@@ -10,9 +10,13 @@ from flwr.supercore.task_identity import TaskIdentity
 
 from clients.app import make_client_app
 from fedsim.errors import ScenarioError
+from fedsim.federation import federation_for
 from fedsim.run.runner import preflight
 from fedsim.run.runtimes.inline import InlineGrid
 from server.app import run_server
+from server.probes.base import RoundView
+from server.probes.class_inference import ClassInferenceProbe
+from server.server_data import ServerData
 from tests.conftest import RecordingObserver, make_scenario
 
 FIGURES = {"class_inference_confidence", "class_inference_fidelity", "class_inference_s"}
@@ -86,3 +90,12 @@ def test_rounds_past_the_end_are_refused() -> None:
     scenario = make_scenario(**{"privacy.class_inference": {"rounds": [9]}})
     with pytest.raises(ScenarioError, match=r"privacy\.class_inference\.rounds"):
         preflight(scenario)
+
+
+def test_a_non_finite_global_model_gives_no_figures_and_no_crash() -> None:
+    scenario = make_scenario(**{"privacy.class_inference": {"steps": 2}})
+    fed = federation_for(scenario)
+    probe = ClassInferenceProbe(fed, ServerData((fed.data.dataset.x_test, fed.data.dataset.y_test)))
+    weights = fed.initial_weights()
+    weights[0] = float("nan")
+    assert probe.observe(RoundView(round=2, before=weights, after=None, updates=[])) == {}
