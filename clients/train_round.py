@@ -28,11 +28,13 @@ from flwr.app import ConfigRecord, Context, Message, MetricRecord, RecordDict
 
 from clients.state import adopt_state
 from fedsim.attacks import ClientAttack, DataPoisoning
+from fedsim.audit.gradient import canary_insertions
 from fedsim.evasion.pixel_space import model_in_pixel_space
 from fedsim.faults import client_faults
 from fedsim.federation import Federation
 from fedsim.params import all_finite, load_flat_params
 from fedsim.privacy import PrivacyLedger
+from fedsim.privacy.dp_sgd import InsertedGradients
 from fedsim.privacy.local import LocalDPRound, local_dp_round
 from fedsim.protocol import (
     ARRAYS,
@@ -99,6 +101,9 @@ class TrainJob:
         The client is slow this round (``faults.straggler``).
     dp : LocalDPRound or None
         σ, q and the step count of the client's DP-SGD round (honest clients under local DP).
+    inserted : InsertedGradients or None
+        A white-box audit's gradient canaries its DP-SGD adds this round
+        (:func:`fedsim.audit.gradient.canary_insertions`); ``None``: none.
     """
 
     fed: Federation
@@ -110,6 +115,7 @@ class TrainJob:
     attack_rng: torch.Generator | None
     straggler: bool
     dp: LocalDPRound | None
+    inserted: InsertedGradients | None = None
 
     @functools.cached_property
     def data(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -204,6 +210,12 @@ def start_train(fed: Federation, msg: Message, context: Context) -> TrainJob:
         poisoned = _with_fakes(fed, server_round, global_weights, poisoned)
     private = scenario.privacy.local_dp is not None and client_id not in fed.malicious
     num_examples = len(poisoned[1]) if poisoned is not None else fed.data.num_examples(client_id)
+    dp = local_dp_round(scenario, num_examples) if private else None
+    inserted = None
+    if dp is not None and fed.gradient_canaries is not None:
+        inserted = canary_insertions(
+            scenario, fed.gradient_canaries, client_id, server_round, dp.steps, dp.sample_rate
+        )
     return TrainJob(
         fed=fed,
         client_id=client_id,
@@ -213,7 +225,8 @@ def start_train(fed: Federation, msg: Message, context: Context) -> TrainJob:
         attack=attack,
         attack_rng=attack_rng,
         straggler=faults.straggler,
-        dp=local_dp_round(scenario, num_examples) if private else None,
+        dp=dp,
+        inserted=inserted,
     )
 
 

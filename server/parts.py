@@ -366,7 +366,7 @@ def secure_aggregation(
         )
     for probe in probes.probes:
         config = getattr(probe, "config", None)
-        if probe.threat_model == "update" or getattr(config, "threat_model", None) == "server":
+        if probe.threat_model == "update":  # the inversion probe's server attacks the sums
             raise ScenarioError(
                 f"privacy.{probe.name}.threat_model",
                 getattr(config, "threat_model", probe.threat_model),

@@ -27,6 +27,7 @@ from flwr.serverapp.strategy import Strategy
 
 from fedsim.errors import InvalidSettingError
 from fedsim.faults import client_faults
+from fedsim.models.head_averaging import holder_mean_heads
 from fedsim.protocol import (
     ARRAYS,
     CONFIG,
@@ -42,13 +43,16 @@ from fedsim.seeding import Stream, torch_generator
 from server.aggregators.crfl import crfl_clip_and_perturb
 from server.client_nodes import ClientNodes
 from server.parts import ServerParts
-from server.probes import RoundView
+from server.personalization import local_head_mask, personal_figures, shared_only
+from server.probes import RevealedSum, RoundView
 from server.replies import ClientUpdate, parse_train_replies, stack_updates
 from server.sampling import sample_clients
 
 __all__ = ["FedsimStrategy", "RoundReport", "detection", "sample_clients"]
 
 log = logging.getLogger(__name__)
+
+CRAFTED = "the server sent crafted models (privacy.inversion): the global model stays"
 
 
 @dataclass
@@ -70,6 +74,7 @@ class RoundReport:
     train_loss: float | None = None
     privacy_info: dict[str, float] = field(default_factory=dict)
     secagg_info: dict[str, float] = field(default_factory=dict)
+    personal: dict[str, Any] = field(default_factory=dict)
     started: float = field(default_factory=time.perf_counter)
 
     def as_record(self) -> dict[str, Any]:
@@ -104,6 +109,7 @@ class RoundReport:
             **({"attack": self.attack_info} if self.attack_info else {}),
             **self.privacy_info,
             **self.secagg_info,
+            **self.personal,
         }
 
 
@@ -181,9 +187,15 @@ class FedsimStrategy(Strategy):
         self.client_to_node = client_to_node.to_node
         self.node_to_client = client_to_node.to_client
         self.dim = dim
+        self.heads: dict[str, slice] | None = None  # heads averaged over their task's holders
+        multitask = parts.fed.multitask("server") if parts.fed.tasks is not None else None
+        if multitask is not None and scenario.data.task_assignment != "all":
+            self.heads = multitask.head_slices()
+        self.local_heads = local_head_mask(parts.fed)  # coordinates the server never updates
         self.round_offset = 0
         self.report: RoundReport | None = None
         self._global: torch.Tensor | None = None
+        self.crafted = False  # the round's train messages carried crafted weights
 
     def summary(self) -> None:
         """Log the strategy's settings."""
@@ -213,6 +225,7 @@ class FedsimStrategy(Strategy):
             attack_active=self.scenario.attack.active(server_round) if self.malicious else None,
         )
         self._global = from_array_record(arrays, WEIGHTS_KEY)
+        self.crafted = False
         config[SERVER_ROUND] = server_round
         sent = [c for c in sampled if c not in dropped]  # a dropped client never gets it
         secure: dict[int, ConfigRecord] = {}
@@ -232,10 +245,19 @@ class FedsimStrategy(Strategy):
             handoffs = {c: self.client_states.handoff(c) for c in sent}
             self.client_states.record(server_round, sent, self._global)
         shared = RecordDict({ARRAYS: arrays, CONFIG: config})  # one content for most clients
+        # A malicious server's crafted weights (privacy.inversion: imprint, trap weights,
+        # model inconsistency) replace the global model in this round's train messages.
+        crafted = self.parts.probes.crafted_models(server_round, self._global, sent)
+        self.crafted = bool(crafted)
+        records = {  # one record per distinct crafted model
+            id(w): to_array_record(WEIGHTS_KEY, w.to(self._global.dtype)) for w in crafted.values()
+        }
 
         def content(client: int) -> RecordDict:
-            """``shared``, or a node's own content: its SecAgg+ shares, its handed-off state."""
+            """A node's content: its weights, its SecAgg+ shares, its handed-off state."""
             own = {**({SECAGG_KEY: secure[client]} if secure else {}), **handoffs.get(client, {})}
+            if client in crafted:
+                return RecordDict({ARRAYS: records[id(crafted[client])], CONFIG: config, **own})
             return RecordDict({ARRAYS: arrays, CONFIG: config, **own}) if own else shared
 
         return [
@@ -254,6 +276,10 @@ class FedsimStrategy(Strategy):
         if report.skipped is not None:  # secure aggregation failed before training
             self._observe(RoundView(server_round, current, None, []))
             return None, None
+        if self.scenario.clients.personalization is not None:
+            replies = list(replies)
+            tasks = () if self.parts.fed.tasks is None else self.parts.fed.tasks.names
+            report.personal = personal_figures(replies, self.node_to_client, self.malicious, tasks)
         if self.secure is not None:
             return self._aggregate_secure(server_round, replies, report, current)
         parsed = parse_train_replies(replies, self.node_to_client, self.dim)
@@ -267,6 +293,8 @@ class FedsimStrategy(Strategy):
             report.skipped = "no valid update arrived"
             self._observe(RoundView(server_round, current, None, parsed.updates))
             return None, None
+        if self.crafted:
+            return self._skip(server_round, current, CRAFTED, parsed.updates)
 
         checked = parsed.updates
         weights = torch.tensor([float(u.num_examples) for u in checked], dtype=torch.float64)
@@ -294,7 +322,24 @@ class FedsimStrategy(Strategy):
         except InvalidSettingError as e:
             return self._skip(server_round, current, str(e), parsed.updates)
         report.accepted = result.accepted
-        return self._apply(server_round, current, result.update, parsed.updates, len(ids))
+        update = result.update
+        if self.heads is not None:  # multi-task, round robin: each head over its holders
+            update = self._heads_over_holders(update, updates, weights, ids, result.accepted)
+        return self._apply(server_round, current, update, parsed.updates, len(ids))
+
+    def _heads_over_holders(
+        self,
+        update: torch.Tensor,
+        updates: torch.Tensor,
+        weights: torch.Tensor,
+        ids: list[int],
+        accepted: list[int] | None,
+    ) -> torch.Tensor:
+        """Each task head of ``update`` as the mean over its accepted holders (multi-task)."""
+        assert self.heads is not None
+        fed, kept = self.parts.fed, set(ids if accepted is None else accepted)
+        holds = {t: [c in kept and t in fed.client_tasks(c) for c in ids] for t in self.heads}
+        return holder_mean_heads(update, updates, weights.to(updates.device), self.heads, holds)
 
     def _apply(
         self,
@@ -303,10 +348,15 @@ class FedsimStrategy(Strategy):
         update: torch.Tensor,
         updates: list[ClientUpdate],
         num_updates: int,
+        sums: list[RevealedSum] | None = None,
     ) -> tuple[ArrayRecord, MetricRecord]:
-        """Apply the round's aggregate ``update``; run the probes (given ``updates``)."""
+        """Apply the round's aggregate ``update``; run the probes.
+
+        They see ``updates`` (in the clear) or the ``sums`` secure aggregation revealed.
+        """
         report = self.report
         assert report is not None
+        update = shared_only(update, self.local_heads)  # FedPer/FedRep: the head stays local
         new_global = current.to(torch.float64) + self.scenario.defense.server_lr * update
         if (crfl := self.scenario.defense.crfl) is not None:  # CRFL: clip and perturb w
             noise = torch_generator(self.scenario.seed, Stream.CRFL, server_round)
@@ -317,7 +367,9 @@ class FedsimStrategy(Strategy):
         self.aggregator.applied(
             new_global.to(current.dtype).to(torch.float64) - current.to(torch.float64)
         )
-        view = RoundView(server_round, current, new_global, updates, aggregate=aggregate)
+        view = RoundView(
+            server_round, current, new_global, updates, aggregate=aggregate, sums=sums or []
+        )
         self._observe(view)
         metrics = MetricRecord({"train-loss": report.train_loss, "num-updates": num_updates})
         return to_array_record(WEIGHTS_KEY, new_global.to(current.dtype)), metrics
@@ -353,6 +405,12 @@ class FedsimStrategy(Strategy):
         weights = torch.tensor([float(outcome.num_examples[c]) for c in ids], dtype=torch.float64)
         report.train_loss = _weighted_mean(weights, [outcome.losses[c] for c in ids])
         report.secagg_info = outcome.figures
+        sums = [
+            RevealedSum(mean, {c: outcome.num_examples[c] for c in members})
+            for mean, members in zip(outcome.means, outcome.members, strict=True)
+        ]
+        if self.crafted:
+            return self._skip(server_round, current, CRAFTED, [], sums)
         means = torch.stack(outcome.means)
         group_weights = torch.tensor(outcome.weights, dtype=torch.float64)
         try:
@@ -362,7 +420,7 @@ class FedsimStrategy(Strategy):
             return self._skip(server_round, current, str(e), [])
         if result.accepted is not None and len(outcome.means) > 1:  # groups → their clients
             report.accepted = sorted(c for g in result.accepted for c in outcome.members[g])
-        return self._apply(server_round, current, result.update, [], len(ids))
+        return self._apply(server_round, current, result.update, [], len(ids), sums)
 
     def _book_replies(self, server_round: int, updated: list[int]) -> None:
         """Note who replied (with an update, or rejected) and who timed out; log who is left out.
@@ -383,12 +441,17 @@ class FedsimStrategy(Strategy):
         current: torch.Tensor,
         reason: str,
         updates: list[ClientUpdate],
+        sums: list[RevealedSum] | None = None,
     ) -> tuple[None, None]:
-        """Skip the round (the model stays ``current``) for ``reason``; the probes still run."""
+        """Skip the round (the model stays ``current``) for ``reason``; the probes still run.
+
+        ``updates`` (in the clear) or ``sums`` (under secure aggregation) are what the server
+        saw of the round.
+        """
         assert self.report is not None
         self.report.skipped = reason
         log.warning("round %d skipped: %s", server_round, reason)
-        self._observe(RoundView(server_round, current, None, updates))
+        self._observe(RoundView(server_round, current, None, updates, sums=sums or []))
         return None, None
 
     def _observe(self, view: RoundView) -> None:

@@ -12,7 +12,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from fedsim.inversion import dlg, idlg, inverting_gradients  # noqa: F401  (register the attacks)
+from fedsim.inversion import (  # noqa: F401  (register the attacks)
+    dlg,
+    idlg,
+    imprint,
+    inverting_gradients,
+    trap_weights,
+)
 from fedsim.inversion.base import InversionAttack, Reconstruction
 from fedsim.inversion.labels import last_layer_weight_grad, recover_label, recover_labels
 from fedsim.inversion.metrics import (

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -158,6 +158,7 @@ class InversionAttack(Describable):
         batch_size: int = 1,
         data_range: tuple[float, float] = (0.0, 1.0),
         label: torch.Tensor | None = None,
+        ignore: Collection[int] = (),
     ) -> Reconstruction:
         """Reconstruct the batch whose mean cross-entropy gradient is ``target_grads``.
 
@@ -179,6 +180,11 @@ class InversionAttack(Describable):
         label : torch.Tensor or None
             Known labels, shape ``(batch_size,)``; ``None`` to recover (iDLG, Inverting
             Gradients) or learn (DLG) them.
+        ignore : collection of int
+            Indices (in ``model.parameters()`` order) of parameters whose target gradient is
+            unknown: left out of the gradient matching (labels are still recovered from the
+            last layer's weight gradient). A model-inconsistency attack leaves out what the
+            other clients' updates still move.
 
         Returns
         -------
@@ -200,6 +206,10 @@ class InversionAttack(Describable):
         lo, hi = _check_range(self.name, data_range)
         targets = _check_targets(self.name, params, target_grads, device, dtype)
         labels = self._labels(model, targets, num_classes, batch_size, label, device)
+        kept = [i for i in range(len(params)) if i not in set(ignore)]
+        if not kept:
+            raise InvalidSettingError(f"{self.name}: every parameter is ignored")
+        params, targets = [params[i] for i in kept], [targets[i] for i in kept]
         generator = torch.Generator().manual_seed(self.seed)
         trials: list[tuple[torch.Tensor, torch.Tensor, float]] = []
         with differentiable(params):

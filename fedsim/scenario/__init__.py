@@ -19,7 +19,7 @@ from fedsim.scenario.attack_defense import (
     DefenseConfig,
     SecureAggregationConfig,
 )
-from fedsim.scenario.clients import ClientsConfig, FaultsConfig
+from fedsim.scenario.clients import ClientsConfig, FaultsConfig, PersonalizationConfig
 from fedsim.scenario.data_model import MAX_CLIENTS, DataConfig, ModelConfig
 from fedsim.scenario.loading import (
     apply_overrides,
@@ -37,6 +37,7 @@ from fedsim.scenario.privacy import (
     InversionConfig,
     LocalDPConfig,
     MembershipConfig,
+    MemorizationConfig,
     PrivacyConfig,
 )
 from fedsim.scenario.robustness import (
@@ -74,7 +75,9 @@ __all__ = [
     "LocalDPConfig",
     "MAX_CLIENTS",
     "MembershipConfig",
+    "MemorizationConfig",
     "ModelConfig",
+    "PersonalizationConfig",
     "PrivacyConfig",
     "RayConfig",
     "RemovalConfig",

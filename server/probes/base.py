@@ -43,7 +43,37 @@ from fedsim.threats import DIRECTIONS, THREAT_MODELS
 from server.replies import ClientUpdate
 from server.server_data import ServerData
 
-__all__ = ["DIRECTIONS", "PROBES", "THREAT_MODELS", "InsertedUpdates", "Probe", "RoundView"]
+__all__ = [
+    "DIRECTIONS",
+    "PROBES",
+    "THREAT_MODELS",
+    "InsertedUpdates",
+    "Probe",
+    "RevealedSum",
+    "RoundView",
+]
+
+
+@dataclass(frozen=True)
+class RevealedSum:
+    """A sum secure aggregation revealed to the server: FedAvg's mean of its clients' updates.
+
+    Attributes
+    ----------
+    mean : torch.Tensor
+        ``(d,)`` float64 ``Σ n_i Δ_i / Σ n_i`` over ``members`` (decoded, quantization error
+        included).
+    num_examples : dict[int, int]
+        ``n_i`` of each member (public under SecAgg+, as in Flower).
+    """
+
+    mean: torch.Tensor
+    num_examples: dict[int, int]
+
+    @property
+    def members(self) -> list[int]:
+        """The clients whose updates are in the sum, in id order."""
+        return sorted(self.num_examples)
 
 
 @dataclass(frozen=True)
@@ -69,6 +99,9 @@ class RoundView:
         The rule's new global weights before the server's own retraining of them (the WAFFLE
         watermark embedding); equal to ``after`` when the server does not retrain, ``None``
         when the round was skipped.
+    sums : list of RevealedSum
+        Under secure aggregation, the sums the protocol revealed (one per group; ``updates``
+        is then empty); empty in the clear.
     """
 
     round: int
@@ -77,6 +110,7 @@ class RoundView:
     updates: list[ClientUpdate]
     accounted: dict[str, Any] = field(default_factory=dict)
     aggregate: torch.Tensor | None = None
+    sums: list[RevealedSum] = field(default_factory=list)
 
     @property
     def model(self) -> torch.Tensor:
@@ -151,6 +185,16 @@ class Probe(Checkpointable, ABC):
     def inserted_updates(self, server_round: int, dim: int) -> InsertedUpdates | None:
         """Updates to add to ``server_round``'s central-DP sum (default: none)."""
         return None
+
+    def crafted_models(
+        self, server_round: int, global_weights: torch.Tensor, clients: list[int]
+    ) -> dict[int, torch.Tensor]:
+        """Weights a malicious server sends ``clients`` instead of the global model (none here).
+
+        The strategy sends them in ``server_round``'s train messages, and leaves the global
+        model unchanged in that round (the clients' updates are relative to crafted weights).
+        """
+        return {}
 
     def describe(self) -> dict[str, Any]:
         """The probe's identity for ``summary.json`` and the per-run report."""

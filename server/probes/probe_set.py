@@ -71,6 +71,24 @@ class ProbeSet:
         total = torch.stack([p.direction_sum.to(torch.float64) for p in parts]).sum(dim=0)
         return InsertedUpdates(total, sum(p.count for p in parts))
 
+    def crafted_models(
+        self, server_round: int, global_weights: torch.Tensor, clients: list[int]
+    ) -> dict[int, torch.Tensor]:
+        """The weights each probe's malicious server sends instead of the global model.
+
+        Raises
+        ------
+        ValueError
+            Two probes craft the model of one round.
+        """
+        crafted: dict[int, torch.Tensor] = {}
+        for probe in self.probes:
+            mine = probe.crafted_models(server_round, global_weights, clients)
+            if mine and crafted:
+                raise ValueError(f"two probes craft the models of round {server_round}")
+            crafted.update(mine)
+        return crafted
+
     def round_metrics(self) -> dict[str, Any]:
         """The figures of the round observed last (for its ``metrics.jsonl`` line)."""
         return dict(self.round_figures)

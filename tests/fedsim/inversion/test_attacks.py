@@ -146,8 +146,9 @@ def test_invalid_settings_name_attack_and_value(name, settings, message):
 
 
 def test_registry_and_unknown_name():
-    assert INVERSION_ATTACKS.names() == ["dlg", "idlg", "inverting_gradients"]
-    with pytest.raises(UnknownNameError, match="known: dlg, idlg, inverting_gradients"):
+    names = ["dlg", "idlg", "imprint", "inverting_gradients", "trap_weights"]
+    assert INVERSION_ATTACKS.names() == names
+    with pytest.raises(UnknownNameError, match="known: " + ", ".join(names)):
         build_inversion("gradinversion")
 
 
