@@ -29,6 +29,7 @@ import torch
 from flwr.app import Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
+from clients.personalization import train_personal
 from clients.secure_aggregation import (
     masked_train_reply,
     setup_reply,
@@ -56,7 +57,7 @@ from fedsim.protocol import (
     SECAGG_UNMASK,
 )
 from fedsim.scenario import Scenario, load_scenario, scenario_path
-from fedsim.training import TrainResult, evaluate, single_thread, train_local
+from fedsim.training import TrainResult, evaluate, single_thread, task_loss, train_local
 
 __all__ = ["app", "make_client_app"]
 
@@ -86,17 +87,24 @@ def make_client_app(scenario: Scenario | None = None) -> ClientApp:
             time.sleep(fed.scenario.faults.straggler_delay_s)
         model = fed.model("client")
         load_flat_params(model, job.global_weights)
-        privacy_metrics: dict[str, float | list[float]] = {}
-        if job.dp is not None:
+        extra: dict[str, float | list[float]] = {}  # the privacy report, personal accuracy
+        if fed.scenario.clients.personalization is not None:  # shared part out, personal kept
+            local, result, personal_metrics = train_personal(job, context, model)
+            extra = dict(personal_metrics)
+        elif job.dp is not None:
             result = _train_private(job, model)
-            privacy_metrics = record_dp_round(context, job)
+            extra = record_dp_round(context, job)
+            local = flat_params(model)
         else:
-            generator = job.generator()
+            loss = None
+            if fed.tasks is not None:  # the sum of the losses of the tasks it holds
+                loss = task_loss(fed.tasks, fed.client_tasks(job.client_id))
             augment = fed.data.dataset.augment
             result = train_local(
-                model, job.x, job.y, job.settings, generator, augment, job.adversarial
+                model, job.x, job.y, job.settings, job.generator(), augment, job.adversarial, loss
             )
-        reply = finish_train(msg, context, job, flat_params(model), result, privacy_metrics)
+            local = flat_params(model)
+        reply = finish_train(msg, context, job, local, result, extra)
         if SECAGG_KEY in msg.content:  # secure aggregation: mask the update
             return masked_train_reply(fed, msg, context, reply)
         return reply
@@ -151,6 +159,7 @@ def _train_private(job: TrainJob, model: torch.nn.Module) -> TrainResult:
             generator=job.generator(),
             device=device,
             adversarial=job.adversarial,
+            inserted=job.inserted,
         )
     return TrainResult(loss=dp.loss, steps=dp.steps, num_examples=dp.num_examples)
 

@@ -208,14 +208,18 @@ def _report(directory: str) -> int:
 def _list() -> int:
     from fedsim.attacks import attack_names
     from fedsim.data import DATASETS
+    from fedsim.data.tasks import TASKS
     from fedsim.evasion import EVASION_ATTACKS
     from fedsim.models import MODELS
+    from fedsim.personalization import PERSONALIZATION
     from server import aggregators
     from server.probes import PROBES
 
     for kind, names in (
         ("datasets", DATASETS.names()),
         ("models", MODELS.names()),
+        ("tasks", TASKS.names()),
+        ("personalization", PERSONALIZATION.names()),
         ("aggregators", aggregators.names()),
         ("pre-stages", aggregators.pre_names()),
         ("attacks", attack_names()),

@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import nn
@@ -18,16 +18,23 @@ from fedsim.attacks import Attack, UpdateAttack, accepts, build_attack, is_attac
 from fedsim.attacks.colluding import ColludingAttack
 from fedsim.attacks.strength import StrengthSearch
 from fedsim.audit.canaries import ExampleCanaries, example_canaries, insert_example_canaries
+from fedsim.audit.gradient import GradientCanaries, gradient_canaries
 from fedsim.data import FederatedData, federated_data
-from fedsim.errors import InvalidSettingError
+from fedsim.data.tasks import TaskSet, task_set
+from fedsim.errors import InvalidSettingError, ScenarioError
+from fedsim.inference.attacker import ClassInferenceAttacker, without_class
+from fedsim.memorization import TextCanaries, scenario_text_canaries
 from fedsim.models import build_model
+from fedsim.models.multitask import MultiTaskModel, TaskView
 from fedsim.params import flat_params
+from fedsim.personalization import local_test_split
 from fedsim.scenario import Scenario
 from fedsim.seeding import Stream, derive_seed, numpy_rng
 
 __all__ = [
     "Federation",
     "build_scenario_attack",
+    "class_inference_attacker",
     "federation_for",
     "federation_override",
     "malicious_clients",
@@ -97,7 +104,14 @@ class Federation:
 
     ``data`` already holds a privacy audit's inserted canary examples (in their owners'
     training data, :attr:`FederatedData.extra <fedsim.data.FederatedData>`); ``canaries`` is
-    every canary, inserted or not, for the audit probe.
+    every canary, inserted or not, for the audit probe. ``tasks`` is a multi-task
+    federation's task set (``data.tasks``; ``None`` for a single-task one): its models are
+    :class:`~fedsim.models.multitask.MultiTaskModel` objects, seen by single-task code
+    through the first task's view. ``text_canaries`` are ``privacy.memorization``'s secrets,
+    also in their owners' data (text datasets only); ``gradient_canaries`` a white-box audit's
+    canary gradients (``privacy.audit.canary: gradient``), which the owners' DP-SGD inserts.
+    With ``privacy.class_inference``, ``class_inference`` is its attacker, whose partition
+    has lost the target class.
     """
 
     scenario: Scenario
@@ -106,20 +120,46 @@ class Federation:
     device: torch.device
     attack: Attack | None = None
     canaries: ExampleCanaries | None = None
+    gradient_canaries: GradientCanaries | None = None
     strength: StrengthSearch | None = None
+    tasks: TaskSet | None = None
+    text_canaries: TextCanaries | None = None
+    class_inference: ClassInferenceAttacker | None = None
     _models: dict[str, nn.Module] = field(default_factory=dict, repr=False)
 
     def build_model(self) -> nn.Module:
-        """A fresh model with the run's seeded initial weights, on this process' device."""
+        """A fresh model with the run's seeded initial weights, on this process' device.
+
+        In a multi-task federation, the first task's :class:`TaskView` of a fresh
+        :class:`MultiTaskModel` (its parameters are the whole multi-task model's).
+        """
+        model_config = self.scenario.model
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(derive_seed(self.scenario.seed, Stream.INIT))
-            model = build_model(
-                self.scenario.model.name,
-                self.data.dataset.input_shape,
-                self.data.dataset.num_classes,
-                **self.scenario.model.params,
-            )
+            if self.tasks is None:
+                model: nn.Module = build_model(
+                    model_config.name,
+                    self.data.dataset.input_shape,
+                    self.data.dataset.num_classes,
+                    **model_config.params,
+                )
+            else:
+                classes = dict(zip(self.tasks.names, self.tasks.num_classes, strict=True))
+                model = MultiTaskModel.from_registry(
+                    model_config.name, self.data.dataset.input_shape, classes, **model_config.params
+                ).as_single_task(self.tasks.names[0])
         return model.to(self.device)
+
+    def multitask(self, role: str) -> MultiTaskModel | None:
+        """The multi-task model behind :meth:`model` ``(role)``; ``None`` in a single-task run."""
+        model = self.model(role)
+        return model.multitask if isinstance(model, TaskView) else None
+
+    def client_tasks(self, client_id: int) -> tuple[str, ...]:
+        """The tasks client ``client_id`` trains (``data.task_assignment``); ``()``: no tasks."""
+        if self.tasks is None:
+            return ()
+        return self.tasks.held_by(client_id, self.scenario.data.task_assignment)
 
     def model(self, role: str) -> nn.Module:
         """A model object reused across calls in this process (one per ``role``)."""
@@ -172,15 +212,56 @@ def federation_override(fed: Federation) -> Iterator[Federation]:
 def _federation(scenario_json: str) -> Federation:
     scenario = Scenario.model_validate_json(scenario_json)
     data = federated_data(scenario.data, scenario.seed)
+    if (personal := scenario.clients.personalization) is not None:
+        train, tests = local_test_split(data.partitions, personal.test_fraction, scenario.seed)
+        data = replace(data, partitions=train, local_tests=tests)
+    class_attacker = class_inference_attacker(scenario, data)
+    if class_attacker is not None:
+        data = without_class(data, class_attacker.client_id, class_attacker.gan.target_class)
     malicious = malicious_clients(scenario)
     canaries = example_canaries(scenario, data.dataset, malicious)
     attack = build_scenario_attack(scenario, data.dataset.num_classes)
-    return Federation(
+    tasks = None
+    if scenario.data.tasks is not None:
+        dataset = data.dataset
+        tasks = task_set(scenario.data.tasks, scenario.data.dataset, dataset.num_classes)
+    data = insert_example_canaries(data, canaries)
+    secrets = scenario_text_canaries(scenario, malicious) if data.dataset.is_text else None
+    if secrets is not None:
+        data = data.with_extra(secrets.merged_into(data.extra))
+    fed = Federation(
         scenario=scenario,
-        data=insert_example_canaries(data, canaries),
+        data=data,
         malicious=malicious,
         device=resolve_device(scenario.device),
         attack=attack,
         canaries=canaries,
         strength=strength_search(scenario, attack),
+        tasks=tasks,
+        text_canaries=secrets,
+        class_inference=class_attacker,
     )
+    audit = scenario.privacy.audit
+    if audit is not None and audit.canary == "gradient":
+        dim = sum(p.numel() for p in fed.model("audit").parameters())
+        fed.gradient_canaries = gradient_canaries(scenario, malicious, dim)
+    return fed
+
+
+def class_inference_attacker(
+    scenario: Scenario, data: FederatedData
+) -> ClassInferenceAttacker | None:
+    """The attacker ``privacy.class_inference`` asks for (``None`` without that block).
+
+    Raises
+    ------
+    ScenarioError
+        Naming ``privacy.class_inference`` and why its settings cannot work on this data.
+    """
+    config = scenario.privacy.class_inference
+    if config is None:
+        return None
+    try:
+        return ClassInferenceAttacker.from_config(config, data, scenario.seed)
+    except InvalidSettingError as e:
+        raise ScenarioError("privacy.class_inference", config.model_dump(), str(e)) from None

@@ -33,6 +33,7 @@ __all__ = [
     "DP_EPSILON",
     "DP_HISTORY",
     "DP_NOISE_MULTIPLIER",
+    "GLOBAL_ACCURACY",
     "IDENTIFY",
     "LAST_GLOBAL_KEY",
     "LEDGER_KEY",
@@ -40,6 +41,9 @@ __all__ = [
     "NUMPY_STYPE",
     "NUM_EXAMPLES",
     "PARTITION_ID",
+    "PERSONAL_ACCURACY",
+    "PERSONAL_KEY",
+    "PERSONAL_TASK_ACCURACY",
     "PartitionDirectory",
     "SERVER_ROUND",
     "SECAGG_KEY",
@@ -123,6 +127,12 @@ DP_HISTORY = "dp-history"
 DP_EPSILON = "dp-epsilon"
 """That client's ε over every DP-SGD step it has taken."""
 DP_NOISE_MULTIPLIER = "dp-noise-multiplier"
+PERSONAL_ACCURACY = "personal-accuracy"
+"""Personalized FL: the client's personal model's accuracy on its own test split."""
+PERSONAL_TASK_ACCURACY = "personal-accuracy."
+"""Prefix: ``personal-accuracy.<task>`` is that task's (``data.tasks``)."""
+GLOBAL_ACCURACY = "global-local-accuracy"
+"""Personalized FL without a local head (Ditto): the received global model on that split."""
 
 # Node state a client keeps between rounds (a resumed run's first train message carries them
 # back under the same keys).
@@ -131,6 +141,9 @@ LEDGER_KEY = "fedsim.dp-ledger"
 LAST_GLOBAL_KEY = "fedsim.last-global"
 """ArrayRecord: the global weights a client last trained on (Neurotoxin reads the change)."""
 STATE_KEYS = (LEDGER_KEY, LAST_GLOBAL_KEY)
+PERSONAL_KEY = "fedsim.personal"
+"""ArrayRecord: a personalized-FL client's personal head or model. Never sent to the server,
+so not among the handed-back ``STATE_KEYS``: a resumed run restarts it from the global model."""
 
 
 @runtime_checkable

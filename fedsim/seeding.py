@@ -6,7 +6,7 @@ the same numbers on every runtime.
 
 from __future__ import annotations
 
-from enum import IntEnum
+from enum import IntEnum, unique
 
 import numpy as np
 import torch
@@ -14,8 +14,13 @@ import torch
 __all__ = ["Stream", "derive_seed", "numpy_rng", "torch_generator"]
 
 
+@unique
 class Stream(IntEnum):
-    """The purpose of a draw; keeps independent streams apart."""
+    """The purpose of a draw; keeps independent streams apart.
+
+    ``@unique``: two purposes given one number would silently share their draws, so that is
+    an error at import.
+    """
 
     INIT = 1  # initial global model weights
     SAMPLE = 2  # which clients a round samples
@@ -35,7 +40,10 @@ class Stream(IntEnum):
     WATERMARK = 24  # WAFFLE's trigger set (once per run), embedding and removal draws
     THEFT_DATA = 25  # which part of the held-out set a model thief holds
     ROBUSTNESS = 20  # the robustness probe: evaluated subset, attacks' draws, transfer surrogates
+    CLASS_INFERENCE = 34  # the GAN class-inference attacker's generator, per global model
     SECAGG = 26  # secure aggregation: the neighbour graph, each client's quantization rounding
+    PERSONAL = 30  # personalized FL: each client's own test split, a personal model's shuffles
+    MEMORIZATION = 32  # secret-sharer canaries in text: their secrets and owners (issue #32)
 
 
 def derive_seed(seed: int, stream: Stream, *key: int) -> int:

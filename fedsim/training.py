@@ -14,13 +14,14 @@ they stop.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fedsim.data.tasks import TaskSet
 from fedsim.data.transforms import Augment
 from fedsim.evasion import AdversarialTraining, model_in_pixel_space, to_pixel_space
 from fedsim.scenario import ClientsConfig
@@ -28,15 +29,21 @@ from fedsim.validation import require_int
 
 __all__ = [
     "AdversarialSettings",
+    "BatchLoss",
     "EvalResult",
     "TrainResult",
     "TrainSettings",
     "evaluate",
+    "evaluate_tasks",
     "minibatches",
     "sgd_steps",
     "single_thread",
+    "task_loss",
     "train_local",
 ]
+
+BatchLoss = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
+"""``loss(model, x, y)``: a batch's training loss (cross-entropy when not given)."""
 
 
 @dataclass(frozen=True)
@@ -167,6 +174,7 @@ def train_local(
     generator: torch.Generator,
     augment: Augment | None = None,
     adversarial: AdversarialSettings | None = None,
+    loss: BatchLoss | None = None,
 ) -> TrainResult:
     """Run local SGD on ``(x, y)`` in place; shuffles come from ``generator`` (CPU).
 
@@ -176,7 +184,8 @@ def train_local(
     of later epochs differ from a run without it). ``adversarial`` replaces each batch's
     cross-entropy by the adversarial-training loss; its draws (random starts, FAT's replaced
     samples) come from ``generator`` after the batch's augmentation. The reported loss is the
-    mean of the steps' losses, summed in float32 on the model's device.
+    mean of the steps' losses, summed in float32 on the model's device. ``loss`` replaces the
+    cross-entropy of a plain batch (a multi-task client's sum over its tasks, :func:`task_loss`).
     """
     device = next(model.parameters()).device
     x, y = x.to(device), y.to(device)
@@ -184,6 +193,8 @@ def train_local(
     def batch_loss(batch: torch.Tensor) -> torch.Tensor:
         xb = x[batch] if augment is None else augment(x[batch], generator)
         if adversarial is None:
+            if loss is not None:
+                return loss(model, xb, y[batch])
             return F.cross_entropy(model(xb), y[batch])
         return adversarial.loss(model, xb, y[batch], generator)
 
@@ -318,3 +329,47 @@ def _evaluate(
         correct += int((logits.argmax(dim=1) == yb).sum())
     n = len(y)
     return EvalResult(loss=loss_sum / max(n, 1), accuracy=correct / max(n, 1), num_examples=n)
+
+
+def task_loss(tasks: TaskSet, held: Sequence[str]) -> BatchLoss:
+    r"""The multi-task training loss of a client holding tasks ``held``.
+
+    .. math:: L(x, y) = \sum_{t \in \text{held}} \mathrm{CE}\big(f_t(x), g_t(y)\big),
+
+    :math:`f_t` task :math:`t`'s logits of a :class:`~fedsim.models.multitask.MultiTaskModel`
+    (or of the one behind a :class:`~fedsim.models.multitask.TaskView`) and :math:`g_t` its
+    label transform (:mod:`fedsim.data.tasks`). Heads of tasks not held get no gradient.
+
+    Examples
+    --------
+    >>> from fedsim.data.tasks import task_set
+    >>> from fedsim.models.multitask import MultiTaskModel
+    >>> ts = task_set(["digit", "parity"], "digits", 10)
+    >>> model = MultiTaskModel(nn.Flatten(), 4, {"digit": 10, "parity": 2})
+    >>> _ = [nn.init.zeros_(p) for p in model.heads.parameters()]  # uniform predictions
+    >>> x, y = torch.zeros(2, 1, 2, 2), torch.tensor([3, 4])
+    >>> [round(float(task_loss(ts, held)(model, x, y).detach()), 4)  # ln 2, ln 2 + ln 10
+    ...  for held in (["parity"], ["digit", "parity"])]
+    [0.6931, 2.9957]
+    """
+    transforms = [(t, tasks.tasks[tasks.names.index(t)]) for t in held]
+
+    def loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        inner = getattr(model, "multitask", model)
+        features = inner.backbone(x)
+        return sum(
+            (F.cross_entropy(inner.head(t)(features), task.labels(y)) for t, task in transforms),
+            torch.zeros((), device=x.device),
+        )
+
+    return loss
+
+
+def evaluate_tasks(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, tasks: TaskSet
+) -> dict[str, float]:
+    """Each task's accuracy of a multi-task ``model`` (or its view) on ``(x, y)``."""
+    inner = getattr(model, "multitask", model)
+    return {
+        t: evaluate(inner.as_single_task(t), x, tasks.labels(t, y)).accuracy for t in tasks.names
+    }

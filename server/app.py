@@ -43,7 +43,7 @@ from fedsim.protocol import (
 )
 from fedsim.results import RunRecorder, check_new_run_dir, default_run_dir
 from fedsim.scenario import Scenario, load_scenario, scenario_path, scenario_to_dict
-from fedsim.training import evaluate
+from fedsim.training import evaluate, evaluate_tasks
 from server.client_nodes import ClientNodes
 from server.parts import ServerParts
 from server.privacy import BudgetExhausted
@@ -257,13 +257,20 @@ def _restore(checkpoint: Checkpoint, strategy: FedsimStrategy, parts: ServerPart
 
 def _evaluate_global(
     fed: Federation, arrays: ArrayRecord, test_set: tuple[torch.Tensor, torch.Tensor]
-) -> dict[str, float]:
-    """Test accuracy and loss of the global model (a backdoor's ASR: the backdoor probe)."""
+) -> dict[str, Any]:
+    """Test accuracy and loss of the global model (a backdoor's ASR: the backdoor probe).
+
+    In a multi-task federation ``accuracy`` and ``loss`` are the first task's, and
+    ``task_accuracy`` maps every task to its accuracy.
+    """
     model = fed.model("server")
     load_flat_params(model, from_array_record(arrays, WEIGHTS_KEY))
     x_test, y_test = test_set
     result = evaluate(model, x_test, y_test)
-    return {"accuracy": result.accuracy, "loss": result.loss}
+    figures: dict[str, Any] = {"accuracy": result.accuracy, "loss": result.loss}
+    if fed.tasks is not None:  # ``accuracy`` is the first task's
+        figures["task_accuracy"] = evaluate_tasks(model, x_test, y_test, fed.tasks)
+    return figures
 
 
 def _summarise(scenario: Scenario, history: list[dict[str, Any]], wall_s: float) -> dict[str, Any]:
@@ -275,6 +282,7 @@ def _summarise(scenario: Scenario, history: list[dict[str, Any]], wall_s: float)
         "runtime": scenario.runtime,
         "rounds": len(history),
         "final_accuracy": last.get("accuracy"),
+        **({"final_task_accuracy": last["task_accuracy"]} if "task_accuracy" in last else {}),
         "final_loss": last.get("loss"),
         "best_accuracy": max((r["accuracy"] for r in history), default=None),
         "mean_round_s": sum(times) / len(times) if times else None,
@@ -299,6 +307,10 @@ def _summarise(scenario: Scenario, history: list[dict[str, Any]], wall_s: float)
     ):
         if key in last:
             summary[f"final_{key}"] = last[key]
+    for key in ("personalized_accuracy", "personalized_task_accuracy", "global_local_accuracy"):
+        reported = [r[key] for r in history if key in r]
+        if reported:  # the last round some honest client reported it in
+            summary[f"final_{key}"] = reported[-1]
     return summary
 
 

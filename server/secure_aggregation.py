@@ -426,6 +426,8 @@ class SecureAggregation:
             "secagg_s": self._seconds,
             "secagg_bytes": self._bytes / max(self._cohort_size, 1),
             "secagg_messages": self._messages,
+            # The privacy cost of groups: the fewest updates any revealed sum hides a client in.
+            "secagg_min_sum_size": min(len(members) for members in outcome.members),
         }
         if self.groups > 1:
             outcome.figures["secagg_groups"] = len(outcome.means)

@@ -29,6 +29,7 @@ from flwr.serverapp.strategy import Strategy
 
 from fedsim.errors import InvalidSettingError
 from fedsim.faults import client_faults
+from fedsim.models.head_averaging import holder_mean_heads
 from fedsim.protocol import (
     ARRAYS,
     CONFIG,
@@ -44,6 +45,7 @@ from fedsim.seeding import Stream, torch_generator
 from server.aggregators.crfl import crfl_clip_and_perturb
 from server.client_nodes import ClientNodes
 from server.parts import ServerParts
+from server.personalization import local_head_mask, personal_figures, shared_only
 from server.probes import RevealedSum, RoundView
 from server.replies import ClientUpdate, parse_train_replies, stack_updates
 from server.sampling import sample_clients
@@ -74,6 +76,7 @@ class RoundReport:
     train_loss: float | None = None
     privacy_info: dict[str, float] = field(default_factory=dict)
     secagg_info: dict[str, float] = field(default_factory=dict)
+    personal: dict[str, Any] = field(default_factory=dict)
     started: float = field(default_factory=time.perf_counter)
 
     def as_record(self) -> dict[str, Any]:
@@ -108,6 +111,7 @@ class RoundReport:
             **({"attack": self.attack_info} if self.attack_info else {}),
             **self.privacy_info,
             **self.secagg_info,
+            **self.personal,
         }
 
 
@@ -185,6 +189,11 @@ class FedsimStrategy(Strategy):
         self.client_to_node = client_to_node.to_node
         self.node_to_client = client_to_node.to_client
         self.dim = dim
+        self.heads: dict[str, slice] | None = None  # heads averaged over their task's holders
+        multitask = parts.fed.multitask("server") if parts.fed.tasks is not None else None
+        if multitask is not None and scenario.data.task_assignment != "all":
+            self.heads = multitask.head_slices()
+        self.local_heads = local_head_mask(parts.fed)  # coordinates the server never updates
         self.round_offset = 0
         self.report: RoundReport | None = None
         self._global: torch.Tensor | None = None
@@ -271,6 +280,10 @@ class FedsimStrategy(Strategy):
         if report.skipped is not None:  # secure aggregation failed before training
             self._observe(RoundView(server_round, current, None, []))
             return None, None
+        if self.scenario.clients.personalization is not None:
+            replies = list(replies)
+            tasks = () if self.parts.fed.tasks is None else self.parts.fed.tasks.names
+            report.personal = personal_figures(replies, self.node_to_client, self.malicious, tasks)
         if self.secure is not None:
             return self._aggregate_secure(server_round, replies, report, current)
         parsed = parse_train_replies(replies, self.node_to_client, self.dim)
@@ -313,7 +326,24 @@ class FedsimStrategy(Strategy):
         except InvalidSettingError as e:
             return self._skip(server_round, current, str(e), parsed.updates)
         report.accepted = result.accepted
-        return self._apply(server_round, current, result.update, parsed.updates, len(ids))
+        update = result.update
+        if self.heads is not None:  # multi-task, round robin: each head over its holders
+            update = self._heads_over_holders(update, updates, weights, ids, result.accepted)
+        return self._apply(server_round, current, update, parsed.updates, len(ids))
+
+    def _heads_over_holders(
+        self,
+        update: torch.Tensor,
+        updates: torch.Tensor,
+        weights: torch.Tensor,
+        ids: list[int],
+        accepted: list[int] | None,
+    ) -> torch.Tensor:
+        """Each task head of ``update`` as the mean over its accepted holders (multi-task)."""
+        assert self.heads is not None
+        fed, kept = self.parts.fed, set(ids if accepted is None else accepted)
+        holds = {t: [c in kept and t in fed.client_tasks(c) for c in ids] for t in self.heads}
+        return holder_mean_heads(update, updates, weights.to(updates.device), self.heads, holds)
 
     def _apply(
         self,
@@ -330,6 +360,7 @@ class FedsimStrategy(Strategy):
         """
         report = self.report
         assert report is not None
+        update = shared_only(update, self.local_heads)  # FedPer/FedRep: the head stays local
         new_global = current.to(torch.float64) + self.scenario.defense.server_lr * update
         if (crfl := self.scenario.defense.crfl) is not None:  # CRFL: clip and perturb w
             noise = torch_generator(self.scenario.seed, Stream.CRFL, server_round)

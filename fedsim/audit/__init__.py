@@ -8,6 +8,8 @@ or its accountant. Free of Flower types.
 - :mod:`fedsim.audit.one_shot`: one-shot estimate for FL from random canary client updates
   (Andrew et al., ICLR 2024).
 - :mod:`fedsim.audit.canaries`: a run's canaries (examples or clients), drawn from its scenario.
+- :mod:`fedsim.audit.gradient`: white-box gradient (Dirac) canaries inserted into DP-SGD steps or
+  DP-FedAvg's sum (Nasr et al., USENIX Security 2023).
 - :mod:`fedsim.audit.classic`: Clopper–Pearson bounds on FPR/FNR over many runs (Jagielski,
   Ullman, Oprea, NeurIPS 2020).
 """
@@ -23,6 +25,7 @@ from fedsim.audit.canaries import (
     insert_example_canaries,
 )
 from fedsim.audit.classic import clopper_pearson_epsilon
+from fedsim.audit.gradient import GradientCanaries, canary_insertions, gradient_canaries
 from fedsim.audit.one_run import (
     OneRunAudit,
     one_run_audit,
@@ -37,20 +40,24 @@ from fedsim.audit.one_shot import (
     gaussian_epsilon,
     one_shot_epsilon,
     random_canaries,
+    two_sample_epsilon,
 )
 
 __all__ = [
     "ExampleCanaries",
+    "GradientCanaries",
     "OneRunAudit",
     "OneShotEstimate",
     "audit_kind",
     "canary_cosines",
     "canary_direction",
+    "canary_insertions",
     "canary_participates",
     "clopper_pearson_epsilon",
     "example_canaries",
     "gaussian_delta",
     "gaussian_epsilon",
+    "gradient_canaries",
     "insert_example_canaries",
     "one_run_audit",
     "one_run_audit_scan",
@@ -58,4 +65,5 @@ __all__ = [
     "one_run_p_value",
     "one_shot_epsilon",
     "random_canaries",
+    "two_sample_epsilon",
 ]

@@ -118,7 +118,7 @@ def example_canaries(
     (torch.Size([10, 1, 8, 8]), [], dtype('bool'))
     """
     config = scenario.privacy.audit
-    if config is None or audit_kind(scenario) != "examples":
+    if config is None or audit_kind(scenario) != "examples" or config.canary == "gradient":
         return None
     honest = [c for c in range(scenario.data.num_clients) if c not in set(malicious)]
     if not honest:

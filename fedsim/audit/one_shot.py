@@ -39,6 +39,7 @@ __all__ = [
     "gaussian_epsilon",
     "one_shot_epsilon",
     "random_canaries",
+    "two_sample_epsilon",
 ]
 
 RULE = "one-shot audit"
@@ -274,4 +275,55 @@ def _hockey_stick(epsilon: float, p: tuple[float, float], q: tuple[float, float]
     inside = a < 0  # a < 0: L > ε between the roots; a > 0: outside them
     return _hockey_minus(
         epsilon, _log_mass(interval, m1, s1, inside), _log_mass(interval, m0, s0, inside)
+    )
+
+
+def two_sample_epsilon(inserted: Any, held_out: Any, delta: float) -> OneShotEstimate:
+    r"""One-shot ε estimate with an empirical null: the mean shift of the inserted canaries' scores.
+
+    For canaries whose score under "not inserted" has no known law (the coordinate of a white-box
+    gradient canary moves with the data's drift), fit the held-out canaries' scores with
+    :math:`N(\hat\mu_0, \hat\sigma_0^2)` and the inserted ones' mean :math:`\hat\mu_1`, and take
+    :func:`gaussian_epsilon` of :math:`N(\hat\mu_0, \hat\sigma_0^2)` against
+    :math:`N(\hat\mu_1, \hat\sigma_0^2)` at δ: the analytic Gaussian mechanism with sensitivity
+    over noise :math:`m = (\hat\mu_1 - \hat\mu_0)/\hat\sigma_0` (μ = m in Gaussian DP), the
+    one-shot recipe of Andrew et al. (ICLR 2024) with the null fitted instead of N(0, 1/d).
+    The noise that hides a canary is the same whether it was inserted or not; the inserted
+    scores' own spread also holds how often each was sampled, and fitting it would read that
+    spread as privacy loss in the tails. For scores :math:`N(0, \sigma^2)` against
+    :math:`N(1, \sigma^2)` it is the Gaussian mechanism's ε(δ) with noise σ.
+
+    Returns
+    -------
+    OneShotEstimate
+        ``mu``, ``sigma``: the inserted scores' mean and std; ``null_sigma``: the held-out
+        scores' std (ddof = 1).
+
+    Examples
+    --------
+    >>> est = two_sample_epsilon([0.0, 2.0], [-1.0, 1.0], 1e-5)  # shift 1, null std √2
+    >>> round(est.mu, 3), round(est.null_sigma, 4), round(est.epsilon, 3)
+    (1.0, 1.4142, 2.943)
+    >>> round(gaussian_epsilon(0.0, 1.0, 1.0 / 2**0.5, 1.0, 1e-5), 3)  # the same
+    2.943
+    """
+    scores_in = as_float_array(RULE, "inserted", inserted, ndim=1)
+    scores_out = as_float_array(RULE, "held_out", held_out, ndim=1)
+    if scores_in.size < 2 or scores_out.size < 2:
+        raise InvalidSettingError(
+            f"{RULE} needs at least 2 inserted and 2 held-out canaries, got "
+            f"{scores_in.size} and {scores_out.size}"
+        )
+    delta = require_real(RULE, "delta", delta, low=0.0, high=1.0, low_open=True, high_open=True)
+    mu1, mu0 = float(scores_in.mean()), float(scores_out.mean())
+    sd0 = float(scores_out.std(ddof=1))
+    if sd0 == 0.0:
+        raise InvalidSettingError(f"{RULE} needs held-out scores that vary; all equal {mu0!r}")
+    return OneShotEstimate(
+        epsilon=gaussian_epsilon(mu0, sd0, mu1, sd0, delta),
+        mu=mu1,
+        sigma=float(scores_in.std(ddof=1)),
+        null_sigma=sd0,
+        canaries=int(scores_in.size),
+        delta=delta,
     )

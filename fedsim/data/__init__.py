@@ -1,7 +1,8 @@
 """Datasets and partitioning: ``FederatedData`` gives each client its slice, cached per process.
 
 Registered datasets: ``digits`` and ``synthetic`` (built in), ``mnist``, ``fashion_mnist``,
-``cifar10`` and ``femnist`` (Hugging Face, see :mod:`fedsim.data.vision`).
+``cifar10`` and ``femnist`` (Hugging Face, see :mod:`fedsim.data.vision`), ``shakespeare``
+(text, see :mod:`fedsim.data.text`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from fedsim.data.partition import (
     partition_natural,
     partition_shards,
 )
+from fedsim.data.text import TEXT_DATASETS
 from fedsim.data.transforms import RandomCropFlip, normalize
 from fedsim.data.vision import VISION_DATASETS, VisionSpec, available_offline
 
@@ -24,6 +26,7 @@ __all__ = [
     "FederatedData",
     "Partitions",
     "RandomCropFlip",
+    "TEXT_DATASETS",
     "VISION_DATASETS",
     "VisionSpec",
     "available_offline",

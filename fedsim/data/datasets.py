@@ -34,9 +34,12 @@ class Dataset:
     augment : Augment or None
         Training-time augmentation for local training (``augment(x, generator)``), or none.
     train_groups : ndarray or None
-        For datasets with a natural client id (FEMNIST's writers): the group index
-        ``0..G-1`` of every training sample, in the seeded group order the ``natural``
-        partition assigns to clients.
+        For datasets with a natural client id (FEMNIST's writers, Shakespeare's roles): the
+        group index ``0..G-1`` of every training sample, in the seeded group order the
+        ``natural`` partition assigns to clients.
+    vocabulary : str or None
+        For text (:mod:`fedsim.data.text`): the characters the ``uint8`` indices of ``x``
+        and the classes ``y`` stand for; ``None`` for images.
     """
 
     name: str
@@ -49,12 +52,17 @@ class Dataset:
     std: tuple[float, ...] | None = None
     augment: Augment | None = field(default=None, compare=False)
     train_groups: np.ndarray | None = field(default=None, repr=False, compare=False)
+    vocabulary: str | None = None
 
     @property
-    def input_shape(self) -> tuple[int, int, int]:
-        """``(channels, height, width)`` of one sample."""
-        c, h, w = self.x_train.shape[1:]
-        return (int(c), int(h), int(w))
+    def input_shape(self) -> tuple[int, ...]:
+        """``(channels, height, width)`` of one image; ``(sequence length,)`` for text."""
+        return tuple(int(s) for s in self.x_train.shape[1:])
+
+    @property
+    def is_text(self) -> bool:
+        """Whether samples are character windows (:attr:`vocabulary` set), not images."""
+        return self.vocabulary is not None
 
     @property
     def data_range(self) -> tuple[float, float]:

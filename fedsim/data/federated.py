@@ -18,6 +18,7 @@ from fedsim.data.partition import (
     partition_natural,
     partition_shards,
 )
+from fedsim.data.text import TEXT_DATASETS
 from fedsim.data.vision import natural_id_column
 from fedsim.errors import InvalidSettingError
 from fedsim.scenario import DataConfig
@@ -38,6 +39,9 @@ class FederatedData:
         Examples added to some clients' training data beyond their partition (a privacy
         audit's canaries), by client id: images and labels appended after the partition's.
         They are in no partition and never in the test set.
+    local_tests : Partitions or None
+        Each client's own test split, taken out of its partition (personalized FL,
+        :func:`fedsim.personalization.local_test_split`); ``None`` without one.
     """
 
     dataset: Dataset
@@ -45,6 +49,7 @@ class FederatedData:
     extra: Mapping[int, tuple[torch.Tensor, torch.Tensor]] = field(
         default_factory=dict, compare=False, repr=False
     )
+    local_tests: Partitions | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.partitions, Partitions):
@@ -62,6 +67,19 @@ class FederatedData:
             x_extra, y_extra = self.extra[client_id]
             x, y = torch.cat([x, x_extra.to(x.dtype)]), torch.cat([y, y_extra.to(y.dtype)])
         return x, y
+
+    def client_test(self, client_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Images and labels of client ``client_id``'s own test split (see ``local_tests``).
+
+        Raises
+        ------
+        ValueError
+            The federation has no local test splits.
+        """
+        if self.local_tests is None:
+            raise ValueError("this federation keeps no local test splits")
+        idx = torch.from_numpy(self.local_tests[client_id])
+        return self.dataset.x_train.index_select(0, idx), self.dataset.y_train.index_select(0, idx)
 
     def num_examples(self, client_id: int) -> int:
         """How many training examples :meth:`client` returns, without gathering them."""
@@ -107,12 +125,16 @@ def _cached(key: str, seed: int) -> FederatedData:
     if config.path is not None:
         params["path"] = config.path
     if config.partition == "natural":
-        if natural_id_column(config.dataset) is None:
+        if config.dataset in TEXT_DATASETS:
+            params.setdefault("roles", config.num_clients)
+        elif natural_id_column(config.dataset) is None:
             raise InvalidSettingError(
                 f"partition 'natural' needs a dataset with a natural client id (femnist: one "
-                f"client per writer); {config.dataset!r} has none, use iid, dirichlet or shards"
+                f"client per writer; shakespeare: one per speaking role); {config.dataset!r} "
+                f"has none, use iid, dirichlet or shards"
             )
-        params.setdefault("writers", config.num_clients)
+        else:
+            params.setdefault("writers", config.num_clients)
     data = load_dataset(config.dataset, seed=seed, test_fraction=config.test_fraction, **params)
     labels = data.y_train.numpy()
     if config.partition == "iid":
@@ -125,7 +147,7 @@ def _cached(key: str, seed: int) -> FederatedData:
         if data.train_groups is None:
             raise InvalidSettingError(
                 f"partition 'natural': the {config.dataset!r} data read has no "
-                f"{natural_id_column(config.dataset)!r} column to group clients by"
+                f"{natural_id_column(config.dataset) or 'role'!r} column to group clients by"
             )
         parts = partition_natural(data.train_groups, config.num_clients)
     return FederatedData(data, parts)

@@ -96,4 +96,5 @@ def shadow_data(
         y_train=torch.cat([data.dataset.y_train, y_extra[index].to(data.dataset.y_train.dtype)]),
         train_groups=None,
     )
-    return FederatedData(dataset, Partitions.from_parts(partitions))
+    # The pool's first entries are unchanged, so clients' own test splits still index them.
+    return FederatedData(dataset, Partitions.from_parts(partitions), local_tests=data.local_tests)

@@ -36,6 +36,7 @@ from fedsim.data.hub import (
     open_dataset,
     read_labels,
 )
+from fedsim.data.text import TEXT_DATASETS, text_available
 from fedsim.data.transforms import RandomCropFlip, normalize
 from fedsim.errors import InvalidSettingError
 
@@ -121,6 +122,8 @@ def natural_id_column(name: str) -> str | None:
 
 def available_offline(name: str, path: str | None = None) -> bool:
     """Whether dataset ``name`` can be loaded without network (built-ins always can)."""
+    if name in TEXT_DATASETS:
+        return text_available(path)
     spec = VISION_DATASETS.get(name)
     return spec is None or is_available(spec.hub_id, path)
 

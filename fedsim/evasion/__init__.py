@@ -17,12 +17,18 @@ from fedsim.evasion.calibration import (
 )
 from fedsim.evasion.evaluation import RobustAccuracy, robust_accuracy
 from fedsim.evasion.fgsm import FGSM
+from fedsim.evasion.full_eot import FullEOT
+from fedsim.evasion.generative import GenerativeAttack, PerturbationGenerator
 from fedsim.evasion.mifgsm import MIFGSM, Ensemble
+from fedsim.evasion.noise import UniformNoise
 from fedsim.evasion.pgd import PGD
 from fedsim.evasion.pixel_space import PixelSpaceModel, model_in_pixel_space, to_pixel_space
 from fedsim.evasion.plot import plot_reliability
 from fedsim.evasion.purified import OnClassifier, Purified
 from fedsim.evasion.registry import EVASION_ATTACKS, build_attack
+from fedsim.evasion.relation_embedding import RelationEmbedding
+from fedsim.evasion.square import Square
+from fedsim.evasion.task_agnostic import TaskAgnostic
 
 __all__ = [
     "AdversarialDraw",
@@ -34,13 +40,20 @@ __all__ = [
     "Ensemble",
     "EvasionAttack",
     "FGSM",
+    "FullEOT",
+    "GenerativeAttack",
     "MIFGSM",
     "OnClassifier",
     "PGD",
+    "PerturbationGenerator",
     "PixelSpaceModel",
     "Purified",
+    "RelationEmbedding",
     "ReliabilityDiagram",
     "RobustAccuracy",
+    "Square",
+    "TaskAgnostic",
+    "UniformNoise",
     "attack_mode",
     "build_attack",
     "expected_calibration_error",

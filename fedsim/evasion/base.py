@@ -118,6 +118,9 @@ class EvasionAttack(ABC):
     name: str = "attack"
     eps: float
     norm: str = "linf"
+    query_only: bool = False
+    """A score-based (query-only) attack: it needs no gradient, so against a purified model it
+    attacks f(P(x)) as a black box instead of the classifier alone."""
 
     @property
     def label(self) -> str:

@@ -8,6 +8,7 @@
 - :mod:`fedsim.membership.rmia`: RMIA.
 - :mod:`fedsim.membership.updates`: a curious server's scores from a client's updates
   (example- and client-level), and per-example gradients.
+- :mod:`fedsim.membership.property`: property inference from updates (Melis et al., S&P 2019).
 - :mod:`fedsim.membership.sampling`: seeded member/non-member sets, reference-model halves,
   canary inclusion bits.
 """
@@ -22,6 +23,13 @@ from fedsim.membership.intervals import (
     roc_point_interval,
 )
 from fedsim.membership.lira import lira_offline, lira_online
+from fedsim.membership.property import (
+    PropertyClassifier,
+    holds_property,
+    property_auc,
+    shadow_mixtures,
+    update_features,
+)
 from fedsim.membership.rmia import rmia_scores
 from fedsim.membership.roc import (
     MembershipMetrics,
@@ -49,6 +57,7 @@ from fedsim.membership.updates import (
 __all__ = [
     "MembershipMetrics",
     "MembershipSplit",
+    "PropertyClassifier",
     "RocCurve",
     "RocPointInterval",
     "balanced_accuracy",
@@ -59,18 +68,22 @@ __all__ = [
     "dp_region_contains",
     "example_gradients",
     "gradient_norm_score",
+    "holds_property",
     "lira_offline",
     "lira_online",
     "logit_confidence",
     "loss_score",
     "membership_metrics",
     "membership_split",
+    "property_auc",
     "reference_masks",
     "rmia_scores",
+    "shadow_mixtures",
     "roc_auc",
     "roc_curve",
     "roc_point_interval",
     "tpr_at_fpr",
     "true_label_probability",
     "update_cosine_score",
+    "update_features",
 ]

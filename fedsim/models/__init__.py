@@ -12,6 +12,7 @@ from fedsim.models import (
     inversion,  # noqa: F401  (registers lenet_sigmoid)
     lenet,  # noqa: F401  (registers lenet5)
     resnet,  # noqa: F401  (registers resnet)
+    text,  # noqa: F401  (registers char_lstm, char_transformer)
 )
 from fedsim.models.registry import MODELS
 

@@ -30,6 +30,7 @@ from fedsim.training import AdversarialSettings, TrainSettings
 __all__ = [
     "DPSettings",
     "DPTrainResult",
+    "InsertedGradients",
     "calibrate_noise",
     "draw_batches",
     "local_steps",
@@ -85,6 +86,46 @@ def local_steps(num_examples: int, batch_size: int, epochs: int) -> int:
 
 
 @dataclass(frozen=True)
+class InsertedGradients:
+    r"""Dirac gradients added to chosen DP-SGD steps' clipped sums, before the noise.
+
+    Step t's sum gains :math:`v\,e_i` for every flat parameter index i of
+    ``coordinates[t]`` (a white-box audit's gradient canaries, :mod:`fedsim.audit.gradient`).
+    Adding :math:`v e_i` with v = C to the clipped sum is exactly what the step does with one
+    more example in its batch whose per-sample gradient is :math:`C e_i`: clipping to C leaves
+    a gradient of norm C unchanged, the noise does not depend on the batch, and the sum is
+    divided by the *expected* batch size B either way.
+
+    Attributes
+    ----------
+    coordinates : tuple of torch.Tensor
+        One int64 tensor of flat parameter indices per step (empty: nothing that step).
+    value : float
+        v, the added gradient's norm (the clip C).
+    """
+
+    coordinates: tuple[torch.Tensor, ...]
+    value: float
+
+    def step_vector(
+        self, step: int, dim: int, dtype: torch.dtype, device: torch.device | str = "cpu"
+    ) -> torch.Tensor | None:
+        """Step ``step``'s added ``(dim,)`` vector, or ``None`` when it adds nothing.
+
+        Examples
+        --------
+        >>> g = InsertedGradients((torch.tensor([2]), torch.tensor([], dtype=torch.long)), 1.5)
+        >>> g.step_vector(0, 4, torch.float32).tolist(), g.step_vector(1, 4, torch.float32)
+        ([0.0, 0.0, 1.5, 0.0], None)
+        """
+        if step >= len(self.coordinates) or not len(self.coordinates[step]):
+            return None
+        out = torch.zeros(dim, dtype=dtype, device=device)
+        out[self.coordinates[step].to(device)] += self.value
+        return out
+
+
+@dataclass(frozen=True)
 class DPSettings:
     """DP-SGD's settings besides σ: the per-sample clip C and Poisson or shuffled batches."""
 
@@ -103,6 +144,7 @@ def train_dp_sgd(
     generator: torch.Generator,
     device: torch.device | str = "cpu",
     adversarial: AdversarialSettings | None = None,
+    inserted: InsertedGradients | None = None,
 ) -> DPTrainResult:
     r"""Train ``model`` in place with DP-SGD (Abadi et al., CCS 2016) on ``(x, y)``.
 
@@ -157,6 +199,9 @@ def train_dp_sgd(
         recorded), and the DP step then clips the per-sample gradients of the
         adversarial-training loss, a mean of per-sample terms (TRADES' two forward passes
         add up per sample). An empty Poisson batch takes the plain noise-only step.
+    inserted : InsertedGradients, optional
+        Gradients added to step t's clipped sum before its noise (a white-box audit's
+        canaries), indexed like the flat parameters (``fedsim.params.flat_params``).
 
     Returns
     -------
@@ -209,6 +254,9 @@ def train_dp_sgd(
             f"model cannot be trained with DP-SGD (Opacus): {e}; replace BatchNorm by GroupNorm"
         ) from e
 
+    if inserted is not None and not all(p.requires_grad for p in model.parameters()):
+        model.train(was_training)
+        raise InvalidSettingError("inserted gradients need every parameter of the model trainable")
     model.to(device)
     x, y = x.to(device), y.to(device)
     # adversarial examples are crafted on a hook-free copy of the architecture, in eval mode,
@@ -217,7 +265,7 @@ def train_dp_sgd(
     noise_source = noise_generator(generator, device)
     gsm = GradSampleModule(model, loss_reduction="mean", strict=True)
     try:
-        optimizer = DPOptimizer(
+        optimizer = _InsertingDPOptimizer(
             torch.optim.SGD(
                 [p for p in model.parameters() if p.requires_grad],
                 lr=lr,
@@ -245,6 +293,11 @@ def train_dp_sgd(
                             gsm, model, shadow, adversarial, x[index], y[index], generator
                         )
                     loss.backward()
+                optimizer.pending = (
+                    None
+                    if inserted is None
+                    else inserted.step_vector(steps, optimizer.dim, torch.float32, device)
+                )
                 optimizer.step()
                 steps += 1
                 if index.numel():
@@ -268,6 +321,26 @@ def train_dp_sgd(
         loss_value,
     )
     return DPTrainResult(loss=loss_value, steps=steps, sample_rate=sample_rate, num_examples=n)
+
+
+class _InsertingDPOptimizer(DPOptimizer):
+    """Opacus' ``DPOptimizer`` that adds ``pending`` (flat, or None) to the clipped sum."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.pending: torch.Tensor | None = None
+        self.dim = sum(p.numel() for p in self.params)
+
+    def add_noise(self) -> None:
+        """Add the step's inserted gradients to ``summed_grad``, then Opacus' noise."""
+        if self.pending is not None:
+            offset = 0
+            for p in self.params:
+                n = p.numel()
+                part = self.pending[offset : offset + n].view_as(p.summed_grad)
+                p.summed_grad = p.summed_grad + part.to(p.summed_grad.dtype)
+                offset += n
+        super().add_noise()
 
 
 def _adversarial_loss(

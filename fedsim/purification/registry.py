@@ -23,6 +23,6 @@ def build_purifier(name: str, **params: Any) -> Purifier:
     >>> build_purifier("jpeg")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    fedsim.errors.UnknownNameError: unknown purifier 'jpeg'; known: bit_depth, median_filter, none
+    fedsim.errors.UnknownNameError: unknown purifier 'jpeg'; known: bit_depth, diffusion, ...
     """
     return PURIFIERS.build(name, **params)  # type: ignore[return-value]

@@ -1,13 +1,15 @@
 """The run report's opening section: what the run found, one row per headline figure.
 
 Each threat direction has its headline figures (:data:`HEADLINES`): the main task's final
-accuracy; data → model: the backdoor's attack success rate and lifespan, the worst-case robust
-accuracy, the certified accuracy; model → data: the accounted ε, the audit's ε lower bound,
-membership inference's AUC and TPR at 0.1 % FPR, the reconstruction PSNR; model → model: the
-extraction fidelity; data → data: the watermark accuracy. A row is written only for a figure
-the run has, read from ``summary.json`` (its ``final_*`` key, or the run-wide key a probe
-summarises into) or, for a run without a summary (interrupted), from the last round of
-``metrics.jsonl`` that holds it. Each row names the report section the figure comes from.
+accuracy (per task with ``data.tasks``; the personal models' with
+``clients.personalization``); data → model: the backdoor's attack success rate and lifespan,
+the worst-case robust accuracy, the certified accuracy; model → data: the accounted ε, the
+audit's ε lower bound, membership inference's AUC and TPR at 0.1 % FPR, the reconstruction
+PSNR; model → model: the extraction fidelity; data → data: the watermark accuracy. A row is
+written only for a figure the run has, read from ``summary.json`` (its ``final_*`` key, or
+the run-wide key a probe summarises into) or, for a run without a summary (interrupted),
+from the last round of ``metrics.jsonl`` that holds it. Each row names the report section
+the figure comes from.
 """
 
 from __future__ import annotations
@@ -37,6 +39,20 @@ class Headline(NamedTuple):
 
 HEADLINES = (
     Headline("final_accuracy", "accuracy", "final accuracy (main task)", "Training"),
+    Headline("final_task_accuracy", "task_accuracy", "final accuracy per task", "Training", True),
+    Headline(
+        "final_personalized_accuracy",
+        "personalized_accuracy",
+        "personalized accuracy (personal models, clients' own test splits)",
+        "Training",
+    ),
+    Headline(
+        "final_personalized_task_accuracy",
+        "personalized_task_accuracy",
+        "personalized accuracy per task",
+        "Training",
+        per_label=True,
+    ),
     Headline("final_asr", "asr", "backdoor attack success rate", "data→model › Poisoning"),
     Headline(
         "backdoor_lifespan",

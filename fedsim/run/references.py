@@ -148,6 +148,7 @@ def prepare_references(
             malicious=malicious_clients(ref),
             device=fed.device,
             attack=build_scenario_attack(ref, data.dataset.num_classes),
+            tasks=fed.tasks,
         )
         recorder = _ModelRecorder(rounds[-1])
         with federation_override(ref_fed):

@@ -24,6 +24,7 @@ from fedsim.attacks import NO_ATTACK, Backdoor, attack_names
 from fedsim.checkpoint import load_checkpoint
 from fedsim.claim import claim_run_dir
 from fedsim.data import DATASETS, federated_data
+from fedsim.data.tasks import task_set
 from fedsim.errors import SETTING_ERRORS, InvalidSettingError, ScenarioError
 from fedsim.federation import Federation, federation_for
 from fedsim.models import MODELS
@@ -65,8 +66,14 @@ def preflight(scenario: Scenario) -> None:
         federated_data(scenario.data, scenario.seed)
     except SETTING_ERRORS as e:
         raise ScenarioError("data", scenario.data.model_dump(), str(e)) from None
+    _check_tasks(scenario)
+    _check_personalization(scenario)
     try:
         fed = federation_for(scenario)
+    except SETTING_ERRORS as e:
+        raise ScenarioError("attack.params", scenario.attack.params, str(e)) from None
+    _check_text(scenario, fed)
+    try:
         _check_backdoor(fed)
     except SETTING_ERRORS as e:
         raise ScenarioError("attack.params", scenario.attack.params, str(e)) from None
@@ -74,6 +81,77 @@ def preflight(scenario: Scenario) -> None:
     ServerParts.build(fed)
     _check_local_dp(scenario, fed, model)
     _check_vectorizable(scenario, fed, model)
+
+
+def _check_tasks(scenario: Scenario) -> None:
+    """``data.tasks``: known tasks the dataset supports, on settings that can train them.
+
+    The vectorized runtime and DP-SGD train one loss on one output, and per-head averaging
+    over holders (``task_assignment: round_robin``) needs single updates, which secure
+    aggregation and central DP do not give the server.
+    """
+    data = scenario.data
+    if data.tasks is None:
+        return
+    try:
+        classes = federated_data(data, scenario.seed).dataset.num_classes
+        task_set(data.tasks, data.dataset, classes)
+    except SETTING_ERRORS as e:
+        raise ScenarioError("data.tasks", data.tasks, str(e)) from None
+    if scenario.runtime == "vectorized":
+        raise ScenarioError(
+            "runtime",
+            "vectorized",
+            "inline or ray with data.tasks (the vectorized runtime "
+            "batches one single-output loss per client, not a sum over task heads)",
+        )
+    if scenario.privacy.local_dp is not None:
+        raise ScenarioError(
+            "privacy.local_dp",
+            "set",
+            "null with data.tasks (DP-SGD is not wired to multi-head losses yet)",
+        )
+    summed = scenario.defense.secure_aggregation is not None or scenario.privacy.central_dp
+    if data.task_assignment == "round_robin" and summed:
+        raise ScenarioError(
+            "data.task_assignment",
+            "round_robin",
+            "all under secure aggregation or central DP "
+            "(a head is averaged over the clients holding its task, which needs single updates)",
+        )
+
+
+def _check_personalization(scenario: Scenario) -> None:
+    """``clients.personalization`` on settings whose clients can keep and train a personal part.
+
+    The vectorized runtime trains every client of a round as one batched step and keeps no
+    node state between rounds, so it cannot hold personal heads or models; DP-SGD and
+    adversarial training are not wired into the personalized local procedures.
+    """
+    if scenario.clients.personalization is None:
+        return
+    method = scenario.clients.personalization.method
+    if scenario.runtime == "vectorized":
+        raise ScenarioError(
+            "runtime",
+            "vectorized",
+            f"inline or ray with clients.personalization ({method}: "
+            "the vectorized runtime keeps no per-client state between rounds, and personal "
+            "heads or models live in each client's node state)",
+        )
+    if scenario.privacy.local_dp is not None:
+        raise ScenarioError(
+            "privacy.local_dp",
+            "set",
+            "null with clients.personalization (DP-SGD is not wired "
+            "to the personalized local procedures)",
+        )
+    if scenario.clients.adversarial_training is not None:
+        raise ScenarioError(
+            "clients.adversarial_training",
+            "set",
+            "null with clients.personalization (not wired to the personalized local procedures)",
+        )
 
 
 def _build_model(scenario: Scenario, fed: Federation) -> torch.nn.Module:
@@ -92,6 +170,51 @@ def _build_model(scenario: Scenario, fed: Federation) -> torch.nn.Module:
             "model.params", scenario.model.params, "sizes that leave no layer empty"
         )
     return model
+
+
+_IMAGE_ONLY = {
+    "robustness": "evasion attacks and certificates perturb pixels",
+    "privacy.inversion": "gradient inversion reconstructs images",
+    "extraction": "model extraction queries the model with images",
+    "watermark": "WAFFLE's trigger set is images",
+    "clients.adversarial_training": "adversarial examples are crafted in pixel space",
+}
+"""Blocks that work on images only, and why (refused on text datasets)."""
+
+
+def _check_text(scenario: Scenario, fed: Federation) -> None:
+    """Refuse on text (character windows) what only makes sense for images, saying why."""
+    if not fed.data.dataset.is_text:
+        return
+    blocks = {
+        "robustness": scenario.robustness,
+        "privacy.inversion": scenario.privacy.inversion,
+        "extraction": scenario.extraction,
+        "watermark": scenario.watermark,
+        "clients.adversarial_training": scenario.clients.adversarial_training,
+    }
+    for path, block in blocks.items():
+        if block is not None:
+            raise ScenarioError(
+                path,
+                block.model_dump(),
+                f"no {path} on the text dataset {fed.data.dataset.name!r}: {_IMAGE_ONLY[path]}",
+            )
+    if isinstance(fed.attack, Backdoor):
+        raise ScenarioError(
+            "attack.name",
+            scenario.attack.name,
+            "an attack for text: backdoors stamp a pixel trigger on images (label_flip, "
+            "sign_flip, gaussian, scaling and the colluding attacks work on text)",
+        )
+    audit = scenario.privacy.audit
+    if audit is not None and audit.canary == "noise":
+        raise ScenarioError(
+            "privacy.audit.canary",
+            "noise",
+            "mislabeled on text: a noise canary is an image of uniform pixels (a mislabeled "
+            "canary is a training window with a wrong next character)",
+        )
 
 
 def _check_backdoor(fed: Federation) -> None:

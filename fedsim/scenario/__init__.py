@@ -19,7 +19,7 @@ from fedsim.scenario.attack_defense import (
     DefenseConfig,
     SecureAggregationConfig,
 )
-from fedsim.scenario.clients import ClientsConfig, FaultsConfig
+from fedsim.scenario.clients import ClientsConfig, FaultsConfig, PersonalizationConfig
 from fedsim.scenario.data_model import MAX_CLIENTS, DataConfig, ModelConfig
 from fedsim.scenario.loading import (
     apply_overrides,
@@ -33,9 +33,11 @@ from fedsim.scenario.loading import (
 from fedsim.scenario.privacy import (
     AuditConfig,
     CentralDPConfig,
+    ClassInferenceConfig,
     InversionConfig,
     LocalDPConfig,
     MembershipConfig,
+    MemorizationConfig,
     PrivacyConfig,
 )
 from fedsim.scenario.robustness import (
@@ -61,6 +63,7 @@ __all__ = [
     "AuditConfig",
     "CRFLConfig",
     "CentralDPConfig",
+    "ClassInferenceConfig",
     "ClientsConfig",
     "DataConfig",
     "DefenseConfig",
@@ -72,7 +75,9 @@ __all__ = [
     "LocalDPConfig",
     "MAX_CLIENTS",
     "MembershipConfig",
+    "MemorizationConfig",
     "ModelConfig",
+    "PersonalizationConfig",
     "PrivacyConfig",
     "RayConfig",
     "RemovalConfig",

@@ -2,12 +2,37 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from fedsim.scenario.block import StrictBlock
 from fedsim.scenario.robustness import AdversarialTrainingConfig
 
-__all__ = ["ClientsConfig", "FaultsConfig"]
+__all__ = ["ClientsConfig", "FaultsConfig", "PersonalizationConfig"]
+
+
+class PersonalizationConfig(StrictBlock):
+    """``clients.personalization:`` personalized FL: per-client heads (fedper, fedrep) or models.
+
+    Each client keeps its personal part in its node state between rounds and is evaluated on
+    its own test split (``test_fraction`` of its data, never trained on); see
+    :mod:`fedsim.personalization`.
+    """
+
+    method: Literal["fedper", "fedrep", "ditto"] = "fedper"
+    head_epochs: int = Field(
+        1, ge=1, le=1000, description="fedrep: epochs on the head with the body frozen, first"
+    )
+    lam: float = Field(
+        0.1, ge=0, description="ditto: λ, the pull (λ/2)·||v − w||² of the personal model v to w"
+    )
+    personal_epochs: int | None = Field(
+        None, ge=1, le=1000, description="ditto: epochs on v (default clients.local_epochs)"
+    )
+    test_fraction: float = Field(
+        0.2, gt=0, lt=1, description="share of each client's data held out as its own test split"
+    )
 
 
 class ClientsConfig(StrictBlock):
@@ -31,6 +56,9 @@ class ClientsConfig(StrictBlock):
     )
     adversarial_training: AdversarialTrainingConfig | None = Field(
         None, description="honest clients train on adversarial examples (pgd | trades | fat)"
+    )
+    personalization: PersonalizationConfig | None = Field(
+        None, description="personalized FL: fedper | fedrep | ditto (per-client heads / models)"
     )
 
 

@@ -38,6 +38,22 @@ class DataConfig(StrictBlock):
     )
     test_fraction: float = Field(0.2, gt=0, lt=1)
     params: dict[str, Any] = Field(default_factory=dict, description="dataset-specific settings")
+    tasks: list[str] | None = Field(
+        None,
+        description="multi-task federation: task names over the same inputs (fedsim.data.tasks; "
+        "the first an identity task: label, or digit on digits/mnist), e.g. [digit, parity]",
+    )
+    task_assignment: Literal["all", "round_robin"] = Field(
+        "all",
+        description="which tasks a client trains: all of them, or task i mod k for client i",
+    )
+
+    @field_validator("tasks")
+    @classmethod
+    def _tasks(cls, tasks: list[str] | None) -> list[str] | None:
+        if tasks is not None and (not tasks or len(set(tasks)) != len(tasks)):
+            raise ValueError("a non-empty list of distinct task names, or null")
+        return tasks
 
     @field_validator("path")
     @classmethod

@@ -1,20 +1,24 @@
-"""``privacy:`` blocks: local and central DP, and the inversion, audit and membership probes."""
+"""``privacy:`` blocks: local and central DP, and the probes of privacy (model → data)."""
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from fedsim.scenario.block import StrictBlock, rounds_from_one
 
 __all__ = [
     "AuditConfig",
     "CentralDPConfig",
+    "ClassInferenceConfig",
     "InversionConfig",
     "LocalDPConfig",
     "MembershipConfig",
+    "MemorizationConfig",
     "PrivacyConfig",
+    "PropertyInferenceConfig",
+    "PropertySpec",
 ]
 
 
@@ -96,10 +100,12 @@ class AuditConfig(StrictBlock):
     canaries: int = Field(1000, ge=2, le=1_000_000, description="canary examples or clients")
     confidence: float = Field(0.95, gt=0, lt=1, description="of the lower bound")
     kind: Literal["auto", "examples", "clients"] = "auto"
-    canary: Literal["mislabeled", "noise"] = Field(
+    canary: Literal["mislabeled", "noise", "gradient"] = Field(
         "mislabeled",
         description="example canaries: training-pool images with a wrong label drawn at random "
-        "(mislabeled) or uniform-noise images with random labels (noise)",
+        "(mislabeled) or uniform-noise images with random labels (noise); gradient: white-box "
+        "Dirac canaries (a gradient of norm C on one coordinate) inserted into DP-SGD's steps, "
+        "or as canary clients into DP-FedAvg's sum",
     )
     rounds: list[int] | None = Field(None, description="rounds audited (default: the last)")
     guesses: list[tuple[float, float]] = Field(
@@ -163,6 +169,121 @@ class MembershipConfig(StrictBlock):
     _positive_rounds = field_validator("rounds")(rounds_from_one)
 
 
+class MemorizationConfig(StrictBlock):
+    """``privacy.memorization:`` secret-sharer canaries in a text federation (a probe).
+
+    Canary ``i`` (``prefix`` + ``digits`` random digits) is inserted ``repeats[i mod k]``
+    times into one honest client's text; the probe reports each repeat count's mean exposure
+    (``canary_exposure``) and the share of canaries beam search extracts (``canary_extracted``).
+    """
+
+    canaries: int = Field(10, ge=1, le=1000, description="secret sequences, over all repeats")
+    repeats: list[int] = Field(
+        default_factory=lambda: [1, 10, 50],
+        min_length=1,
+        max_length=20,
+        description="times a canary is repeated in its client's data (canaries cycle through)",
+    )
+    digits: int = Field(6, ge=1, le=12, description="random digits per secret: |R| = 10^digits")
+    prefix: str = Field("my secret number is ", min_length=1, max_length=200)
+    exact_limit: int = Field(
+        10_000, ge=1, le=1_000_000, description="rank by enumeration when |R| is at most this"
+    )
+    samples: int = Field(
+        1000, ge=10, le=1_000_000, description="candidates for the skew-normal fit otherwise"
+    )
+    beam: int = Field(10, ge=1, le=10_000, description="beam width of the extraction")
+    rounds: list[int] | None = Field(None, description="rounds measured (default: the last)")
+
+    _positive_rounds = field_validator("rounds")(rounds_from_one)
+
+    @field_validator("repeats")
+    @classmethod
+    def _positive_repeats(cls, repeats: list[int]) -> list[int]:
+        if min(repeats) < 1 or len(set(repeats)) != len(repeats):
+            raise ValueError(f"distinct repeat counts ≥ 1, got {repeats}")
+        return repeats
+
+    @model_validator(mode="after")
+    def _a_canary_per_count(self) -> MemorizationConfig:
+        if self.canaries < len(self.repeats):
+            raise ValueError(
+                f"canaries ({self.canaries}) at least one per repeat count ({len(self.repeats)})"
+            )
+        return self
+
+
+class PropertySpec(StrictBlock):
+    """``privacy.property_inference.property:`` the property a data set holds or not."""
+
+    model_config = ConfigDict(**StrictBlock.model_config, serialize_by_alias=True)
+
+    target_class: int = Field(
+        alias="class", ge=0, description="the data hold examples of this class"
+    )
+    min_fraction: float = Field(
+        0.05, gt=0, le=1, description="a client holds the property when ≥ this share of its data"
+    )
+
+
+class PropertyInferenceConfig(StrictBlock):
+    """``privacy.property_inference:`` property inference from updates (Melis et al., S&P 2019)."""
+
+    property: PropertySpec
+    threat_model: Literal["server", "client"] = Field(
+        "server",
+        description="server: score each client's update; client: score the global model's "
+        "change between rounds (the others' aggregate)",
+    )
+    rounds: list[int] | None = Field(None, description="rounds measured (default: every round)")
+    shadow_updates: int = Field(
+        10, ge=2, le=1000, description="attacker's updates per side (with / without) per round"
+    )
+    attacker: int | None = Field(
+        None,
+        ge=0,
+        description="client threat model: the attacking client (default: the first client "
+        "whose data hold the property and other data)",
+    )
+
+    _positive_rounds = field_validator("rounds")(rounds_from_one)
+
+
+class ClassInferenceConfig(StrictBlock):
+    """``privacy.class_inference:`` a client draws a class it does not hold (Hitaj et al.'s GAN).
+
+    The attacker is one of the federation's clients; the target class is taken out of its
+    data, so it never reads an example of it (see ``server.probes.class_inference``).
+    """
+
+    attack: Literal["gan"] = "gan"
+    threat_model: Literal["client"] = Field(
+        "client", description="client: a member that receives every global model"
+    )
+    target_class: int = Field(3, ge=0, description="the class to draw (the attacker lacks it)")
+    mode: Literal["passive", "active"] = Field(
+        "passive",
+        description="passive: only a generator against each global model; active: the "
+        "attacker also trains on its fakes labelled fake_label and sends that update",
+    )
+    attacker: int | None = Field(
+        None, ge=0, description="its client id (default: fewest target-class examples, lowest id)"
+    )
+    fake_label: int | None = Field(
+        None, ge=0, description="active: the label of its fakes (default: target_class + 1 mod K)"
+    )
+    fakes: int = Field(64, ge=1, le=10_000, description="active: fakes added to its data a round")
+    rounds: list[int] | None = Field(None, description="rounds probed (default: the last)")
+    images: int = Field(64, ge=1, le=10_000, description="k: images generated and saved a round")
+    steps: int = Field(200, ge=1, le=100_000, description="generator steps per global model")
+    params: dict[str, Any] = Field(
+        default_factory=dict,
+        description="generator settings: latent_dim, width, batch_size, lr, jitter, noise",
+    )
+
+    _positive_rounds = field_validator("rounds")(rounds_from_one)
+
+
 class PrivacyConfig(StrictBlock):
     """``privacy:`` differential privacy on clients and/or server, a budget, inversion probes."""
 
@@ -174,3 +295,6 @@ class PrivacyConfig(StrictBlock):
     inversion: InversionConfig | None = None
     audit: AuditConfig | None = None
     membership: MembershipConfig | None = None
+    class_inference: ClassInferenceConfig | None = None
+    memorization: MemorizationConfig | None = None
+    property_inference: PropertyInferenceConfig | None = None

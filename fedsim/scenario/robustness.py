@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from fedsim.evasion import BPDAEOT, AdversarialTraining, EvasionAttack, build_attack
+from fedsim.evasion import BPDAEOT, AdversarialTraining, EvasionAttack, FullEOT, build_attack
 from fedsim.purification import PURIFIERS, Purifier, build_purifier
 from fedsim.scenario.block import StrictBlock, rounds_from_one
 
@@ -89,14 +89,18 @@ class EvasionAttackConfig(StrictBlock):
 
     ``adaptive: bpda_eot`` (only with ``name: pgd`` and a purifier other than ``none``) attacks
     through the purifier with BPDA + EOT (:class:`fedsim.evasion.BPDAEOT`), ``eot`` draws per
-    gradient; ``adaptive: none`` (the default) crafts on the classifier alone.
+    gradient; ``adaptive: full_eot`` backpropagates through the purifier itself, EOT-averaged
+    (:class:`fedsim.evasion.FullEOT`: for a differentiable purifier such as ``diffusion``);
+    ``adaptive: none`` (the default) crafts on the classifier alone. A query-only attack
+    (``{name: square, eps: 0.1, queries: 1000}``, :class:`fedsim.evasion.Square`) needs no
+    ``adaptive``: with a purifier it queries f(P(x)) itself.
     """
 
     model_config = ConfigDict(extra="allow", strict=False, validate_default=True)
 
     name: str
-    adaptive: Literal["none", "bpda_eot"] = "none"
-    eot: int | None = Field(None, description="bpda_eot: purifier draws per gradient (default 1)")
+    adaptive: Literal["none", "bpda_eot", "full_eot"] = "none"
+    eot: int | None = Field(None, description="purifier draws per gradient (default 1)")
 
     @property
     def params(self) -> dict[str, Any]:
@@ -117,27 +121,30 @@ class EvasionAttackConfig(StrictBlock):
         if "surrogates" in self.params:
             raise ValueError("surrogate models come from robustness.transfer, not an attack entry")
         build_attack(self.name, **self.params)  # InvalidSettingError is a ValueError
-        if self.adaptive == "bpda_eot" and self.name != "pgd":
+        if self.adaptive != "none" and self.name != "pgd":
             raise ValueError(
-                f"adaptive: bpda_eot runs PGD through the purifier, so it needs name: pgd, "
+                f"adaptive: {self.adaptive} runs PGD through the purifier, so it needs name: pgd, "
                 f"got name: {self.name}"
             )
-        if self.eot is not None and self.adaptive != "bpda_eot":
-            raise ValueError("eot applies to adaptive: bpda_eot only; drop it or set adaptive")
+        if self.eot is not None and self.adaptive == "none":
+            raise ValueError(
+                "eot applies to adaptive: bpda_eot or full_eot only; drop it or set adaptive"
+            )
         return self
 
     def build(self, purifier: Purifier | None = None) -> EvasionAttack:
-        """The attack; with ``adaptive: bpda_eot``, PGD through ``purifier`` (BPDA + EOT)."""
-        if self.adaptive == "bpda_eot":
+        """The attack; adaptive: PGD through ``purifier`` (BPDA + EOT, or full gradients + EOT)."""
+        if self.adaptive != "none":
             if purifier is None:
-                raise ValueError("adaptive: bpda_eot needs a purifier")
-            return BPDAEOT(purifier, eot=self.eot or 1, **self.params)
+                raise ValueError(f"adaptive: {self.adaptive} needs a purifier")
+            adaptive = BPDAEOT if self.adaptive == "bpda_eot" else FullEOT
+            return adaptive(purifier, eot=self.eot or 1, **self.params)
         return build_attack(self.name, **self.params)
 
     @property
     def label(self) -> str:
-        """The attack's figure label (``pgd-linf-0.1``; adaptive: ``pgd_bpda_eot-linf-0.1``)."""
-        if self.adaptive == "bpda_eot":
+        """The figure label: ``pgd-linf-0.1``, ``pgd_bpda_eot-linf-0.1``, ``pgd_full_eot-…``."""
+        if self.adaptive != "none":
             return self.build(build_purifier("none")).label
         return build_attack(self.name, **self.params).label
 
@@ -176,27 +183,24 @@ class CertifyConfig(StrictBlock):
 
     CERTIFY with ``n0`` selection and ``n`` counting draws of N(0, σ²I) noise in [0, 1] pixel
     space, confidence 1 − ``alpha``, on a seeded subset of ``samples`` held-out examples;
-    certified accuracy is reported at each of ``radii`` (ℓ2, pixel space).
+    certified accuracy is reported at each of ``radii`` (ℓ2, pixel space). ``denoiser:
+    diffusion`` certifies f∘D with D the diffusion model's one-shot denoiser at σ (denoised
+    smoothing, Carlini et al., ICLR 2023).
     """
 
     sigma: float = Field(0.25, gt=0, description="noise level σ (ℓ2, [0, 1] pixel space)")
     n0: int = Field(100, ge=1, description="selection draws")
     n: int = Field(1000, ge=1, description="counting draws")
     alpha: float = Field(0.001, gt=0, lt=1, description="failure probability α")
-    denoiser: str = Field("none", description="denoised smoothing: only none for now")
+    denoiser: Literal["none", "diffusion"] = Field(
+        "none",
+        description="denoised smoothing: diffusion denoises each noisy copy in one shot "
+        "(robustness.purifier's score model when it is diffusion, else one with default "
+        "settings, trained by the server on its public pool)",
+    )
     radii: list[float] = Field(default_factory=lambda: [0.25, 0.5, 1.0], min_length=1)
     samples: int = Field(100, ge=1, description="seeded subset of the held-out set")
     batch_size: int = Field(1000, ge=1, description="noisy copies per forward pass")
-
-    @field_validator("denoiser")
-    @classmethod
-    def _known_denoiser(cls, denoiser: str) -> str:
-        if denoiser != "none":
-            raise ValueError(
-                "only denoiser: none (the plain model) for now; a diffusion denoiser is not yet "
-                "available"
-            )
-        return denoiser
 
     @field_validator("radii")
     @classmethod
@@ -250,9 +254,15 @@ class RobustnessConfig(StrictBlock):
         purifier = info.data.get("purifier")
         name = "none" if purifier is None else purifier.name
         for index, attack in enumerate(attacks):
-            if attack.adaptive == "bpda_eot" and name == "none":
+            if attack.adaptive == "full_eot" and name == "bit_depth":
                 raise ValueError(
-                    f"robustness.attacks.{index}.adaptive: bpda_eot attacks through a purifier, "
+                    f"robustness.attacks.{index}.adaptive: full_eot needs a differentiable "
+                    "purifier, and bit_depth's gradient is zero almost everywhere; use bpda_eot"
+                )
+            if attack.adaptive != "none" and name == "none":
+                raise ValueError(
+                    f"robustness.attacks.{index}.adaptive: {attack.adaptive} attacks through a "
+                    "purifier, "
                     "but robustness.purifier is none (with none it is plain pgd); set "
                     "robustness.purifier.name to one of "
                     f"{', '.join(n for n in PURIFIERS.names() if n != 'none')}, or drop adaptive"

@@ -37,7 +37,13 @@ import torch
 
 from fedsim.data.transforms import Augment
 from fedsim.evasion import AdversarialDraw
-from fedsim.privacy.dp_sgd import DPSettings, draw_batches, local_steps, noise_generator
+from fedsim.privacy.dp_sgd import (
+    DPSettings,
+    InsertedGradients,
+    draw_batches,
+    local_steps,
+    noise_generator,
+)
 from fedsim.training import AdversarialSettings, TrainSettings, minibatches
 
 __all__ = ["ChunkPlan", "DPSettings", "LocalTask", "build_plan", "planned_steps"]
@@ -57,6 +63,9 @@ class LocalTask:
         Its seeded generator (CPU); every draw of its training comes from it.
     noise_multiplier : float
         σ of its DP-SGD (read only when training with :class:`DPSettings`).
+    inserted : InsertedGradients, optional
+        Gradients its DP-SGD adds to chosen steps' clipped sums (an audit's canaries); the plan
+        adds them to those steps' noise, which the step adds to the clipped sum.
     """
 
     weights: torch.Tensor
@@ -64,6 +73,7 @@ class LocalTask:
     y: torch.Tensor
     generator: torch.Generator
     noise_multiplier: float = 0.0
+    inserted: InsertedGradients | None = None
 
 
 @dataclass(frozen=True)
@@ -85,7 +95,8 @@ class ChunkPlan:
     widths : list of int
         Per step, the widest real batch among the clients still training (at least 1).
     noise : torch.Tensor or None
-        ``(K, S, P)`` DP-SGD noise on the flat parameters (``None``: no noise).
+        ``(K, S, P)`` DP-SGD noise on the flat parameters, plus each task's inserted gradients
+        (``None``: neither).
     starts, replace : torch.Tensor or None
         Adversarial training: ``(K, S, W, *sample)`` the attack's first iterates (pixel space;
         0 in padding slots) and ``(K, S, W)`` bool, the samples it replaces (``None``: none).
@@ -286,8 +297,18 @@ def _dp_part(
                 else:
                     empty = task.x[:0]
                     draws.append(AdversarialDraw(empty, torch.zeros(0, dtype=torch.bool)))
+            step = None
             if std > 0:  # Opacus draws nothing when the std is 0
-                noise.append(_opacus_noise(std, param_shapes, param_dtype, noise_source, device))
+                step = _opacus_noise(std, param_shapes, param_dtype, noise_source, device)
+            if task.inserted is not None:
+                size = sum(math.prod(shape) for shape in param_shapes)
+                extra = task.inserted.step_vector(len(batches) - 1, size, param_dtype, device)
+                if extra is not None:
+                    step = extra if step is None else step + extra
+                elif step is None:
+                    step = torch.zeros(size, dtype=param_dtype, device=device)
+            if step is not None:
+                noise.append(step)
     drawn = torch.stack(noise) if noise else None
     return task.x, task.y, batches, drawn, draws
 

@@ -1,6 +1,7 @@
 """Probes: what observes a run without training.
 
-Backdoor ASR, inversion, membership, audits, evasion, extraction, watermark.
+Backdoor ASR, CRFL certification, inversion, class inference, membership, audits, evasion,
+extraction, watermark, memorisation.
 
 Importing this package registers every probe in :data:`PROBES`; :class:`ProbeSet` builds the
 ones a scenario configures. See :mod:`server.probes.base` for the interface.
@@ -12,9 +13,13 @@ from fedsim.threats import DIRECTIONS, THREAT_MODELS
 from server.probes import (  # noqa: F401  (each import registers its probe)
     audit,
     backdoor,
+    class_inference,
+    crfl,
     extraction,
     inversion,
     membership,
+    memorization,
+    property_inference,
     robustness,
     watermark,
 )

@@ -14,6 +14,17 @@ model ``global_model``):
   before the noise (:meth:`inserted_updates`). Score = cos(w_t − w_0, cⱼ). Besides the bound,
   the one-shot estimate ``epsilon_estimate`` fits a Gaussian to the inserted canaries' cosines
   against N(0, 1/d) (Andrew et al., ICLR 2024); it is an estimate, not a bound.
+- **gradient canaries** (``canary: gradient``, white-box; :mod:`fedsim.audit.gradient`): Dirac
+  gradients C·e_i inserted into the owners' DP-SGD steps (local DP) or as canary clients
+  e_i into DP-FedAvg's sum (central DP). Under local DP the attacker is the server, who sees
+  each client's update (threat model ``update``, refused under secure aggregation): the score
+  adds up −(Δ[i] − Δ̄[i])·B/(ηC) over every round up to the audited one (so the probe reads
+  every round, and writes figures in the audited ones), where Δ̄ is the mean of the round's
+  other updates: they hold no canary at i, so they estimate the data's own drift of
+  coordinate i, which the score subtracts; under central DP it is the coordinate
+  (w_t − w_0)[i] of the global model's change, the noisy sums added up. The one-shot estimate
+  ``epsilon_estimate`` then fits Gaussians to the inserted and to the held-out canaries' scores
+  (:func:`~fedsim.audit.one_shot.two_sample_epsilon`).
 
 The bound is the one-run audit (Steinke, Nasr, Jagielski, NeurIPS 2023) over the (k₊, k₋)
 grid ``privacy.audit.guesses`` fixed in the scenario, Bonferroni-corrected, at the scenario's δ
@@ -29,6 +40,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +56,7 @@ from fedsim.audit import (
     one_shot_epsilon,
 )
 from fedsim.audit.canaries import inclusion_bits
+from fedsim.audit.one_shot import two_sample_epsilon
 from fedsim.errors import InvalidSettingError, ScenarioError
 from fedsim.federation import Federation
 from fedsim.membership.intervals import dp_consistent
@@ -146,6 +159,9 @@ class AuditProbe(Probe):
         self.dim = int(self.initial.numel())
         self._directions: torch.Tensor | None = None
         self.history: list[dict[str, Any]] = []
+        self.gradient = fed.gradient_canaries
+        # local DP gradient canaries: each canary's score added up over the rounds so far
+        self.accumulated = np.zeros(config.canaries)
 
     @classmethod
     def from_scenario(
@@ -179,6 +195,16 @@ class AuditProbe(Probe):
                     "examples: canary clients need the DP-FedAvg sum (defense.aggregator: fedavg "
                     f"without pre stages), not {scenario.defense.aggregator!r}",
                 )
+        elif config.canary == "gradient":
+            if scenario.privacy.local_dp is None:
+                raise ScenarioError(
+                    "privacy.audit.canary",
+                    config.canary,
+                    "mislabeled or noise: gradient canaries enter DP-SGD's steps (add "
+                    "privacy.local_dp) or DP-FedAvg's sum (privacy.central_dp, kind: clients)",
+                )
+            if fed.gradient_canaries is None:
+                raise ScenarioError("privacy.audit", config.model_dump(), "an honest client")
         elif fed.canaries is None:
             raise ScenarioError(
                 "privacy.audit", config.model_dump(), "an honest client to hold the canaries"
@@ -186,19 +212,36 @@ class AuditProbe(Probe):
         return cls(fed, out_dir)
 
     @property
+    def _reads_updates(self) -> bool:
+        """Local DP gradient canaries: scored on every round's client updates."""
+        return self.gradient is not None and self.kind == "examples"
+
+    @property
     def threat_model(self) -> str:
-        """``global_model``: the auditor sees the global model (white-box)."""
-        return "global_model"
+        """``global_model`` (white-box), or ``update`` for local DP's gradient canaries."""
+        return "update" if self._reads_updates else "global_model"
+
+    @property
+    def audited(self) -> list[int]:
+        """The audited rounds (``privacy.audit.rounds``; default the last)."""
+        return list(self.config.rounds or [self.fed.scenario.rounds])
 
     @property
     def rounds(self) -> list[int]:
-        """The audited rounds (``privacy.audit.rounds``; default the last)."""
-        return list(self.config.rounds or [self.fed.scenario.rounds])
+        """The rounds it reads: the audited ones, and every earlier one for local DP's canaries.
+
+        Local DP's gradient canaries add up the client updates of every round.
+        """
+        if self._reads_updates:
+            return list(range(1, max(self.audited) + 1))
+        return self.audited
 
     def describe(self) -> dict[str, Any]:
         """The probe's identity, with the canary kind and count."""
         return {
             **super().describe(),
+            "rounds": sorted(self.audited),
+            "canary": self.config.canary,
             "kind": self.kind,
             "canaries": self.config.canaries,
             "inserted": int(self.included.sum()),
@@ -217,6 +260,11 @@ class AuditProbe(Probe):
     def _draw(self, indices: np.ndarray) -> torch.Tensor:
         if len(indices) == 0:
             return torch.zeros(0, self.dim, dtype=torch.float64)
+        if self.gradient is not None:  # Dirac canary clients: e_i
+            out = torch.zeros(len(indices), self.dim, dtype=torch.float64)
+            coords = torch.from_numpy(self.gradient.coordinates[indices])
+            out[torch.arange(len(indices)), coords] = 1.0
+            return out
         return torch.stack([canary_direction(self.fed.scenario, int(j), self.dim) for j in indices])
 
     def inserted_updates(self, server_round: int, dim: int) -> InsertedUpdates | None:
@@ -238,6 +286,11 @@ class AuditProbe(Probe):
 
     def scores(self, weights: torch.Tensor) -> np.ndarray:
         """``(m,)`` each canary's score on the global model ``weights`` (higher: more likely in)."""
+        if self.gradient is not None:
+            if self._reads_updates:
+                return self.accumulated.copy()
+            delta = weights.to(torch.float64) - self.initial
+            return delta[torch.from_numpy(self.gradient.coordinates)].numpy()
         if self.kind == "clients":
             delta = weights.to(torch.float64) - self.initial
             everyone = np.arange(self.config.canaries)
@@ -272,8 +325,33 @@ class AuditProbe(Probe):
             return None, 0.0
         return float(acc[key]), float(acc[delta_key])
 
+    def accumulate(self, view: RoundView) -> None:
+        """Add the round's client updates' gradient-canary scores −Δ[i]·B/(ηC) (local DP)."""
+        canaries, clients = self.gradient, self.fed.scenario.clients
+        if canaries is None:
+            return
+        unit = clients.batch_size / (clients.lr * canaries.norm)
+        coords = torch.from_numpy(canaries.coordinates)
+        moved = {
+            u.client_id: np.nan_to_num(u.update.to(torch.float64).cpu()[coords].numpy())
+            for u in view.updates
+        }
+        for client, own in moved.items():
+            mine = canaries.owners == client
+            if not mine.any():
+                continue
+            others = [m for c, m in moved.items() if c != client]
+            drift = np.mean(others, axis=0)[mine] if others else 0.0
+            scores = -unit * (own[mine] - drift)
+            self.accumulated[mine] += np.nan_to_num(scores, nan=0.0, posinf=0.0, neginf=0.0)
+
     def observe(self, view: RoundView) -> dict[str, Any]:
         """Score the canaries on the round's global model; bound ε; check the accounting."""
+        started = time.perf_counter()
+        if self._reads_updates:
+            self.accumulate(view)
+            if view.round not in self.audited:
+                return {}
         scores = self.scores(view.model)
         epsilon, delta = self.accounted(view)
         confidence = self.config.confidence
@@ -318,7 +396,7 @@ class AuditProbe(Probe):
             "points": points,
             "violation": violation,
         }
-        if self.kind == "clients":
+        if self.kind == "clients" or self.gradient is not None:
             estimate = self._one_shot(scores, delta)
             if estimate is not None:
                 figures["epsilon_estimate"] = estimate.epsilon
@@ -328,6 +406,7 @@ class AuditProbe(Probe):
                     "null_sigma": estimate.null_sigma,
                 }
         figures["audit"] = details
+        figures["audit_s"] = time.perf_counter() - started
         self.history.append(
             {
                 "round": view.round,
@@ -371,6 +450,8 @@ class AuditProbe(Probe):
         if inserted.size < 2 or not 0 < delta < 1:
             return None
         try:
+            if self.gradient is not None:
+                return two_sample_epsilon(inserted, scores[~self.included], delta)
             return one_shot_epsilon(inserted, self.dim, delta)
         except InvalidSettingError as e:
             log.info("audit: no one-shot estimate: %s", e)
@@ -384,9 +465,11 @@ class AuditProbe(Probe):
         }
 
     def state_dict(self) -> dict[str, Any]:
-        """The audited rounds' outcomes so far."""
-        return {"history": list(self.history)}
+        """The audited rounds' outcomes so far (and the gradient canaries' added-up scores)."""
+        return {"history": list(self.history), "accumulated": self.accumulated.tolist()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore the audited rounds' outcomes after a resume."""
         self.history = list(state.get("history", []))
+        if "accumulated" in state:
+            self.accumulated = np.asarray(state["accumulated"], dtype=np.float64)

@@ -8,12 +8,18 @@ global model and held-out set, and its file goes to ``RUN_DIR/robustness/``.
 
 What is certified: the *smoothed* classifier g of the global model f (``denoiser: none``; the
 purifier is not part of it) is constant on the ℓ2 ball (pixel space) of the reported radius
-around each certified sample, with probability at least 1 − α over the noise draws.
+around each certified sample, with probability at least 1 − α over the noise draws. With
+``denoiser: diffusion`` the base classifier is f∘D, D the diffusion model's one-shot denoiser
+at the smoothing σ (denoised smoothing, Carlini et al., ICLR 2023;
+:meth:`fedsim.purification.DiffusionPurifier.denoise`): D is deterministic, so the certificate
+is Cohen et al.'s for the classifier f∘D, with the same guarantee. The robustness probe trains
+D on the server's public pool before the first certified round.
 """
 
 from __future__ import annotations
 
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +27,8 @@ import torch
 from torch import nn
 
 from fedsim.certify import RandomizedSmoothing, certified_accuracy
+from fedsim.errors import InvalidSettingError
+from fedsim.purification import DiffusionPurifier
 from fedsim.results import write_json_atomic
 from fedsim.scenario.robustness import CertifyConfig
 from fedsim.seeding import Stream, torch_generator
@@ -39,16 +47,32 @@ class Certification:
         The subset, [0, 1] pixels, and its labels.
     seed : int
         The scenario's seed (noise draws: ``Stream.ROBUSTNESS``, round, 4).
+    diffusion : DiffusionPurifier, optional
+        With ``denoiser: diffusion``: the model whose :meth:`~DiffusionPurifier.denoise` at σ
+        denoises each noisy copy (trained by the time this object is called).
     """
 
-    def __init__(self, config: CertifyConfig, x: torch.Tensor, y: torch.Tensor, seed: int) -> None:
+    def __init__(
+        self,
+        config: CertifyConfig,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        seed: int,
+        diffusion: DiffusionPurifier | None = None,
+    ) -> None:
         self.config, self.x, self.y, self.seed = config, x, y, seed
+        if (config.denoiser == "diffusion") != (diffusion is not None):
+            raise InvalidSettingError(
+                f"robustness.certify.denoiser is {config.denoiser!r}: a diffusion model goes "
+                "with denoiser: diffusion, and only with it"
+            )
         self.smoothing = RandomizedSmoothing(
             sigma=config.sigma,
             n0=config.n0,
             n=config.n,
             alpha=config.alpha,
             batch_size=config.batch_size,
+            denoiser=None if diffusion is None else partial(diffusion.denoise, sigma=config.sigma),
         )
 
     def __call__(

@@ -12,9 +12,20 @@ set is taken out) and reports
   sample's worst adversarial example;
 - ``robustness_clean_accuracy`` (the subset's clean accuracy) and ``robustness_s`` (the
   evaluation's wall time);
-- with ``transfer``: ``transfer_success_rate``, the share of the correctly classified samples
-  whose MI-FGSM example, crafted on the attacker's surrogate(s), fools the global model; its
-  accuracy is in ``robust_accuracy`` as ``mifgsm-<norm>-<eps>-transfer``;
+- ``attack_success_rate``: attack label → the share of the correctly classified samples its
+  examples fool, (clean − robust) / clean;
+- with ``transfer``: ``transfer_success_rate``, that share for MI-FGSM crafted on the
+  attacker's surrogate(s); its accuracy is in ``robust_accuracy`` as
+  ``mifgsm-<norm>-<eps>-transfer``;
+- with ``data.tasks``: ``robust_accuracy`` is a mapping task → the mapping above (the first
+  task's with the transfer attacker; every other head attacked on its own labels, from the same
+  seeded generator, so label-free attacks perturb every task's inputs alike);
+- the label-free attackers train first (their seconds count in ``robustness_s``):
+  ``task_agnostic`` fits its relation-preserving embedding on the attacker's unlabelled data,
+  ``generative`` its generator against agents its ``threat_model`` allows — ``outsider``: the
+  transfer surrogates (one cache with MI-FGSM's), ``client``: the global model the client
+  received this round and local models it trains from it
+  (:class:`~server.probes.evasion_attackers.EvasionAttackers`);
 - with ``client_spread``: ``robust_accuracy_clients`` (min / median / max over clients of the
   worst-case robust accuracy on each client's own data);
 - with a ``purifier`` other than ``none``: the defended model is f(P(x))
@@ -25,9 +36,20 @@ set is taken out) and reports
   ``pgd_bpda_eot-linf-0.1``) and ``worst_case`` is the per-sample worst case over all of them
   (so never above any single attack's figure); ``purifier_clean_accuracy`` is the clean
   accuracy through P, while ``robustness_clean_accuracy`` stays the classifier's own;
+- with a query-only attack (``square``): ``evasion_queries`` (attack label → mean model
+  queries per attacked sample, i.e. per sample classified correctly before the attack); with
+  a purifier it queries f(P(x)) itself, so it is adaptive by construction;
 - with ``certify``: ``certified_accuracy`` (radius label ``r0.25`` → share certified correct)
   and ``certify_s`` (:mod:`server.probes.certify`), with the per-sample records in
-  ``<run dir>/robustness/certify_round<r>.json``.
+  ``<run dir>/robustness/certify_round<r>.json``;
+- with a ``diffusion`` purifier or ``certify.denoiser: diffusion``: ``purifier_s``, the seconds
+  the server spent training the score model, in the first evaluated round (it is trained once
+  per run, seeded, and kept). The **server** trains it, on its public pool: the held-out
+  examples outside both the attacked and the certified subsets. Server-side because the
+  purifier is a test-time defence of the deployed model, not of any client; it needs no
+  client data (so no privacy cost to clients and no poisoning by malicious clients), and the
+  server already holds this pool. A federated alternative — clients training the score network
+  with FedAvg on their own (non-IID) data — is not built.
 
 ``summary.json`` gets ``final_robust_accuracy`` (the last evaluated round's worst case),
 ``final_robust_accuracy_<label>`` per attack, ``final_ece`` and, with ``certify``,
@@ -59,24 +81,26 @@ from torch import nn
 
 from fedsim.errors import InvalidSettingError, ScenarioError
 from fedsim.evasion import (
-    MIFGSM,
     EvasionAttack,
     OnClassifier,
     Purified,
     RobustAccuracy,
+    Square,
     model_in_pixel_space,
     plot_reliability,
     robust_accuracy,
     to_pixel_space,
 )
 from fedsim.federation import Federation
-from fedsim.models import build_model
 from fedsim.params import load_flat_params
+from fedsim.purification import DiffusionPurifier, Purifier
 from fedsim.results import write_json_atomic
-from fedsim.seeding import Stream, derive_seed, torch_generator
-from fedsim.training import TrainSettings, single_thread, train_local
+from fedsim.scenario.robustness import RobustnessConfig
+from fedsim.seeding import Stream, torch_generator
+from fedsim.training import single_thread
 from server.probes.base import PROBES, Probe, RoundView, check_rounds
 from server.probes.certify import Certification
+from server.probes.evasion_attackers import EvasionAttackers, surrogate_model
 from server.server_data import ServerData
 
 __all__ = ["RobustnessProbe"]
@@ -129,17 +153,25 @@ class RobustnessProbe(Probe):
         self.x, self.y = first(count)
         self.public = order[count:]  # held-out examples outside the subset (transfer: public)
         self.purifier = config.purifier.build()
+        certified = 0 if config.certify is None else min(config.certify.samples, len(y))
+        # The diffusion model the server trains (purifier, or denoised smoothing's denoiser) on
+        # its public pool: the held-out examples neither attacked nor certified.
+        self.diffusion = _diffusion_model(self.purifier, config)
+        pool = order[max(count, certified) :].sort().values
+        self.diffusion_pool = to_pixel_space(x[pool], dataset.mean, dataset.std)
         self.purified = config.purifier.name != "none"
         self.attacks: list[EvasionAttack] = [a.build(self.purifier) for a in config.attacks]
         if self.purified:  # non-adaptive and BPDA + EOT both craft on f; judged on f(P(x))
-            self.attacks = [OnClassifier(a) for a in self.attacks]
+            # a query-only attack (square) needs no gradient: it queries f(P(x)) itself
+            self.attacks = [a if a.query_only else OnClassifier(a) for a in self.attacks]
         self.certification: Certification | None = None
         if config.certify is not None:  # its own seeded subset of the held-out set
+            denoiser = self.diffusion if config.certify.denoiser == "diffusion" else None
             self.certification = Certification(
-                config.certify, *first(min(config.certify.samples, len(y))), fed.scenario.seed
+                config.certify, *first(certified), fed.scenario.seed, denoiser
             )
+        self.attackers = EvasionAttackers(fed, config, self.held_out, self.public)
         self.transfer_label: str | None = None
-        self._transfer: MIFGSM | None = None
         self.last: dict[str, Any] = {}
 
     @classmethod
@@ -165,17 +197,25 @@ class RobustnessProbe(Probe):
                 raise ScenarioError("robustness.transfer.client", transfer.client, f"0..{n - 1}")
             for index, name in enumerate(transfer.surrogates):
                 try:
-                    cls._surrogate(fed, name)
+                    surrogate_model(fed, name)
                 except InvalidSettingError as e:
                     raise ScenarioError(
                         f"robustness.transfer.surrogates.{index}", name, str(e)
                     ) from None
         probe = cls(fed, data, out_dir)
-        if transfer is not None and transfer.data == "public" and not len(probe.public):
+        if probe.diffusion is not None and not len(probe.diffusion_pool):
             raise ScenarioError(
                 "robustness.samples",
                 config.samples,
-                f"fewer than the {len(probe.y)} held-out samples, so the transfer attacker's "
+                "fewer than the held-out samples (and robustness.certify.samples too), so the "
+                "server keeps a public pool to train the diffusion model on",
+            )
+        public = transfer is None or transfer.data == "public"
+        if public and probe.attackers.needs_public_data(probe.attacks) and not len(probe.public):
+            raise ScenarioError(
+                "robustness.samples",
+                config.samples,
+                f"fewer than the {len(probe.y)} held-out samples, so the outside attacker's "
                 "public data (the rest) is not empty",
             )
         return probe
@@ -191,11 +231,6 @@ class RobustnessProbe(Probe):
         rounds = self.config.rounds
         return [self.fed.scenario.rounds] if rounds is None else list(rounds)
 
-    @staticmethod
-    def _surrogate(fed: Federation, name: str) -> nn.Module:
-        dataset = fed.data.dataset
-        return build_model(name, dataset.input_shape, dataset.num_classes)
-
     def observe(self, view: RoundView) -> dict[str, Any]:
         """Attack the global model of ``view.round`` on the subset; return the figures."""
         config, fed = self.config, self.fed
@@ -206,15 +241,28 @@ class RobustnessProbe(Probe):
         pixel_model = model_in_pixel_space(model, dataset.mean, dataset.std).to(device)
         defended = self._defended(pixel_model, view.round)
         attacks = list(self.attacks)
+        trained: dict[str, Any] = {}
         with single_thread(device):
+            if self.diffusion is not None and not self.diffusion.trained:
+                trained["purifier_s"] = self._train_diffusion(device)
+            start = time.perf_counter()  # the attackers' training (surrogates, agents) counts
             if config.transfer is not None:
-                attacks.append(self._transfer_attack(device))
-            start = time.perf_counter()
+                transfer = self.attackers.transfer_attack(device)
+                self.transfer_label = transfer.label
+                attacks.append(transfer)
+            self.attackers.fit(self.attacks, view, device)
             x, y = self.x.to(device), self.y.to(device)
             generator = torch_generator(fed.scenario.seed, Stream.ROBUSTNESS, view.round)
+            queried = [a for a in attacks if isinstance(a, Square)]
+            for attack in queried:
+                attack.reset_queries()
             result = robust_accuracy(defended, x, y, attacks, generator, config.batch_size)
             figures: dict[str, Any] = {
                 "robust_accuracy": result.figures(),
+                "attack_success_rate": {
+                    label: (result.clean - value) / result.clean if result.clean else 0.0
+                    for label, value in result.per_attack.items()
+                },
                 "robustness_clean_accuracy": result.clean,
                 "ece": result.ece,
                 "ece_adversarial": result.ece_adversarial,
@@ -222,14 +270,20 @@ class RobustnessProbe(Probe):
             if self.purified:
                 figures["purifier_clean_accuracy"] = result.clean
                 figures["robustness_clean_accuracy"] = _accuracy(pixel_model, x, y)
+            if queried:  # mean model queries per attacked sample, per query-only attack
+                figures["evasion_queries"] = {a.label: a.mean_queries for a in queried}
             if self.transfer_label is not None:
-                fooled = result.clean - result.per_attack[self.transfer_label]
-                figures["transfer_success_rate"] = fooled / result.clean if result.clean else 0.0
+                figures["transfer_success_rate"] = figures["attack_success_rate"][
+                    self.transfer_label
+                ]
+            if fed.tasks is not None:
+                figures["robust_accuracy"] = self._per_task(result, x, y, view.round)
             if config.client_spread is not None:
                 figures["robust_accuracy_clients"] = self._client_spread(
                     defended, device, view.round
                 )
             figures["robustness_s"] = time.perf_counter() - start
+            figures.update(trained)
             if self.certification is not None:
                 figures.update(self.certification(pixel_model, view.round, self.out_dir))
             if config.save_plots and self.out_dir is not None:
@@ -238,6 +292,40 @@ class RobustnessProbe(Probe):
         self.last = figures
         return figures
 
+    def _per_task(
+        self,
+        first: RobustAccuracy,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        server_round: int,
+    ) -> dict[str, dict[str, float]]:
+        """``robust_accuracy`` per task: task → the usual mapping (multi-task runs).
+
+        The first task's is ``first`` (the run's single-task view, with the transfer attacker);
+        every other task's head is attacked with the configured attacks on its own labels
+        (a gradient attack is then task-specific), each task from the same seeded generator,
+        so a label-free attack (``task_agnostic``, ``generative``, ``noise``) perturbs every
+        task's inputs identically. The transfer attacker's surrogates know the first task only.
+        """
+        fed, dataset = self.fed, self.fed.data.dataset
+        multitask = fed.multitask("robustness")
+        if fed.tasks is None or multitask is None:
+            raise InvalidSettingError("per-task robust accuracy needs a multi-task federation")
+        out = {fed.tasks.names[0]: first.figures()}
+        for task in fed.tasks.names[1:]:
+            head = model_in_pixel_space(multitask.as_single_task(task), dataset.mean, dataset.std)
+            generator = torch_generator(fed.scenario.seed, Stream.ROBUSTNESS, server_round)
+            result = robust_accuracy(
+                self._defended(head.to(x.device), server_round),
+                x,
+                fed.tasks.labels(task, y),
+                self.attacks,
+                generator,
+                self.config.batch_size,
+            )
+            out[task] = result.figures()
+        return out
+
     def _defended(self, pixel_model: nn.Module, server_round: int) -> nn.Module:
         """f(P(x)) with a purifier (a randomized one draws from a per-round stream), else f."""
         if not self.purified:
@@ -245,42 +333,18 @@ class RobustnessProbe(Probe):
         generator = torch_generator(self.fed.scenario.seed, Stream.ROBUSTNESS, server_round, 5)
         return Purified(pixel_model, self.purifier, generator)
 
-    def _transfer_attack(self, device: torch.device) -> MIFGSM:
-        """MI-FGSM on the attacker's surrogate(s), trained once (seeded) and kept."""
-        if self._transfer is not None:
-            return self._transfer
-        transfer, fed = self.config.transfer, self.fed
-        if transfer is None:
-            raise InvalidSettingError("the robustness block has no transfer attacker")
-        dataset = fed.data.dataset
-        if transfer.data == "client":
-            x, y = fed.data.client(transfer.client)
-        else:
-            held_x, held_y = self.held_out
-            public = self.public[: transfer.public_samples].sort().values
-            x, y = held_x[public], held_y[public]
-        settings = TrainSettings(
-            transfer.epochs, transfer.batch_size, transfer.lr, transfer.momentum
+    def _train_diffusion(self, device: torch.device) -> float:
+        """Train the diffusion model once per run (seeded) on the public pool; seconds taken."""
+        if self.diffusion is None:
+            raise InvalidSettingError("the robustness block has no diffusion model")
+        generator = torch_generator(self.fed.scenario.seed, Stream.ROBUSTNESS, 0, 6)
+        seconds = self.diffusion.fit(self.diffusion_pool.to(device), generator)
+        log.info(
+            "robustness: diffusion model trained on %d public examples in %.1f s",
+            len(self.diffusion_pool),
+            seconds,
         )
-        surrogates = []
-        for index, name in enumerate(transfer.surrogates):
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(derive_seed(fed.scenario.seed, Stream.ROBUSTNESS, 0, 1, index))
-                model = self._surrogate(fed, name).to(device)
-            generator = torch_generator(fed.scenario.seed, Stream.ROBUSTNESS, 0, 2, index)
-            train_local(model, x, y, settings, generator)
-            model.eval()
-            surrogates.append(model_in_pixel_space(model, dataset.mean, dataset.std).to(device))
-        self._transfer = MIFGSM(
-            eps=transfer.eps,
-            steps=transfer.steps,
-            decay=transfer.decay,
-            norm=transfer.norm,
-            surrogates=surrogates,
-        )
-        self.transfer_label = self._transfer.label
-        log.info("robustness: %d surrogate(s) trained on %d examples", len(surrogates), len(y))
-        return self._transfer
+        return seconds
 
     def _client_spread(
         self, pixel_model: nn.Module, device: torch.device, server_round: int
@@ -327,12 +391,18 @@ class RobustnessProbe(Probe):
     def summary(self) -> dict[str, Any]:
         """``final_robust_accuracy`` (worst case) and ``final_robust_accuracy_<label>`` per attack.
 
-        Flat numbers, so a sweep's ``results.csv`` and report tabulate each attack's figure.
+        Flat numbers, so a sweep's ``results.csv`` and report tabulate each attack's figure;
+        with ``data.tasks`` they are the first task's, and ``final_robust_accuracy_per_task``
+        is the whole task → mapping.
         """
         if not self.last:
             return {}
         robust = self.last["robust_accuracy"]
-        out: dict[str, Any] = {"final_robust_accuracy": robust["worst_case"]}
+        out: dict[str, Any] = {}
+        if self.fed.tasks is not None:  # task → mapping: the flat keys read the first task's
+            out["final_robust_accuracy_per_task"] = dict(robust)
+            robust = robust[self.fed.tasks.names[0]]
+        out["final_robust_accuracy"] = robust["worst_case"]
         out.update(
             {f"final_robust_accuracy_{k}": v for k, v in robust.items() if k != "worst_case"}
         )
@@ -349,6 +419,15 @@ class RobustnessProbe(Probe):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore the last evaluated round's figures."""
         self.last = dict(state.get("last", {}))
+
+
+def _diffusion_model(purifier: Purifier, config: RobustnessConfig) -> DiffusionPurifier | None:
+    """The diffusion model to train: the purifier's, or a default one for the denoiser."""
+    if isinstance(purifier, DiffusionPurifier):
+        return purifier
+    if config.certify is not None and config.certify.denoiser == "diffusion":
+        return DiffusionPurifier()
+    return None
 
 
 def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:

@@ -88,6 +88,7 @@ def test_fedavg_under_secagg_matches_the_clear_run() -> None:
         assert row["secagg_bound"] == pytest.approx(bound(row, counts))
         assert 0 < row["secagg_error"] < row["secagg_bound"]
         assert row["secagg_messages"] == 3 * 2 * 6  # three extra exchanges, both ways, 6 nodes
+        assert row["secagg_min_sum_size"] == len(row["replied"]) == 6  # one sum: the cohort's
         dim = federation_for(scenario).initial_weights().numel()
         assert row["secagg_bytes"] > 8 * dim and row["secagg_s"] > 0  # the masked vector
     assert summary["final_secagg_error"] == masked[-1]["secagg_error"]
@@ -234,6 +235,7 @@ def test_fedavg_on_group_sums_is_the_cohort_mean() -> None:
     grouped, _ = run_scenario_in_memory(secure({**SECAGG, "groups": 2}))
     for plain, row in zip(clear, grouped, strict=True):
         assert row["skipped"] is None and row["secagg_groups"] == 2
+        assert row["secagg_min_sum_size"] == 3  # 6 per round in 2 groups: each hides among 3
         assert abs(row["accuracy"] - plain["accuracy"]) <= 0.01
         assert row["secagg_error"] < row["secagg_bound"]
 
@@ -264,6 +266,7 @@ def test_a_robust_rule_runs_on_group_sums() -> None:
     rows, _ = run_scenario_in_memory(scenario)
     for row in rows:
         assert row["skipped"] is None and row["secagg_groups"] == 3
+        assert row["secagg_min_sum_size"] == 2  # 6 per round in 3 groups of 2
         assert row["secagg_error"] < 1e-3  # sign flippers' weighted updates may be clipped
 
 

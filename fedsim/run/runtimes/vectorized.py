@@ -200,6 +200,7 @@ def _batch(
             job.y,
             job.generator(),
             job.dp.noise_multiplier if job.dp is not None else 0.0,
+            job.inserted,
         )
         for job in jobs.values()
     ]

@@ -11,14 +11,14 @@ from fedsim.errors import InvalidSettingError, UnknownNameError
 from fedsim.purification import PURIFIERS, BitDepth, Identity, MedianFilter, build_purifier
 
 
-def test_the_registry_holds_the_three_purifiers() -> None:
-    assert PURIFIERS.names() == ["bit_depth", "median_filter", "none"]
+def test_the_registry_holds_the_four_purifiers() -> None:
+    assert PURIFIERS.names() == ["bit_depth", "diffusion", "median_filter", "none"]
     assert isinstance(build_purifier("none"), Identity)
     assert build_purifier("median_filter", size=3).size == 3
     with pytest.raises(InvalidSettingError, match="bit_depth has no parameter 'size'"):
         build_purifier("bit_depth", size=3)
-    with pytest.raises(UnknownNameError, match="known: bit_depth, median_filter, none"):
-        build_purifier("diffusion")
+    with pytest.raises(UnknownNameError, match="known: bit_depth, diffusion, median_filter, none"):
+        build_purifier("jpeg")
 
 
 def test_bit_depth_one_splits_at_one_half() -> None:

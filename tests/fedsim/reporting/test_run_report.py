@@ -9,6 +9,7 @@ import yaml
 
 from fedsim.cli import main
 from fedsim.reporting.run_report import write_run_report
+from fedsim.reporting.scorecard import scorecard_rows
 from tests.conftest import make_scenario
 from tests.server.probes.test_inversion import ONE_IMAGE_CLIENTS, PROBE
 
@@ -197,3 +198,21 @@ def test_a_backdoors_asr_is_tabled_once_under_its_probe(tmp_path: Path) -> None:
     assert "### Poisoning: backdoor" in data_model and "### Probe: backdoor" in data_model
     assert "| round | detection_precision |" in data_model and "| round | asr |" in data_model
     assert data_model.count("| asr") == 1  # not also in the poisoning table
+
+
+def test_the_scorecard_shows_task_and_personal_accuracies() -> None:
+    summary = {
+        "final_accuracy": 0.8,
+        "final_task_accuracy": {"digit": 0.8, "parity": 0.9},
+        "final_personalized_accuracy": 0.95,
+        "final_personalized_task_accuracy": {"digit": 0.95, "parity": 0.99},
+    }
+    rows = scorecard_rows(summary, [])
+    assert [r[:2] for r in rows] == [
+        ["final accuracy (main task)", "0.8"],
+        ["final accuracy per task (digit)", "0.8"],
+        ["final accuracy per task (parity)", "0.9"],
+        ["personalized accuracy (personal models, clients' own test splits)", "0.95"],
+        ["personalized accuracy per task (digit)", "0.95"],
+        ["personalized accuracy per task (parity)", "0.99"],
+    ]

@@ -137,9 +137,12 @@ def test_plot_and_list_commands(tmp_path: Path, capsys: pytest.CaptureFixture[st
         assert (run_dir / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert main(["list"]) == 0
     out = capsys.readouterr().out
-    datasets = "datasets: cifar10, digits, fashion_mnist, femnist, mnist, synthetic"
+    datasets = "datasets: cifar10, digits, fashion_mnist, femnist, mnist, shakespeare, synthetic"
     assert datasets in out and "fedavg" in out and "cnn" in out
-    probes = "probes: audit, backdoor, extraction, inversion, membership, robustness, watermark"
+    probes = (
+        "probes: audit, backdoor, extraction, inversion, membership, memorization, robustness, "
+        "watermark"
+    )
     assert probes in out
     assert "pre-stages: arc, bucketing, nnm, norm_bound" in out
     assert main(["plot", str(tmp_path)]) == 2

@@ -111,7 +111,8 @@ def test_augmentation_is_drawn_like_train_local() -> None:
 MODEL_SHAPES = {"lenet5": (1, 12, 12)}  # lenet5 needs 10×10 or more
 
 
-@pytest.mark.parametrize("name", MODELS.names())
+# char_lstm / char_transformer read character windows: tests/fedsim/models/test_text.py
+@pytest.mark.parametrize("name", [m for m in MODELS.names() if not m.startswith("char_")])
 def test_every_registered_model_trains_like_train_local(name: str) -> None:
     shape = MODEL_SHAPES.get(name, (1, 8, 8))
     torch.manual_seed(0)

@@ -74,7 +74,7 @@ def test_same_seed_same_certificates() -> None:
         ({"sigma": 0}, "robustness.certify.sigma", "greater than 0"),
         ({"n": 0}, "robustness.certify.n", "greater than or equal to 1"),
         ({"alpha": 1.0}, "robustness.certify.alpha", "less than 1"),
-        ({"denoiser": "diffusion"}, "robustness.certify.denoiser", "not yet"),
+        ({"denoiser": "dncnn"}, "robustness.certify.denoiser", "'none' or 'diffusion'"),
         ({"radii": [-0.5]}, "robustness.certify.radii", ">= 0"),
         ({"radii": []}, "robustness.certify.radii", "at least 1"),
         ({"level": 3}, "robustness.certify.level", "unknown key"),
