@@ -17,6 +17,11 @@ node, and travels with the node's context on the ``ray`` runtime) between the me
    state is then dropped.
 
 A node's SecAgg+ id is its partition id + 1 (public, unique in the run).
+
+With ``clients.verify_model`` the setup message also carries the hash of the model the server
+will send this node: the node keeps it (and answers it), refuses at key sharing neighbours
+that announced another hash, keys its channels with it, and, at the train message, checks the
+weights it received against it (:class:`~fedsim.secagg.ModelInconsistencyError` otherwise).
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import numpy as np
 import torch
 from flwr.app import ConfigRecord, Context, Message, MetricRecord, RecordDict
 
+from clients.train_round import global_weights_of
 from fedsim.federation import Federation
 from fedsim.protocol import (
     METRICS,
@@ -42,7 +48,15 @@ from fedsim.protocol import (
     array_to_numpy,
     to_array_record,
 )
-from fedsim.secagg import Cohort, SecAggAbortedError, SecAggClient, SecAggSettings, quantize
+from fedsim.secagg import (
+    Cohort,
+    ModelInconsistencyError,
+    SecAggAbortedError,
+    SecAggClient,
+    SecAggSettings,
+    model_hash,
+    quantize,
+)
 from fedsim.seeding import Stream, numpy_rng
 
 __all__ = [
@@ -74,11 +88,14 @@ def setup_reply(fed: Federation, msg: Message, context: Context) -> Message:
         num_shares=int(config["num_shares_resolved"]),
         threshold=int(config["threshold"]),
     )
-    client = SecAggClient(secagg_id(context), settings, cohort)
+    announced = config.get("model_hash", b"")
+    client = SecAggClient(secagg_id(context), settings, cohort, model_hash=announced)
     pk1, pk2 = client.setup()
     _save(context, client, int(config[SERVER_ROUND]))
     client_id = int(context.node_config["partition-id"])
     reply = ConfigRecord({"pk1": pk1, "pk2": pk2, NUM_EXAMPLES: fed.data.num_examples(client_id)})
+    if announced:
+        reply["model_hash"] = announced
     return Message(RecordDict({SECAGG_KEY: reply}), reply_to=msg)
 
 
@@ -90,7 +107,10 @@ def share_keys_reply(msg: Message, context: Context) -> Message:
         int(i): (pk1, pk2)
         for i, pk1, pk2 in zip(config["ids"], config["pk1"], config["pk2"], strict=True)
     }
-    ciphertexts = client.share_keys(keys)
+    hashes = None
+    if "hashes" in config:
+        hashes = dict(zip((int(i) for i in config["ids"]), config["hashes"], strict=True))
+    ciphertexts = client.share_keys(keys, hashes)
     _save(context, client, int(config[SERVER_ROUND]))
     reply = ConfigRecord({"ids": list(ciphertexts), "ciphertexts": list(ciphertexts.values())})
     return Message(RecordDict({SECAGG_KEY: reply}), reply_to=msg)
@@ -109,6 +129,13 @@ def masked_train_reply(fed: Federation, msg: Message, context: Context, reply: M
     config = msg.content[SECAGG_KEY]
     server_round = int(config[SERVER_ROUND])
     client = _load(context, server_round)
+    if client.model_hash:
+        received = model_hash(global_weights_of(msg).numpy())
+        if received != client.model_hash:
+            raise ModelInconsistencyError(
+                f"SecAgg+ node {client.node_id}: {ModelInconsistencyError.MARK}: the model it "
+                "received is not the one announced at setup"
+            )
     started = time.perf_counter()
     delta = array_to_numpy(reply.content[UPDATE_KEY][UPDATE_KEY]).astype(np.float64)
     metrics = dict(reply.content[METRICS])

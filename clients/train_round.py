@@ -3,7 +3,9 @@
 1. :func:`start_train`, before local training: adopt the node state a resumed run hands back,
    draw the client's seeded faults (a crash raises), read the global weights and the client's
    data, poison the data with a data-side attack (drawing from the client's ``ATTACK``
-   generator), and look up the DP-SGD round of an honest client under local DP.
+   generator), let an active class-inference attacker add its GAN's fakes to its data
+   (:meth:`fedsim.inference.attacker.ClassInferenceAttacker.poison`), and look up the DP-SGD
+   round of an honest client under local DP.
 2. Local training from :meth:`TrainJob.generator` (the client's ``TRAIN`` generator): plain
    SGD (:func:`fedsim.training.train_local`), DP-SGD (:func:`fedsim.privacy.train_dp_sgd`), or
    many clients at once (:func:`fedsim.vectorized.train_clients_vectorized`). A DP-SGD round is
@@ -27,8 +29,10 @@ from flwr.app import ConfigRecord, Context, Message, MetricRecord, RecordDict
 from clients.state import adopt_state
 from fedsim.attacks import ClientAttack, DataPoisoning
 from fedsim.audit.gradient import canary_insertions
+from fedsim.evasion.pixel_space import model_in_pixel_space
 from fedsim.faults import client_faults
 from fedsim.federation import Federation
+from fedsim.params import all_finite, load_flat_params
 from fedsim.privacy import PrivacyLedger
 from fedsim.privacy.dp_sgd import InsertedGradients
 from fedsim.privacy.local import LocalDPRound, local_dp_round
@@ -53,7 +57,7 @@ from fedsim.protocol import (
     to_array_record,
 )
 from fedsim.seeding import Stream, torch_generator
-from fedsim.training import AdversarialSettings, TrainResult, TrainSettings
+from fedsim.training import AdversarialSettings, TrainResult, TrainSettings, single_thread
 
 __all__ = [
     "TrainJob",
@@ -201,6 +205,9 @@ def start_train(fed: Federation, msg: Message, context: Context) -> TrainJob:
             num_attackers=len(fed.malicious),
             generator=attack_rng,
         )
+    inference = fed.class_inference
+    if inference is not None and inference.active and client_id == inference.client_id:
+        poisoned = _with_fakes(fed, server_round, global_weights, poisoned)
     private = scenario.privacy.local_dp is not None and client_id not in fed.malicious
     num_examples = len(poisoned[1]) if poisoned is not None else fed.data.num_examples(client_id)
     dp = local_dp_round(scenario, num_examples) if private else None
@@ -221,6 +228,30 @@ def start_train(fed: Federation, msg: Message, context: Context) -> TrainJob:
         dp=dp,
         inserted=inserted,
     )
+
+
+def _with_fakes(
+    fed: Federation,
+    server_round: int,
+    global_weights: torch.Tensor,
+    poisoned: tuple[torch.Tensor, torch.Tensor] | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The active class-inference attacker's data: its own, then its GAN's labelled fakes.
+
+    A global model with NaN/Inf weights gives no generator: the attacker trains on its own data.
+    """
+    attacker = fed.class_inference
+    if attacker is None:
+        raise ValueError("the scenario has no privacy.class_inference attacker")
+    x, y = poisoned if poisoned is not None else fed.data.client(attacker.client_id)
+    if not all_finite(global_weights):
+        return x, y
+    model = fed.model("class-inference")
+    load_flat_params(model, global_weights)
+    dataset = fed.data.dataset
+    with single_thread(fed.device):
+        discriminator = model_in_pixel_space(model, dataset.mean, dataset.std)
+        return attacker.poison(discriminator, server_round, x, y)
 
 
 def message_round(msg: Message) -> int:

@@ -21,7 +21,8 @@ from fedsim.audit.canaries import ExampleCanaries, example_canaries, insert_exam
 from fedsim.audit.gradient import GradientCanaries, gradient_canaries
 from fedsim.data import FederatedData, federated_data
 from fedsim.data.tasks import TaskSet, task_set
-from fedsim.errors import InvalidSettingError
+from fedsim.errors import InvalidSettingError, ScenarioError
+from fedsim.inference.attacker import ClassInferenceAttacker, without_class
 from fedsim.memorization import TextCanaries, scenario_text_canaries
 from fedsim.models import build_model
 from fedsim.models.multitask import MultiTaskModel, TaskView
@@ -33,6 +34,7 @@ from fedsim.seeding import Stream, derive_seed, numpy_rng
 __all__ = [
     "Federation",
     "build_scenario_attack",
+    "class_inference_attacker",
     "federation_for",
     "federation_override",
     "malicious_clients",
@@ -108,6 +110,8 @@ class Federation:
     through the first task's view. ``text_canaries`` are ``privacy.memorization``'s secrets,
     also in their owners' data (text datasets only); ``gradient_canaries`` a white-box audit's
     canary gradients (``privacy.audit.canary: gradient``), which the owners' DP-SGD inserts.
+    With ``privacy.class_inference``, ``class_inference`` is its attacker, whose partition
+    has lost the target class.
     """
 
     scenario: Scenario
@@ -120,6 +124,7 @@ class Federation:
     strength: StrengthSearch | None = None
     tasks: TaskSet | None = None
     text_canaries: TextCanaries | None = None
+    class_inference: ClassInferenceAttacker | None = None
     _models: dict[str, nn.Module] = field(default_factory=dict, repr=False)
 
     def build_model(self) -> nn.Module:
@@ -210,6 +215,9 @@ def _federation(scenario_json: str) -> Federation:
     if (personal := scenario.clients.personalization) is not None:
         train, tests = local_test_split(data.partitions, personal.test_fraction, scenario.seed)
         data = replace(data, partitions=train, local_tests=tests)
+    class_attacker = class_inference_attacker(scenario, data)
+    if class_attacker is not None:
+        data = without_class(data, class_attacker.client_id, class_attacker.gan.target_class)
     malicious = malicious_clients(scenario)
     canaries = example_canaries(scenario, data.dataset, malicious)
     attack = build_scenario_attack(scenario, data.dataset.num_classes)
@@ -231,9 +239,29 @@ def _federation(scenario_json: str) -> Federation:
         strength=strength_search(scenario, attack),
         tasks=tasks,
         text_canaries=secrets,
+        class_inference=class_attacker,
     )
     audit = scenario.privacy.audit
     if audit is not None and audit.canary == "gradient":
         dim = sum(p.numel() for p in fed.model("audit").parameters())
         fed.gradient_canaries = gradient_canaries(scenario, malicious, dim)
     return fed
+
+
+def class_inference_attacker(
+    scenario: Scenario, data: FederatedData
+) -> ClassInferenceAttacker | None:
+    """The attacker ``privacy.class_inference`` asks for (``None`` without that block).
+
+    Raises
+    ------
+    ScenarioError
+        Naming ``privacy.class_inference`` and why its settings cannot work on this data.
+    """
+    config = scenario.privacy.class_inference
+    if config is None:
+        return None
+    try:
+        return ClassInferenceAttacker.from_config(config, data, scenario.seed)
+    except InvalidSettingError as e:
+        raise ScenarioError("privacy.class_inference", config.model_dump(), str(e)) from None

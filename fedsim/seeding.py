@@ -40,6 +40,7 @@ class Stream(IntEnum):
     WATERMARK = 24  # WAFFLE's trigger set (once per run), embedding and removal draws
     THEFT_DATA = 25  # which part of the held-out set a model thief holds
     ROBUSTNESS = 20  # the robustness probe: evaluated subset, attacks' draws, transfer surrogates
+    CLASS_INFERENCE = 34  # the GAN class-inference attacker's generator, per global model
     SECAGG = 26  # secure aggregation: the neighbour graph, each client's quantization rounding
     PERSONAL = 30  # personalized FL: each client's own test split, a personal model's shuffles
     MEMORIZATION = 32  # secret-sharer canaries in text: their secrets and owners (issue #32)

@@ -295,6 +295,13 @@ def secure_aggregation(
         the cohort, or the ``vectorized`` runtime (its batched replies carry clear updates).
     """
     block = scenario.defense.secure_aggregation
+    if block is None and scenario.clients.verify_model:
+        raise ScenarioError(
+            "clients.verify_model",
+            True,
+            "defense.secure_aggregation: nodes compare model hashes during its key agreement; "
+            "without it every hash a node sees is relayed by the server it would check",
+        )
     if block is None:
         return None
     path = "defense.secure_aggregation"
@@ -381,4 +388,6 @@ def secure_aggregation(
             "with one batch of clear updates; use inline or ray",
         )
     timeout = scenario.clients.timeout_s or 3600.0
-    return SecureAggregation(settings, scenario.seed, timeout, groups)
+    return SecureAggregation(
+        settings, scenario.seed, timeout, groups, scenario.clients.verify_model
+    )

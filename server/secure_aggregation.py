@@ -37,6 +37,15 @@ summing and unmasking), ``secagg_bytes`` the payload bytes up and down per clien
 ciphertexts and shares at their length, an id 8 bytes, a vector 8 bytes per coordinate) and
 ``secagg_messages`` the messages of the three extra exchanges, both ways.
 
+**Model verification** (``clients.verify_model``, against the model inconsistency of
+Pasquini et al., ACM CCS 2022): at setup the server announces to each node the hash of the
+model it will send it (:func:`fedsim.secagg.model_hash`); each node answers with the hash it
+was told, the server relays every neighbour's with its public keys, and a node whose
+neighbours announced another model aborts key sharing (the hashes also key its channels, so a
+forged relay fails at decryption, and a node checks its train message against the hash).
+One such abort fails the round (:class:`~fedsim.secagg.ModelInconsistencyError`): the
+strategy records ``model_inconsistency_detected`` 1 (0 in a verified round that ran).
+
 A round whose protocol cannot finish (too few nodes or shares left: fewer than the threshold)
 raises :class:`~fedsim.secagg.SecAggAbortedError`; the strategy records it as the round's
 ``skipped`` reason and the round leaves the model unchanged.
@@ -70,10 +79,12 @@ from fedsim.protocol import (
 )
 from fedsim.secagg import (
     Cohort,
+    ModelInconsistencyError,
     SecAggAbortedError,
     SecAggServer,
     SecAggSettings,
     decode_sum,
+    model_hash,
     sum_error_bound,
 )
 from fedsim.seeding import Stream, numpy_rng
@@ -163,15 +174,23 @@ class SecureAggregation:
         ``k``: the sampled clients are split at random into ``k`` groups of (nearly) equal
         size, each running its own SecAgg+ instance; the server learns the ``k`` group sums
         (``k = 1``: the cohort's sum).
+    verify : bool
+        ``clients.verify_model``: nodes check that their neighbours got the same model.
     """
 
     def __init__(
-        self, settings: SecAggSettings, seed: int, timeout: float = 3600.0, groups: int = 1
+        self,
+        settings: SecAggSettings,
+        seed: int,
+        timeout: float = 3600.0,
+        groups: int = 1,
+        verify: bool = False,
     ) -> None:
         self.settings = settings
         self.seed = seed
         self.timeout = timeout
         self.groups = groups
+        self.verify = verify
         self._grid: Grid | None = None
         self._groups: list[_Group] = []
         self._round = 0
@@ -205,8 +224,12 @@ class SecureAggregation:
         sampled: Sequence[int],
         dropped: Iterable[int],
         client_to_node: Mapping[int, int],
+        models: Mapping[int, torch.Tensor] | None = None,
     ) -> tuple[dict[int, ConfigRecord], dict[int, str]]:
         """Setup and key sharing with the sampled clients (see the module docstring).
+
+        ``models`` are the weights each client will be sent (needed with ``verify``: their
+        hashes are announced at setup).
 
         Returns
         -------
@@ -216,6 +239,8 @@ class SecureAggregation:
 
         Raises
         ------
+        ModelInconsistencyError
+            With ``verify``: a node found that its neighbours got another model.
         SecAggAbortedError
             The protocol cannot go on in any group (too few nodes answered).
         InvalidSettingError
@@ -232,12 +257,17 @@ class SecureAggregation:
             graph_rng = numpy_rng(self.seed, Stream.SECAGG, server_round, *key)
             server = SecAggServer([c + 1 for c in members], self.settings, cohort, graph_rng)
             self._groups.append(_Group(members, server))
-            setup = self._setup_config(server_round, cohort)
-            asked.update({c: ConfigRecord(dict(setup)) for c in members})  # one per node
+            setup = dict(self._setup_config(server_round, cohort))
+            for c in members:  # one record per node
+                if self.verify:
+                    if models is None or c not in models:
+                        raise ValueError("verify_model: the server must name every model")
+                    setup["model_hash"] = model_hash(models[c].detach().cpu().numpy())
+                asked[c] = ConfigRecord(dict(setup))
         left_out: dict[int, str] = {}
 
         replies = self._exchange(SECAGG_SETUP, asked, client_to_node)
-        keys, counts = {}, {}
+        keys, counts, hashes = {}, {}, {}
         for client, content in replies.items():
             if isinstance(content, str):
                 left_out[client] = content
@@ -250,6 +280,8 @@ class SecureAggregation:
                 continue
             keys[client + 1], counts[client] = (pk1, pk2), count
             self._bytes += len(pk1) + len(pk2)
+            if self.verify:
+                hashes[client + 1] = content.get("model_hash", b"")
         if not keys:
             raise SecAggAbortedError("SecAgg+ setup: no node answered")
         for group in self._groups:
@@ -265,6 +297,7 @@ class SecureAggregation:
                         "ids": list(sent),
                         "pk1": [pk1 for pk1, _ in sent.values()],
                         "pk2": [pk2 for _, pk2 in sent.values()],
+                        **({"hashes": [hashes[i] for i in sent]} if self.verify else {}),
                     }
                 )
                 self._bytes += sum(ID_BYTES + len(a) + len(b) for a, b in sent.values())
@@ -280,6 +313,7 @@ class SecureAggregation:
                 left_out[client] = f"malformed SecAgg+ share_keys reply: {e}"[:500]
                 continue
             self._bytes += sum(ID_BYTES + len(c) for c in content["ciphertexts"])
+        _check_consistency(left_out)
         for group in self._groups:
             group.run("receive_ciphertexts", ciphertexts)
         self._check_groups()
@@ -344,6 +378,7 @@ class SecureAggregation:
             outcome.num_examples[client], outcome.losses[client] = num_examples, loss
             self._seconds += float(msg.content[METRICS].get(SECAGG_MASK_SECONDS, 0.0))
             self._bytes += 8 * vector.size
+        _check_consistency(outcome.failed)
         started = time.perf_counter()
         for group in self._groups:
             group.run("receive_masked_vectors", masked)
@@ -396,6 +431,8 @@ class SecureAggregation:
         }
         if self.groups > 1:
             outcome.figures["secagg_groups"] = len(outcome.means)
+        if self.verify:
+            outcome.figures["model_inconsistency_detected"] = 0
         self._groups = []
         return outcome
 
@@ -454,6 +491,16 @@ class SecureAggregation:
             )
         self._messages += len(messages) + len(out)
         return out
+
+
+def _check_consistency(left_out: Mapping[int, str]) -> None:
+    """Fail the round when a node aborted because its neighbours got another model."""
+    found = sorted(c for c, why in left_out.items() if ModelInconsistencyError.MARK in why)
+    if found:
+        raise ModelInconsistencyError(
+            f"{ModelInconsistencyError.MARK} detected by clients {found}: they or their "
+            "neighbours were sent another model"
+        )
 
 
 def _by_id(content: ConfigRecord, key: str) -> dict[int, bytes]:

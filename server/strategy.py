@@ -9,7 +9,9 @@ noise drawn from a generator keyed by (seed, round), so a resumed run draws the 
 rule learns the change it caused (:meth:`Aggregator.applied`). What happened in the round is
 kept as a :class:`RoundReport`. Under ``defense.secure_aggregation`` the round runs SecAgg+'s
 stages around the train message (:mod:`server.secure_aggregation`) and the rule gets the
-decoded mean (or group means) instead of the clients' deltas.
+decoded mean (or group means) instead of the clients' deltas. In a round where a malicious
+server's probe crafts the models it sends (``privacy.inversion``: imprint, trap weights, model
+inconsistency), the train messages carry those and the global model stays as it was.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from fedsim.protocol import (
     to_array_record,
 )
 from fedsim.scenario import Scenario
-from fedsim.secagg import SecAggAbortedError
+from fedsim.secagg import ModelInconsistencyError, SecAggAbortedError
 from fedsim.seeding import Stream, torch_generator
 from server.aggregators.crfl import crfl_clip_and_perturb
 from server.client_nodes import ClientNodes
@@ -225,17 +227,22 @@ class FedsimStrategy(Strategy):
             attack_active=self.scenario.attack.active(server_round) if self.malicious else None,
         )
         self._global = from_array_record(arrays, WEIGHTS_KEY)
-        self.crafted = False
         config[SERVER_ROUND] = server_round
         sent = [c for c in sampled if c not in dropped]  # a dropped client never gets it
+        # A malicious server's crafted weights (privacy.inversion: imprint, trap weights,
+        # model inconsistency) replace the global model in this round's train messages.
+        crafted = self.parts.probes.crafted_models(server_round, self._global, sampled)
+        self.crafted = bool(crafted)
+        models = {c: crafted.get(c, self._global).to(self._global.dtype) for c in sampled}
         secure: dict[int, ConfigRecord] = {}
         if self.secure is not None:  # SecAgg+'s setup and key sharing, dropped clients too
             try:
                 secure, left_out = self.secure.begin(
-                    grid, server_round, sampled, dropped, self.client_to_node
+                    grid, server_round, sampled, dropped, self.client_to_node, models
                 )
             except (SecAggAbortedError, InvalidSettingError) as e:
                 self.report.skipped = f"secure aggregation aborted: {e}"
+                self.report.secagg_info = _detected(self.secure.verify, e)
                 log.warning("round %d skipped: %s", server_round, self.report.skipped)
                 return []
             self.report.failed.update(left_out)
@@ -245,13 +252,10 @@ class FedsimStrategy(Strategy):
             handoffs = {c: self.client_states.handoff(c) for c in sent}
             self.client_states.record(server_round, sent, self._global)
         shared = RecordDict({ARRAYS: arrays, CONFIG: config})  # one content for most clients
-        # A malicious server's crafted weights (privacy.inversion: imprint, trap weights,
-        # model inconsistency) replace the global model in this round's train messages.
-        crafted = self.parts.probes.crafted_models(server_round, self._global, sent)
-        self.crafted = bool(crafted)
-        records = {  # one record per distinct crafted model
-            id(w): to_array_record(WEIGHTS_KEY, w.to(self._global.dtype)) for w in crafted.values()
-        }
+        records: dict[int, ArrayRecord] = {}  # one record per distinct crafted model
+        for client, weights in crafted.items():
+            if id(weights) not in records:
+                records[id(weights)] = to_array_record(WEIGHTS_KEY, models[client])
 
         def content(client: int) -> RecordDict:
             """A node's content: its weights, its SecAgg+ shares, its handed-off state."""
@@ -393,6 +397,7 @@ class FedsimStrategy(Strategy):
         try:
             outcome = self.secure.finish(replies, self.node_to_client, self.dim)
         except (SecAggAbortedError, InvalidSettingError) as e:
+            report.secagg_info = _detected(self.secure.verify, e)
             return self._skip(server_round, current, f"secure aggregation aborted: {e}", [])
         report.failed.update(outcome.failed)
         report.rejected = outcome.rejected
@@ -471,6 +476,13 @@ class FedsimStrategy(Strategy):
     ) -> MetricRecord | None:
         """Nothing to aggregate (see :meth:`configure_evaluate`)."""
         return None
+
+
+def _detected(verify: bool, error: Exception) -> dict[str, int]:
+    """``model_inconsistency_detected`` of a failed secure round (with ``clients.verify_model``)."""
+    if not verify:
+        return {}
+    return {"model_inconsistency_detected": int(isinstance(error, ModelInconsistencyError))}
 
 
 def _weighted_mean(weights: torch.Tensor, values: list[float]) -> float:

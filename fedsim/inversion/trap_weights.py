@@ -14,6 +14,11 @@ row fired by exactly one image :math:`x` gives it back:
 bins of equal mass: how many images come back depends on ``scale``, the width and the data
 (measured in ``docs/secure-aggregation.md``). Exact, like imprint, for one local SGD step.
 
+When a linear layer follows, the rows are divided by ``gain`` and that layer's columns
+multiplied by it: by the ReLU's positive homogeneity the model computes the same function,
+and the first layer's gradients are ``gain`` times larger (above secure aggregation's
+quantization step ``2c/Q``; the ratios do not change).
+
 The draws come from a ``torch.Generator`` seeded with ``seed``.
 """
 
@@ -40,6 +45,8 @@ class TrapWeightsAttack(CraftedModelAttack):
         activate a row).
     seed : int
         Seed of the rows' draw (≥ 0).
+    gain : float
+        Factor moved from the rows into the next linear layer's columns (> 0; see above).
 
     Examples
     --------
@@ -60,21 +67,25 @@ class TrapWeightsAttack(CraftedModelAttack):
 
     name = "trap_weights"
 
-    def __init__(self, scale: float = 0.9, seed: int = 0) -> None:
+    def __init__(self, scale: float = 0.9, seed: int = 0, gain: float = 10.0) -> None:
         self.scale = require_real(self.name, "scale", scale, low=0, high=1, low_open=True)
         self.seed = require_int(self.name, "seed", seed, minimum=0)
+        self.gain = require_real(self.name, "gain", gain, low=0, low_open=True)
 
     def craft(self, model: nn.Module, public: torch.Tensor) -> None:
         """Redraw the first linear layer's rows as trap weights, biases 0, in place."""
         d = public.reshape(len(public), -1).shape[1]
-        _, first, _ = first_linear(model, d)
+        _, first, following = first_linear(model, d)
         generator = torch.Generator().manual_seed(self.seed)
         rows = torch.randn(first.weight.shape, generator=generator, dtype=torch.float64)
         rows = rows / d**0.5
         rows = torch.where(rows > 0, rows * self.scale, rows)
+        gain = self.gain if following is not None else 1.0
         with torch.no_grad():
-            first.weight.copy_(rows.to(first.weight.dtype))
+            first.weight.copy_((rows / gain).to(first.weight.dtype))
             first.bias.zero_()
+            if following is not None:
+                following.weight.mul_(gain)
 
     def read(self, grad_w: torch.Tensor, grad_b: torch.Tensor) -> torch.Tensor:
         """One candidate per row that fired: ∇w_i / ∇b_i."""

@@ -33,6 +33,7 @@ from fedsim.scenario.loading import (
 from fedsim.scenario.privacy import (
     AuditConfig,
     CentralDPConfig,
+    ClassInferenceConfig,
     InversionConfig,
     LocalDPConfig,
     MembershipConfig,
@@ -62,6 +63,7 @@ __all__ = [
     "AuditConfig",
     "CRFLConfig",
     "CentralDPConfig",
+    "ClassInferenceConfig",
     "ClientsConfig",
     "DataConfig",
     "DefenseConfig",

@@ -49,6 +49,11 @@ class ClientsConfig(StrictBlock):
     timeout_s: float | None = Field(
         None, gt=0, description="round timeout: aggregate the replies that arrived by then"
     )
+    verify_model: bool = Field(
+        False,
+        description="under defense.secure_aggregation, nodes compare the hash of the model "
+        "they were sent during key agreement and abort the round when it differs",
+    )
     adversarial_training: AdversarialTrainingConfig | None = Field(
         None, description="honest clients train on adversarial examples (pgd | trades | fat)"
     )

@@ -11,6 +11,7 @@ from fedsim.scenario.block import StrictBlock, rounds_from_one
 __all__ = [
     "AuditConfig",
     "CentralDPConfig",
+    "ClassInferenceConfig",
     "InversionConfig",
     "LocalDPConfig",
     "MembershipConfig",
@@ -248,6 +249,41 @@ class PropertyInferenceConfig(StrictBlock):
     _positive_rounds = field_validator("rounds")(rounds_from_one)
 
 
+class ClassInferenceConfig(StrictBlock):
+    """``privacy.class_inference:`` a client draws a class it does not hold (Hitaj et al.'s GAN).
+
+    The attacker is one of the federation's clients; the target class is taken out of its
+    data, so it never reads an example of it (see ``server.probes.class_inference``).
+    """
+
+    attack: Literal["gan"] = "gan"
+    threat_model: Literal["client"] = Field(
+        "client", description="client: a member that receives every global model"
+    )
+    target_class: int = Field(3, ge=0, description="the class to draw (the attacker lacks it)")
+    mode: Literal["passive", "active"] = Field(
+        "passive",
+        description="passive: only a generator against each global model; active: the "
+        "attacker also trains on its fakes labelled fake_label and sends that update",
+    )
+    attacker: int | None = Field(
+        None, ge=0, description="its client id (default: fewest target-class examples, lowest id)"
+    )
+    fake_label: int | None = Field(
+        None, ge=0, description="active: the label of its fakes (default: target_class + 1 mod K)"
+    )
+    fakes: int = Field(64, ge=1, le=10_000, description="active: fakes added to its data a round")
+    rounds: list[int] | None = Field(None, description="rounds probed (default: the last)")
+    images: int = Field(64, ge=1, le=10_000, description="k: images generated and saved a round")
+    steps: int = Field(200, ge=1, le=100_000, description="generator steps per global model")
+    params: dict[str, Any] = Field(
+        default_factory=dict,
+        description="generator settings: latent_dim, width, batch_size, lr, jitter, noise",
+    )
+
+    _positive_rounds = field_validator("rounds")(rounds_from_one)
+
+
 class PrivacyConfig(StrictBlock):
     """``privacy:`` differential privacy on clients and/or server, a budget, inversion probes."""
 
@@ -259,5 +295,6 @@ class PrivacyConfig(StrictBlock):
     inversion: InversionConfig | None = None
     audit: AuditConfig | None = None
     membership: MembershipConfig | None = None
+    class_inference: ClassInferenceConfig | None = None
     memorization: MemorizationConfig | None = None
     property_inference: PropertyInferenceConfig | None = None

@@ -10,8 +10,8 @@ sharing). Flower's other primitives (key agreement, Fernet, its PRG) are used by
 package is at the protocol layer: it imports ``flwr``, and fedsim's core never imports it.
 """
 
-from fedsim.secagg.client import SecAggClient
-from fedsim.secagg.errors import SecAggAbortedError
+from fedsim.secagg.client import SecAggClient, model_hash
+from fedsim.secagg.errors import ModelInconsistencyError, SecAggAbortedError
 from fedsim.secagg.quantize import decode_sum, dequantize, quantize, sum_error_bound
 from fedsim.secagg.server import SecAggServer
 from fedsim.secagg.settings import Cohort, SecAggSettings
@@ -19,6 +19,7 @@ from fedsim.secagg.simulate import STAGES, SecureSum, StageCost, secure_sum
 
 __all__ = [
     "Cohort",
+    "ModelInconsistencyError",
     "STAGES",
     "SecAggAbortedError",
     "SecAggClient",
@@ -28,6 +29,7 @@ __all__ = [
     "StageCost",
     "decode_sum",
     "dequantize",
+    "model_hash",
     "quantize",
     "secure_sum",
     "sum_error_bound",

@@ -19,6 +19,13 @@ drive it in memory:
 4. :meth:`~SecAggClient.unmask`: for each neighbour the server names, the share of its seed
    ``b`` if it is active, or of its ``sk1`` if it dropped; never both for one node.
 
+**Model verification** (``clients.verify_model``, against Pasquini et al.'s model
+inconsistency, ACM CCS 2022): a client built with ``model_hash`` (:func:`model_hash` of the
+weights the server announced for it) refuses, at stage 1, neighbours whose announced hash
+differs (:class:`~fedsim.secagg.errors.ModelInconsistencyError`), and binds the hash into
+each channel key (:func:`bind`), so that a server relaying forged hashes still cannot make
+two nodes with different models exchange shares: stage 2 fails to decrypt them.
+
 Flower's primitives are used by import: ``generate_key_pairs``, ``generate_shared_key``,
 ``encrypt``/``decrypt``, ``share_keys_plaintext_concat``/``separate``; Shamir sharing is
 fedsim's own (:func:`fedsim.secagg.shamir.create_shares`).
@@ -29,10 +36,13 @@ ACM CCS 2017 (SecAgg's four rounds).
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
 from collections.abc import Iterable, Mapping
 
 import numpy as np
+from cryptography.fernet import InvalidToken
 from flwr.common.secure_aggregation.crypto.symmetric_encryption import (
     decrypt,
     encrypt,
@@ -48,7 +58,7 @@ from flwr.supercore.primitives.asymmetric import (
     public_key_to_bytes,
 )
 
-from fedsim.secagg.errors import SecAggAbortedError
+from fedsim.secagg.errors import ModelInconsistencyError, SecAggAbortedError
 from fedsim.secagg.masks import (
     pairwise_mask,
     private_mask,
@@ -58,10 +68,39 @@ from fedsim.secagg.masks import (
 from fedsim.secagg.settings import Cohort, SecAggSettings
 from fedsim.secagg.shamir import create_shares
 
-__all__ = ["SecAggClient"]
+__all__ = ["SecAggClient", "bind", "model_hash"]
 
 SEED_BYTES = 32
 """Length of the private-mask seed ``b`` (Flower's)."""
+
+
+def model_hash(weights: np.ndarray) -> bytes:
+    """SHA-256 of a model's flat weights: their dtype, then their bytes (C order).
+
+    Examples
+    --------
+    >>> model_hash(np.zeros(3, np.float32)) == hashlib.sha256(b"<f4" + bytes(12)).digest()
+    True
+    >>> model_hash(np.zeros(3, np.float32)) == model_hash(np.zeros(3, np.float64))
+    False
+    """
+    array = np.ascontiguousarray(weights)
+    return hashlib.sha256(array.dtype.str.encode() + array.tobytes()).digest()
+
+
+def bind(key: bytes, digest: bytes) -> bytes:
+    """A Fernet channel key bound to a model hash: SHA-256 of the key and the hash, base64.
+
+    An empty ``digest`` leaves ``key`` as it is (Flower's key).
+
+    Examples
+    --------
+    >>> bind(b"k", b"") == b"k", bind(b"k", b"a") == bind(b"k", b"b")
+    (True, False)
+    """
+    if not digest:
+        return key
+    return base64.urlsafe_b64encode(hashlib.sha256(key + digest).digest())
 
 
 class SecAggClient:
@@ -75,6 +114,9 @@ class SecAggClient:
         The protocol's ranges.
     cohort : Cohort
         The round's ``k`` (shares) and ``t`` (threshold).
+    model_hash : bytes
+        The hash of the model the server announced for this node (``clients.verify_model``;
+        empty: no verification, Flower's protocol).
 
     Raises
     ------
@@ -102,10 +144,13 @@ class SecAggClient:
     fedsim.secagg.errors.SecAggAbortedError: SecAgg+ node 1: 1 active neighbours, threshold 2
     """
 
-    def __init__(self, node_id: int, settings: SecAggSettings, cohort: Cohort) -> None:
+    def __init__(
+        self, node_id: int, settings: SecAggSettings, cohort: Cohort, model_hash: bytes = b""
+    ) -> None:
         self.node_id = int(node_id)
         self.settings = settings
         self.cohort = cohort
+        self.model_hash = bytes(model_hash)
         self._stage = "new"
         self._sk1, pk1 = generate_key_pairs()
         self._sk2, pk2 = generate_key_pairs()
@@ -142,7 +187,11 @@ class SecAggClient:
         self._advance("new", "setup")
         return self.public_keys
 
-    def share_keys(self, public_keys: Mapping[int, tuple[bytes, bytes]]) -> dict[int, bytes]:
+    def share_keys(
+        self,
+        public_keys: Mapping[int, tuple[bytes, bytes]],
+        model_hashes: Mapping[int, bytes] | None = None,
+    ) -> dict[int, bytes]:
         """Stage 1: encrypted shares of ``b`` and ``sk1`` for each neighbour.
 
         Parameters
@@ -150,6 +199,9 @@ class SecAggClient:
         public_keys : mapping of int to (bytes, bytes)
             Node id → ``(pk1, pk2)`` for this node's neighbours that answered stage 0, this
             node included.
+        model_hashes : mapping of int to bytes, optional
+            Node id → the model hash each neighbour announced (with ``model_hash`` set: a
+            neighbour whose hash differs, or is missing, aborts the stage).
 
         Returns
         -------
@@ -167,6 +219,14 @@ class SecAggClient:
             self._abort("two neighbours' public keys are identical")
         if tuple(public_keys.get(self.node_id, ())) != self.public_keys:
             self._abort("its own public keys are missing or altered")
+        if self.model_hash:
+            hashes = model_hashes or {}
+            differ = sorted(int(n) for n in public_keys if hashes.get(n) != self.model_hash)
+            if differ:
+                raise ModelInconsistencyError(
+                    f"SecAgg+ node {self.node_id}: {ModelInconsistencyError.MARK}: neighbours "
+                    f"{differ} announced another model"
+                )
         self._neighbour_keys = {int(nid): (pk1, pk2) for nid, (pk1, pk2) in public_keys.items()}
         self._seed = os.urandom(SEED_BYTES)
         secrets = [self._seed, secret_key_to_bytes(self._sk1)]
@@ -177,7 +237,8 @@ class SecAggClient:
                 self._seed_shares[nid] = seed_shares[index]
                 self._sk1_shares[nid] = sk1_shares[index]
                 continue
-            self._channel[nid] = generate_shared_key(self._sk2, bytes_to_public_key(pk2))
+            shared = generate_shared_key(self._sk2, bytes_to_public_key(pk2))
+            self._channel[nid] = bind(shared, self.model_hash)
             plain = share_keys_plaintext_concat(
                 self.node_id, nid, seed_shares[index], sk1_shares[index]
             )
@@ -211,9 +272,16 @@ class SecAggClient:
         for src, ciphertext in ciphertexts.items():
             if src not in self._channel:
                 self._abort(f"a share from node {src}, which is no neighbour")
-            actual_src, dst, seed_share, sk1_share = share_keys_plaintext_separate(
-                decrypt(self._channel[src], ciphertext)
-            )
+            try:
+                plain = decrypt(self._channel[src], ciphertext)
+            except InvalidToken:
+                if self.model_hash:  # the channel key binds the model: another model
+                    raise ModelInconsistencyError(
+                        f"SecAgg+ node {self.node_id}: {ModelInconsistencyError.MARK}: node "
+                        f"{src}'s shares do not decrypt under this node's model hash"
+                    ) from None
+                self._abort(f"node {src}'s shares do not decrypt")
+            actual_src, dst, seed_share, sk1_share = share_keys_plaintext_separate(plain)
             if actual_src != src or dst != self.node_id:
                 self._abort(f"a share from {actual_src} for {dst} arrived as from {src}")
             self._seed_shares[src], self._sk1_shares[src] = seed_share, sk1_share

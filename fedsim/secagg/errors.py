@@ -1,10 +1,10 @@
-"""The one error a SecAgg+ round raises when it cannot finish: :class:`SecAggAbortedError`."""
+"""The error a SecAgg+ round raises when it cannot finish: :class:`SecAggAbortedError`."""
 
 from __future__ import annotations
 
 from fedsim.errors import RunError
 
-__all__ = ["SecAggAbortedError"]
+__all__ = ["ModelInconsistencyError", "SecAggAbortedError"]
 
 
 class SecAggAbortedError(RunError):
@@ -21,3 +21,16 @@ class SecAggAbortedError(RunError):
     ...
     fedsim.secagg.errors.SecAggAbortedError: node 7: 2 shares, threshold 3
     """
+
+
+class ModelInconsistencyError(SecAggAbortedError):
+    """A node aborted SecAgg+ because its neighbours got a different model (``verify_model``).
+
+    Examples
+    --------
+    >>> issubclass(ModelInconsistencyError, SecAggAbortedError)
+    True
+    """
+
+    #: Marks a client's error reply as this abort (the reason crosses the wire as text).
+    MARK = "model inconsistency"

@@ -1,7 +1,7 @@
 """Probes: what observes a run without training.
 
-Backdoor ASR, CRFL certification, inversion, membership, audits, evasion, extraction, watermark,
-memorisation.
+Backdoor ASR, CRFL certification, inversion, class inference, membership, audits, evasion,
+extraction, watermark, memorisation.
 
 Importing this package registers every probe in :data:`PROBES`; :class:`ProbeSet` builds the
 ones a scenario configures. See :mod:`server.probes.base` for the interface.
@@ -13,6 +13,7 @@ from fedsim.threats import DIRECTIONS, THREAT_MODELS
 from server.probes import (  # noqa: F401  (each import registers its probe)
     audit,
     backdoor,
+    class_inference,
     crfl,
     extraction,
     inversion,

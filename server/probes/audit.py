@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from pathlib import Path
 from typing import Any
 
@@ -346,6 +347,7 @@ class AuditProbe(Probe):
 
     def observe(self, view: RoundView) -> dict[str, Any]:
         """Score the canaries on the round's global model; bound ε; check the accounting."""
+        started = time.perf_counter()
         if self._reads_updates:
             self.accumulate(view)
             if view.round not in self.audited:
@@ -404,6 +406,7 @@ class AuditProbe(Probe):
                     "null_sigma": estimate.null_sigma,
                 }
         figures["audit"] = details
+        figures["audit_s"] = time.perf_counter() - started
         self.history.append(
             {
                 "round": view.round,

@@ -152,3 +152,33 @@ def test_model_inconsistency_makes_the_secure_sum_the_targets_update() -> None:
             assert clear["psnr"] > 60 and secure["psnr"] > 60
     honest, _ = idlg(100, SECAGG, "none")
     assert set(honest["inversion"]) == {"sum"} and honest["psnr"] < 15
+
+
+def test_verify_model_detects_the_inconsistency_and_the_run_goes_on() -> None:
+    probe = {"attack": "idlg", "rounds": [1], "iterations": 10, "save_images": False}
+    changes = {
+        **ONE_IMAGE,
+        "defense.secure_aggregation": SECAGG,
+        "clients.verify_model": True,
+        "privacy.inversion": {**probe, "malicious_model": "inconsistent"},
+    }
+    rows, summary = run_scenario_in_memory(make_scenario(rounds=2, **changes))
+    attacked, after = rows
+    assert attacked["model_inconsistency_detected"] == 1
+    assert attacked["skipped"].startswith("secure aggregation aborted: model inconsistency")
+    assert "inversion" not in attacked and "secagg_error" not in attacked  # nothing revealed
+    assert after["model_inconsistency_detected"] == 0 and after["skipped"] is None
+    assert after["secagg_error"] < 1e-3 and summary["rounds"] == 2
+
+    consistent, _ = run_scenario_in_memory(
+        make_scenario(rounds=1, **{**changes, "privacy.inversion": probe})
+    )
+    assert consistent[0]["model_inconsistency_detected"] == 0
+    assert set(consistent[0]["inversion"]) == {"sum"}
+
+
+def test_verify_model_needs_secure_aggregation() -> None:
+    with pytest.raises(ScenarioError) as info:
+        preflight(make_scenario(**{"clients.verify_model": True}))
+    assert info.value.path == "clients.verify_model"
+    assert "defense.secure_aggregation" in str(info.value)

@@ -95,3 +95,33 @@ def test_bad_property_settings_exit_2_naming_the_key(
     assert main(["run", str(path), "--out", str(tmp_path / "out"), "--no-progress"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"fedsim: error: {key}"), err
+
+
+def test_a_client_scores_the_global_change_against_the_others_data() -> None:
+    scenario = make_scenario(
+        rounds=2,
+        **{**SKEWED, "clients.per_round": 3},
+        **{
+            "privacy.property_inference": {
+                "property": {"class": 7},
+                "threat_model": "client",
+                "shadow_updates": 2,
+            }
+        },
+    )
+    rows, summary = run_scenario_in_memory(scenario)
+    fed = federation_for(scenario)
+    [probe] = summary["probes"]
+    attacker = probe["attacker"]
+    labels = fed.data.client(attacker)[1]
+    assert probe["threat_model"] == "aggregate" and (labels == 7).any() and (labels != 7).any()
+    assert all((fed.data.client(c)[1] != 7).all() for c in range(attacker))  # the first able one
+    history = []
+    for row in rows:
+        details = row["property_inference"]
+        assert details["clients"] == [-1] and len(details["scores"]) == 1
+        others = [c for c in row["sampled"] if c != attacker]
+        share = torch.cat([fed.data.client(c)[1] for c in others]).eq(7).double().mean()
+        assert details["truth"] == [bool(share >= 0.05)]
+        history.append(details["truth"][0])
+    assert ("property_auc" in rows[-1]) == (len(set(history)) == 2)
