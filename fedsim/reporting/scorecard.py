@@ -3,13 +3,14 @@
 Each threat direction has its headline figures (:data:`HEADLINES`): the main task's final
 accuracy (per task with ``data.tasks``; the personal models' with
 ``clients.personalization``); data → model: the backdoor's attack success rate and lifespan,
-the worst-case robust accuracy, the certified accuracy; model → data: the accounted ε, the
-audit's ε lower bound, membership inference's AUC and TPR at 0.1 % FPR, the reconstruction
-PSNR; model → model: the extraction fidelity; data → data: the watermark accuracy. A row is
-written only for a figure the run has, read from ``summary.json`` (its ``final_*`` key, or
-the run-wide key a probe summarises into) or, for a run without a summary (interrupted),
-from the last round of ``metrics.jsonl`` that holds it. Each row names the report section
-the figure comes from.
+the worst-case robust accuracy, the certified accuracy (smoothing, CRFL); model → data: the
+accounted ε, the audit's ε lower bound, membership inference's AUC and TPR at 0.1 % FPR, the
+reconstruction PSNR and a malicious server's recovered share, property inference's AUC, class
+inference's fidelity, a text model's canary exposure; model → model: the extraction fidelity;
+data → data: the watermark accuracy. A row is written only for a figure the run has, read
+from ``summary.json`` (its ``final_*`` key, or the run-wide key a probe summarises into) or,
+for a run without a summary (interrupted), from the last round of ``metrics.jsonl`` that
+holds it. Each row names the report section the figure comes from.
 """
 
 from __future__ import annotations
@@ -73,6 +74,13 @@ HEADLINES = (
         "data→model › Probe: robustness",
         per_label=True,
     ),
+    Headline(
+        "final_crfl_certified_accuracy",
+        "crfl_certified_accuracy",
+        "CRFL certified accuracy (parameter radius)",
+        "data→model › Probe: crfl",
+        per_label=True,
+    ),
     Headline("final_epsilon", "epsilon", "ε (accounted)", "model→data › Accounted privacy"),
     Headline(
         "final_epsilon_central",
@@ -100,6 +108,31 @@ HEADLINES = (
         "psnr",
         "reconstruction PSNR (dB, mean over attacked updates)",
         "model→data › Probe: inversion",
+    ),
+    Headline(
+        "final_inversion_recovered",
+        "inversion_recovered",
+        "images recovered at PSNR ≥ 30 dB (malicious server)",
+        "model→data › Probe: inversion",
+    ),
+    Headline(
+        "property_auc_pooled",
+        "property_auc",
+        "property inference AUC",
+        "model→data › Probe: property_inference",
+    ),
+    Headline(
+        "final_class_inference_fidelity",
+        "class_inference_fidelity",
+        "class inference: fakes a reference classifier reads as the target",
+        "model→data › Probe: class_inference",
+    ),
+    Headline(
+        "final_canary_exposure",
+        "canary_exposure",
+        "canary exposure (bits, per repeat count)",
+        "model→data › Probe: memorization",
+        per_label=True,
     ),
     Headline(
         "final_extraction_fidelity",
