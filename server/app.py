@@ -273,6 +273,27 @@ def _evaluate_global(
     return figures
 
 
+LAST_MEASURED = (
+    "personalized_accuracy",
+    "personalized_task_accuracy",
+    "global_local_accuracy",
+    "task_accuracy",
+    "secagg_bound",
+    "secagg_min_sum_size",
+    "model_inconsistency_detected",
+    "inversion_recovered",
+    "certified_accuracy",
+    "purifier_clean_accuracy",
+    "crfl_certified_accuracy",
+    "property_auc",
+    "class_inference_confidence",
+    "class_inference_fidelity",
+    "canary_exposure",
+    "canary_extracted",
+)
+"""Figures measured in some rounds only: ``final_<figure>`` is the last measured value."""
+
+
 def _summarise(scenario: Scenario, history: list[dict[str, Any]], wall_s: float) -> dict[str, Any]:
     last = history[-1] if history else {}
     times = [r["time_s"] for r in history]
@@ -307,10 +328,10 @@ def _summarise(scenario: Scenario, history: list[dict[str, Any]], wall_s: float)
     ):
         if key in last:
             summary[f"final_{key}"] = last[key]
-    for key in ("personalized_accuracy", "personalized_task_accuracy", "global_local_accuracy"):
-        reported = [r[key] for r in history if key in r]
-        if reported:  # the last round some honest client reported it in
-            summary[f"final_{key}"] = reported[-1]
+    for key in LAST_MEASURED:
+        reported = [r[key] for r in history if r.get(key) is not None]
+        if reported:  # the last round that measured it (a probe's own final_* key wins)
+            summary.setdefault(f"final_{key}", reported[-1])
     return summary
 
 

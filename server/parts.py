@@ -374,11 +374,17 @@ def secure_aggregation(
     for probe in probes.probes:
         config = getattr(probe, "config", None)
         if probe.threat_model == "update":  # the inversion probe's server attacks the sums
-            raise ScenarioError(
-                f"privacy.{probe.name}.threat_model",
-                getattr(config, "threat_model", probe.threat_model),
-                f"its attacker sees single updates, but {why}; use threat_model: client "
-                "(the aggregate) or a global-model probe",
+            if hasattr(config, "threat_model"):
+                raise ScenarioError(
+                    f"privacy.{probe.name}.threat_model",
+                    config.threat_model,
+                    f"its attacker sees single updates, but {why}; use threat_model: client "
+                    "(the aggregate) or a global-model probe",
+                )
+            raise ScenarioError(  # e.g. the audit's gradient canaries under local DP
+                f"privacy.{probe.name}",
+                "set",
+                f"it scores single client updates, but {why}; run it without secure aggregation",
             )
     if scenario.runtime == "vectorized":
         raise ScenarioError(

@@ -9,7 +9,9 @@ noise drawn from a generator keyed by (seed, round), so a resumed run draws the 
 rule learns the change it caused (:meth:`Aggregator.applied`). What happened in the round is
 kept as a :class:`RoundReport`. Under ``defense.secure_aggregation`` the round runs SecAgg+'s
 stages around the train message (:mod:`server.secure_aggregation`) and the rule gets the
-decoded mean (or group means) instead of the clients' deltas.
+decoded mean (or group means) instead of the clients' deltas. In a round where a malicious
+server's probe crafts the models it sends (``privacy.inversion``: imprint, trap weights, model
+inconsistency), the train messages carry those and the global model stays as it was.
 """
 
 from __future__ import annotations
@@ -225,7 +227,6 @@ class FedsimStrategy(Strategy):
             attack_active=self.scenario.attack.active(server_round) if self.malicious else None,
         )
         self._global = from_array_record(arrays, WEIGHTS_KEY)
-        self.crafted = False
         config[SERVER_ROUND] = server_round
         sent = [c for c in sampled if c not in dropped]  # a dropped client never gets it
         # A malicious server's crafted weights (privacy.inversion: imprint, trap weights,
@@ -241,9 +242,7 @@ class FedsimStrategy(Strategy):
                 )
             except (SecAggAbortedError, InvalidSettingError) as e:
                 self.report.skipped = f"secure aggregation aborted: {e}"
-                if self.secure.verify:
-                    inconsistent = isinstance(e, ModelInconsistencyError)
-                    self.report.secagg_info = {"model_inconsistency_detected": int(inconsistent)}
+                self.report.secagg_info = _detected(self.secure.verify, e)
                 log.warning("round %d skipped: %s", server_round, self.report.skipped)
                 return []
             self.report.failed.update(left_out)
@@ -398,9 +397,7 @@ class FedsimStrategy(Strategy):
         try:
             outcome = self.secure.finish(replies, self.node_to_client, self.dim)
         except (SecAggAbortedError, InvalidSettingError) as e:
-            if self.secure.verify:
-                inconsistent = isinstance(e, ModelInconsistencyError)
-                report.secagg_info = {"model_inconsistency_detected": int(inconsistent)}
+            report.secagg_info = _detected(self.secure.verify, e)
             return self._skip(server_round, current, f"secure aggregation aborted: {e}", [])
         report.failed.update(outcome.failed)
         report.rejected = outcome.rejected
@@ -479,6 +476,13 @@ class FedsimStrategy(Strategy):
     ) -> MetricRecord | None:
         """Nothing to aggregate (see :meth:`configure_evaluate`)."""
         return None
+
+
+def _detected(verify: bool, error: Exception) -> dict[str, int]:
+    """``model_inconsistency_detected`` of a failed secure round (with ``clients.verify_model``)."""
+    if not verify:
+        return {}
+    return {"model_inconsistency_detected": int(isinstance(error, ModelInconsistencyError))}
 
 
 def _weighted_mean(weights: torch.Tensor, values: list[float]) -> float:

@@ -17,6 +17,9 @@ Two kinds (``privacy.audit.kind``, resolved by :func:`audit_kind`):
   server's DP-FedAvg adds the inserted ones, clipped like any update, to each round's sum
   (Andrew et al., ICLR 2024).
 
+``canary: gradient`` (white-box Dirac canaries, either kind) lives in
+:mod:`fedsim.audit.gradient`; :func:`example_canaries` then draws none.
+
 Malicious clients own no canaries: they do not run DP-SGD, so no accounted ε covers their data.
 Every draw comes from the scenario seed's ``Stream.AUDIT`` stream, so all processes of a run
 (the driver, each Ray actor) draw the same canaries.

@@ -172,8 +172,8 @@ class BPDAEOT(PGD):
     def generate(
         self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator
     ) -> torch.Tensor:
-        """PGD's restarts with the EOT-averaged BPDA gradient."""
-        through = BPDA(model, self.purifier, generator)
+        """PGD's restarts with the EOT-averaged gradient of :meth:`through` (BPDA's here)."""
+        through = self.through(model, generator)
         m, tiled = self.eot, y.repeat(self.eot)
 
         def forward(z: torch.Tensor) -> torch.Tensor:
@@ -183,3 +183,7 @@ class BPDAEOT(PGD):
             return F.cross_entropy(logits, tiled, reduction="sum") / m
 
         return self.restarts_of(forward, objective, through, x, y, generator)
+
+    def through(self, model: nn.Module, generator: torch.Generator) -> nn.Module:
+        """f(P(x)) as the attacker differentiates it: BPDA's straight-through P."""
+        return BPDA(model, self.purifier, generator)

@@ -16,24 +16,21 @@ instead. Memory grows with the sampler's steps × m × the batch. Inputs are [0,
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from fedsim.errors import InvalidSettingError
-from fedsim.evasion.pgd import PGD
+from fedsim.evasion.bpda import BPDAEOT
 from fedsim.evasion.purified import Purified
-from fedsim.purification.base import Purifier
-from fedsim.validation import require_int
 
 __all__ = ["FullEOT"]
 
 
-class FullEOT(PGD):
+class FullEOT(BPDAEOT):
     r"""PGD through a purifier with its true gradient, EOT over ``eot`` draws.
 
     Each step differentiates :math:`\frac1m\sum_j \mathrm{CE}(f(P_j(x)), y)` end to end; success
     (and a restart's keeping) is judged on one fresh draw :math:`f(P(x'))`. With P the identity
-    and m = 1 it is PGD.
+    and m = 1 it is PGD. The same attack as :class:`~fedsim.evasion.bpda.BPDAEOT` (settings,
+    restarts, EOT) but for the gradient it follows.
 
     Parameters
     ----------
@@ -47,6 +44,7 @@ class FullEOT(PGD):
 
     Examples
     --------
+    >>> from fedsim.evasion.pgd import PGD
     >>> from fedsim.purification import Identity
     >>> lin = nn.Sequential(nn.Flatten(), nn.Linear(2, 2, bias=False))
     >>> _ = lin[1].weight.data.copy_(torch.eye(2))
@@ -61,34 +59,6 @@ class FullEOT(PGD):
 
     name = "pgd_full_eot"
 
-    def __init__(
-        self,
-        purifier: Purifier,
-        eps: float,
-        steps: int = 10,
-        alpha: float | None = None,
-        norm: str = "linf",
-        restarts: int = 1,
-        random_start: bool = True,
-        eot: int = 1,
-    ) -> None:
-        super().__init__(eps, steps, alpha, norm, restarts, random_start)
-        if not callable(purifier):
-            raise InvalidSettingError(f"{self.name} needs a callable purifier, got {purifier!r}")
-        self.purifier = purifier
-        self.eot = require_int(self.name, "eot", eot, minimum=1)
-
-    def generate(
-        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator
-    ) -> torch.Tensor:
-        """PGD's restarts with the EOT-averaged gradient through the purifier."""
-        through = Purified(model, self.purifier, generator)
-        m, tiled = self.eot, y.repeat(self.eot)
-
-        def forward(z: torch.Tensor) -> torch.Tensor:
-            return torch.cat([through(z) for _ in range(m)])  # (m·B, K): draw-major
-
-        def objective(logits: torch.Tensor) -> torch.Tensor:
-            return F.cross_entropy(logits, tiled, reduction="sum") / m
-
-        return self.restarts_of(forward, objective, through, x, y, generator)
+    def through(self, model: nn.Module, generator: torch.Generator) -> nn.Module:
+        """f(P(x)) differentiated end to end, through every step of P."""
+        return Purified(model, self.purifier, generator)

@@ -29,6 +29,13 @@ server`` attacks those). The images behind an update are every image its client 
 in the round (one local step: its first batch). ``inversion_recovered`` is the share of them
 some reconstruction reproduces at PSNR ≥ 30 dB, over every update or sum attacked in the
 round.
+
+**Model inconsistency** (``malicious_model: inconsistent``,
+:mod:`fedsim.inversion.inconsistency`): in the attacked rounds every client but a target (the
+first of ``clients`` sampled, else the lowest sampled id) gets a dead model, the target the
+attack's model (the global one for the optimisation attacks). The sum holding the target is
+``n_t Δ_t / Σ n_i`` but for the head's bias; the probe rescales it and attacks it as the
+target's update (key ``client<t>``), leaving the head's bias out of the matching.
 """
 
 from __future__ import annotations
