@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
+from fedsim.inversion.base import Reconstruction
 from fedsim.inversion.inverting_gradients import InvertingGradients
+from fedsim.inversion.label_counts import label_counts
 from fedsim.inversion.registry import INVERSION_ATTACKS
 from fedsim.validation import require_int, require_real
 
@@ -95,9 +98,10 @@ class FedAvgInversion(InvertingGradients):
     ``local_lr``, with ``local_momentum`` and ``local_weight_decay``) from the global model
     :math:`w_0`, :math:`\Delta` the observed update (the attack receives it read as a gradient,
     :math:`-\Delta/(\eta T)`, the scale the cosine ignores), :math:`y` the labels (given, or
-    recovered from the last layer as in iDLG) and :math:`\alpha` = ``tv_weight``. The first
-    epoch batches the dummy inputs in order (they are exchangeable); later epochs use
-    permutations drawn from ``seed``, since the client's shuffles are unknown. The optimiser,
+    counted from the last bias's change by :func:`~fedsim.inversion.label_counts.label_counts`,
+    see :meth:`_labels`) and :math:`\alpha` = ``tv_weight``. The first epoch batches
+    the dummy inputs in order (they are exchangeable); later epochs use permutations drawn
+    from ``seed``, since the client's shuffles are unknown. The optimiser,
     box projection, schedule and restarts are those of :class:`InvertingGradients`; the
     gradient through the :math:`T = E\lceil N/B\rceil` unrolled steps is exact (double
     backward). Dimitrov et al. also fit per-epoch copies of the inputs tied by an
@@ -145,6 +149,8 @@ class FedAvgInversion(InvertingGradients):
     """
 
     name = "fedavg_inversion"
+    #: The inversion probe fills the ``local_*`` settings from the scenario's ``clients``.
+    simulates_local_training: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -179,6 +185,68 @@ class FedAvgInversion(InvertingGradients):
         self.local_weight_decay = require_real(
             self.name, "local_weight_decay", local_weight_decay, low=0
         )
+
+    def __call__(
+        self,
+        model: nn.Module,
+        target_grads: Sequence[torch.Tensor],
+        *,
+        data_range: tuple[float, float] = (0.0, 1.0),
+        **kwargs: Any,
+    ) -> Reconstruction:
+        """As :meth:`InversionAttack.__call__`; labels not given come from :meth:`_labels`."""
+        self._data_range = data_range
+        self._input_shape = tuple(kwargs.get("input_shape", ()))
+        return super().__call__(model, target_grads, data_range=data_range, **kwargs)
+
+    def _labels(
+        self,
+        model: nn.Module,
+        targets: Sequence[torch.Tensor],
+        num_classes: int,
+        batch_size: int,
+        label: torch.Tensor | None,
+        device: torch.device,
+    ) -> torch.Tensor | None:
+        r"""Given labels, or counts read from the last bias (:func:`label_counts`).
+
+        The target of the last ``(K,)`` bias is :math:`-\Delta b/(\eta T)`; the mean softmax
+        :math:`\bar p` is the mean of the global model's (:math:`w_0`) and the updated model's
+        (:math:`w_0 + \Delta`) softmax on 64 inputs uniform in the data range (seeded): Wainakh
+        et al.'s estimate across the local steps. Without a ``(K,)`` bias last, the iDLG
+        recovery of the base class.
+        """
+        params = list(model.parameters())
+        if label is not None or tuple(params[-1].shape) != (num_classes,):
+            return super()._labels(model, targets, num_classes, batch_size, label, device)
+        lo, hi = getattr(self, "_data_range", (0.0, 1.0))
+        shape = (64, *self._input_shape) if hasattr(self, "_input_shape") else None
+        steps = self.local_epochs * math.ceil(batch_size / self.local_batch_size)
+        bias_delta = -targets[-1].detach().double().cpu() * self.local_lr * steps
+        if shape is None:
+            probs = torch.full((num_classes,), 1.0 / num_classes, dtype=torch.float64)
+        else:
+            generator = torch.Generator().manual_seed(self.seed)
+            aux = lo + (hi - lo) * torch.rand(shape, generator=generator)
+            aux = aux.to(device=device, dtype=params[0].dtype)
+            names = [name for name, _ in model.named_parameters()]
+            scale = self.local_lr * steps
+            moved = {
+                n: p.detach() - scale * t for n, p, t in zip(names, params, targets, strict=True)
+            }
+            with torch.no_grad():
+                start = model(aux).softmax(dim=1).mean(dim=0)
+                end = functional_call(model, moved, (aux,)).softmax(dim=1).mean(dim=0)
+            probs = ((start + end) / 2).double().cpu()
+        counts = label_counts(
+            bias_delta,
+            probs,
+            num_examples=batch_size,
+            batch_size=self.local_batch_size,
+            lr=self.local_lr,
+            epochs=self.local_epochs,
+        )
+        return torch.repeat_interleave(torch.arange(num_classes), counts).to(device)
 
     def dummy_gradients(
         self,
