@@ -14,6 +14,7 @@ from typing import Any
 
 from fedsim.inversion import (  # noqa: F401  (register the attacks)
     dlg,
+    fedavg_inversion,
     idlg,
     imprint,
     inverting_gradients,

@@ -131,6 +131,22 @@ class InversionAttack(Describable):
         """Return the gradient-matching loss between dummy and target gradients (a scalar)."""
         raise NotImplementedError
 
+    def dummy_gradients(
+        self,
+        model: nn.Module,
+        params: Sequence[torch.Tensor],
+        x: torch.Tensor,
+        soft_labels: torch.Tensor,
+        *,
+        create_graph: bool,
+    ) -> list[torch.Tensor]:
+        """What the dummy batch would show the attacker, compared with the target gradients.
+
+        The mean cross-entropy gradient (:func:`parameter_gradients`); an attack that simulates
+        the client's local training (FedAvg) overrides it.
+        """
+        return parameter_gradients(model, params, x, soft_labels, create_graph=create_graph)
+
     def optimise(
         self,
         model: nn.Module,
@@ -221,7 +237,7 @@ class InversionAttack(Describable):
                 )
                 x = x.detach().clamp(lo, hi)
                 soft = soft.detach()
-                grads = parameter_gradients(model, params, x, soft, create_graph=False)
+                grads = self.dummy_gradients(model, params, x, soft, create_graph=False)
                 loss = float(self.distance(grads, targets))
                 if not math.isfinite(loss):
                     loss = math.inf

@@ -149,11 +149,20 @@ class InversionProbe(Probe):
                 config.attack, **{**({"seed": seed} if takes_seed else {}), **config.params}
             )
         else:
+            local = _local_settings(fed) if getattr(kind, "simulates_local_training", False) else {}
             self.attack = build_inversion(
                 config.attack,
-                **{"iterations": config.iterations, "restarts": config.restarts, "seed": seed},
-                **config.params,
+                **{
+                    "iterations": config.iterations,
+                    "restarts": config.restarts,
+                    "seed": seed,
+                    **local,
+                    **config.params,
+                },
             )
+        #: The attack unrolls the clients' local training: it reconstructs every image a
+        #: client trained on in the round, not the first batch.
+        self.simulates = bool(getattr(kind, "simulates_local_training", False))
         self.public = public
         self.inconsistent = config.malicious_model == "inconsistent"
         self.ignore: list[int] = []  # what the dead model's updates still move
@@ -409,12 +418,9 @@ class InversionProbe(Probe):
         batches: list[tuple[int, torch.Tensor]],
         ignore: list[int] | None = None,
     ) -> None:
-        xs, ys = [], []
-        for client, indices in batches:
-            x, y = self.fed.data.client(client)
-            xs.append(x[indices])
-            ys.append(y[indices])
-        originals, labels = torch.cat(xs), torch.cat(ys)
+        if self.simulates:
+            batches = [(c, round_images(self.fed, c, server_round)) for c, _ in batches]
+        originals, labels = self._originals(batches)
         if len(labels) == 0:
             log.info("round %d %s: empty first batch, nothing to reconstruct", server_round, key)
             return
@@ -423,7 +429,10 @@ class InversionProbe(Probe):
         device = next(model.parameters()).device
         pieces = unflatten_like(delta.to(torch.float32).to(device), model)
         target = update_as_gradient(pieces, lr=scale, local_steps=1)
-        count = self.config.num_images or min(len(labels), self.scenario.clients.batch_size)
+        default = (
+            len(labels) if self.simulates else min(len(labels), self.scenario.clients.batch_size)
+        )
+        count = self.config.num_images or default
         dataset = self.fed.data.dataset
         with single_thread(device):  # small models: threads only add overhead
             reconstruction = self.attack(
@@ -540,6 +549,18 @@ class InversionProbe(Probe):
             "ssim": _mean(r["ssim"] for r in self.history),
             "inversion_label_accuracy": _mean(r["label_accuracy"] for r in self.history),
         }
+
+
+def _local_settings(fed: Federation) -> dict[str, Any]:
+    """The clients' local SGD (``clients`` block), for an attack that simulates it."""
+    clients = fed.scenario.clients
+    return {
+        "local_epochs": clients.local_epochs,
+        "local_batch_size": clients.batch_size,
+        "local_lr": clients.lr,
+        "local_momentum": clients.momentum,
+        "local_weight_decay": clients.weight_decay,
+    }
 
 
 def _dead_model_moves(fed: Federation, data: ServerData, threat_model: str) -> list[int]:

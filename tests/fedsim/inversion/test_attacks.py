@@ -146,7 +146,7 @@ def test_invalid_settings_name_attack_and_value(name, settings, message):
 
 
 def test_registry_and_unknown_name():
-    names = ["dlg", "idlg", "imprint", "inverting_gradients", "trap_weights"]
+    names = ["dlg", "fedavg_inversion", "idlg", "imprint", "inverting_gradients", "trap_weights"]
     assert INVERSION_ATTACKS.names() == names
     with pytest.raises(UnknownNameError, match="known: " + ", ".join(names)):
         build_inversion("gradinversion")
