@@ -180,3 +180,29 @@ def test_a_client_scores_the_global_change_against_the_others_data() -> None:
         assert details["truth"] == [bool(share >= 0.05)]
         history.append(details["truth"][0])
     assert ("property_auc" in rows[-1]) == (len(set(history)) == 2)
+
+
+def test_a_client_attacker_reads_the_feature_share_of_the_others_data() -> None:
+    scenario = make_scenario(
+        rounds=2,
+        **{"data.num_clients": 10, "clients.per_round": 3},
+        **{
+            "privacy.property_inference": {
+                "property": {"feature": "bright", "min_fraction": 0.5},
+                "threat_model": "client",
+                "shadow_updates": 2,
+            }
+        },
+    )
+    fed = bright_skewed(federation_for(scenario), 0.8, 60, seed=0)
+    with federation_override(fed):
+        rows, summary = run_scenario_in_memory(scenario)
+    [probe] = summary["probes"]
+    feature = ImageFeature("bright", fed.data.dataset.x_train)
+    assert probe["property"]["threshold"] == feature.threshold
+    scored = [row for row in rows if "property_inference" in row]
+    assert scored  # a round without it sampled only the attacker
+    for row in scored:
+        others = [c for c in row["sampled"] if c != probe["attacker"]]
+        share = torch.cat([feature.has(fed.data.client(c)[0]) for c in others]).double().mean()
+        assert row["property_inference"]["truth"] == [bool(share >= 0.5)]
