@@ -92,9 +92,10 @@ class EvasionAttackConfig(StrictBlock):
     gradient; ``adaptive: full_eot`` backpropagates through the purifier itself, EOT-averaged
     (:class:`fedsim.evasion.FullEOT`: for a differentiable purifier such as ``diffusion``);
     ``adaptive: none`` (the default) crafts on the classifier alone. An adaptive attack first
-    tries the non-adaptive PGD example, judged through the purifier, so it is never weaker
-    than the non-adaptive one (``transfer_start: true``, the default; ``false`` for pure BPDA
-    or full-gradient PGD). A query-only attack
+    tries the non-adaptive PGD example, judged through the purifier, so from the same random
+    starts it fools every sample the non-adaptive one fools (per draw for a randomized
+    purifier; ``transfer_start: true``, the default; ``false`` for pure BPDA or full-gradient
+    PGD). A query-only attack
     (``{name: square, eps: 0.1, queries: 1000}``, :class:`fedsim.evasion.Square`) needs no
     ``adaptive``: with a purifier it queries f(P(x)) itself.
     """
