@@ -12,6 +12,11 @@ Expectation over Transformation (EOT, their Section 4.3) attacks a randomized :m
 through :math:`\nabla_x\, \mathbb{E}_P[J(f(P(x)))] \approx \frac{1}{m}\sum_{j=1}^{m}
 \nabla_x J(f(P_j(x)))` with m independent draws :math:`P_j`, as in their code (the loss averaged
 over a tiled batch of draws). Inputs are [0, 1] pixels (:mod:`fedsim.evasion.pixel_space`).
+
+An attacker who knows the defence can also try the example crafted on f alone, so the adaptive
+attack's first candidate is the non-adaptive PGD example (``transfer_start``): an adaptive
+evaluation should subsume the non-adaptive one (Athalye et al., ICML 2018; Tramèr, Carlini,
+Brendel and Madry, "On adaptive attacks to adversarial example defenses", NeurIPS 2020).
 """
 
 from __future__ import annotations
@@ -123,7 +128,18 @@ class BPDAEOT(PGD):
         \big|_{z = P_j(x^t)}
 
     over ``eot`` = m draws of P (:class:`BPDA` per draw). Success (and a restart's keeping) is
-    judged on one fresh draw, :math:`f(P(x'))`. With P the identity and m = 1 it is PGD.
+    judged on one fresh draw, :math:`f(P(x'))`.
+
+    With ``transfer_start`` the first candidate is the non-adaptive example: PGD on f alone
+    (same ε, T, α, norm and restarts, its random starts drawn first from ``generator``), judged
+    through :math:`f(P(\cdot))` on one draw of P; the EOT restarts then replace only the samples
+    it did not fool (:meth:`~fedsim.evasion.pgd.PGD.restarts_of` keeps each sample's first
+    success). So every sample that non-adaptive PGD, run from the same generator state, fools
+    through a deterministic P is fooled here too: robust accuracy adaptive ≤ non-adaptive,
+    exactly. For a randomized P (diffusion) the judge is a fresh draw, so the guarantee holds
+    per draw. An adaptive evaluation subsumes the non-adaptive one (Tramèr et al., NeurIPS
+    2020). With P the identity and m = 1 it is PGD with 2R restarts (R without
+    ``transfer_start``).
 
     Parameters
     ----------
@@ -133,6 +149,8 @@ class BPDAEOT(PGD):
         As :class:`~fedsim.evasion.pgd.PGD`.
     eot : int
         Draws m ≥ 1 per gradient (1 for a deterministic purifier).
+    transfer_start : bool
+        Try the non-adaptive PGD example first (default ``True``).
 
     Examples
     --------
@@ -162,18 +180,32 @@ class BPDAEOT(PGD):
         restarts: int = 1,
         random_start: bool = True,
         eot: int = 1,
+        transfer_start: bool = True,
     ) -> None:
         super().__init__(eps, steps, alpha, norm, restarts, random_start)
         if not callable(purifier):
             raise InvalidSettingError(f"{self.name} needs a callable purifier, got {purifier!r}")
         self.purifier = purifier
         self.eot = require_int(self.name, "eot", eot, minimum=1)
+        if not isinstance(transfer_start, bool):
+            raise InvalidSettingError(
+                f"{self.name} needs transfer_start true or false, got {transfer_start!r}"
+            )
+        self.transfer_start = transfer_start
 
     def generate(
         self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator
     ) -> torch.Tensor:
-        """PGD's restarts with the EOT-averaged gradient of :meth:`through` (BPDA's here)."""
+        """The non-adaptive example first, then PGD's restarts with :meth:`through`'s gradient.
+
+        The restarts follow the EOT-averaged gradient of :meth:`through` (BPDA's here).
+        """
         through = self.through(model, generator)
+        best = done = None
+        if self.transfer_start:  # PGD on f alone, judged through P like every candidate
+            best = PGD.generate(self, model, x, y, generator)
+            with torch.no_grad():
+                done = through(best).argmax(dim=1) != y
         m, tiled = self.eot, y.repeat(self.eot)
 
         def forward(z: torch.Tensor) -> torch.Tensor:
@@ -182,7 +214,7 @@ class BPDAEOT(PGD):
         def objective(logits: torch.Tensor) -> torch.Tensor:
             return F.cross_entropy(logits, tiled, reduction="sum") / m
 
-        return self.restarts_of(forward, objective, through, x, y, generator)
+        return self.restarts_of(forward, objective, through, x, y, generator, best, done)
 
     def through(self, model: nn.Module, generator: torch.Generator) -> nn.Module:
         """f(P(x)) as the attacker differentiates it: BPDA's straight-through P."""

@@ -28,9 +28,11 @@ class FullEOT(BPDAEOT):
     r"""PGD through a purifier with its true gradient, EOT over ``eot`` draws.
 
     Each step differentiates :math:`\frac1m\sum_j \mathrm{CE}(f(P_j(x)), y)` end to end; success
-    (and a restart's keeping) is judged on one fresh draw :math:`f(P(x'))`. With P the identity
-    and m = 1 it is PGD. The same attack as :class:`~fedsim.evasion.bpda.BPDAEOT` (settings,
-    restarts, EOT) but for the gradient it follows.
+    (and a restart's keeping) is judged on one fresh draw :math:`f(P(x'))`, and the first
+    candidate is the non-adaptive PGD example (``transfer_start``). With P the identity and
+    m = 1 it is PGD with 2R restarts. The same attack as
+    :class:`~fedsim.evasion.bpda.BPDAEOT` (settings, restarts, EOT) but for the gradient it
+    follows.
 
     Parameters
     ----------
@@ -41,6 +43,8 @@ class FullEOT(BPDAEOT):
         As :class:`~fedsim.evasion.pgd.PGD`.
     eot : int
         Draws m ≥ 1 per gradient.
+    transfer_start : bool
+        Try the non-adaptive PGD example (crafted on f alone) first; default ``True``.
 
     Examples
     --------

@@ -125,14 +125,23 @@ class PGD(EvasionAttack):
         x: torch.Tensor,
         y: torch.Tensor,
         generator: torch.Generator,
+        best: torch.Tensor | None = None,
+        done: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """PGD's restarts on ``objective(forward(·))``, each sample kept at its first success.
 
         A sample succeeds when ``judge``'s logits misclassify it (``judge`` is ``forward`` for
-        plain PGD; a purified attack judges on one fresh draw of the purifier).
+        plain PGD; a purified attack judges on one fresh draw of the purifier). ``best`` and
+        ``done`` (default ``x`` and none fooled) carry earlier candidates in: a sample already
+        ``done`` keeps its ``best``, and no restart runs once every sample is done.
         """
-        best, done = x, torch.zeros(len(x), dtype=torch.bool, device=x.device)
+        if best is None:
+            best = x
+        if done is None:
+            done = torch.zeros(len(x), dtype=torch.bool, device=x.device)
         for _ in range(self.restarts):
+            if bool(done.all()):
+                break
             x_adv = perturb(
                 forward,
                 objective,
@@ -146,6 +155,4 @@ class PGD(EvasionAttack):
             with torch.no_grad():
                 fooled = judge(x_adv).argmax(dim=1) != y
             best, done = keep_first_success(best, done, x_adv, fooled)
-            if bool(done.all()):
-                break
         return best

@@ -91,7 +91,11 @@ class EvasionAttackConfig(StrictBlock):
     through the purifier with BPDA + EOT (:class:`fedsim.evasion.BPDAEOT`), ``eot`` draws per
     gradient; ``adaptive: full_eot`` backpropagates through the purifier itself, EOT-averaged
     (:class:`fedsim.evasion.FullEOT`: for a differentiable purifier such as ``diffusion``);
-    ``adaptive: none`` (the default) crafts on the classifier alone. A query-only attack
+    ``adaptive: none`` (the default) crafts on the classifier alone. An adaptive attack first
+    tries the non-adaptive PGD example, judged through the purifier, so from the same random
+    starts it fools every sample the non-adaptive one fools (per draw for a randomized
+    purifier; ``transfer_start: true``, the default; ``false`` for pure BPDA or full-gradient
+    PGD). A query-only attack
     (``{name: square, eps: 0.1, queries: 1000}``, :class:`fedsim.evasion.Square`) needs no
     ``adaptive``: with a purifier it queries f(P(x)) itself.
     """
@@ -101,10 +105,13 @@ class EvasionAttackConfig(StrictBlock):
     name: str
     adaptive: Literal["none", "bpda_eot", "full_eot"] = "none"
     eot: int | None = Field(None, description="purifier draws per gradient (default 1)")
+    transfer_start: bool | None = Field(
+        None, description="adaptive: try the non-adaptive PGD example first (default true)"
+    )
 
     @property
     def params(self) -> dict[str, Any]:
-        """The attack's settings (every key but ``name``, ``adaptive`` and ``eot``)."""
+        """The attack's settings (all keys but name, adaptive, eot and transfer_start)."""
         return dict(self.model_extra or {})
 
     @field_validator("eot", mode="before")
@@ -114,6 +121,13 @@ class EvasionAttackConfig(StrictBlock):
             raise ValueError("eot is an integer >= 1 (purifier draws per gradient)")
         if value is not None and value < 1:
             raise ValueError("eot is an integer >= 1 (purifier draws per gradient)")
+        return value
+
+    @field_validator("transfer_start", mode="before")
+    @classmethod
+    def _transfer_flag(cls, value: Any) -> Any:
+        if value is not None and not isinstance(value, bool):
+            raise ValueError(f"transfer_start is true or false, got {value!r}")
         return value
 
     @model_validator(mode="after")
@@ -130,6 +144,11 @@ class EvasionAttackConfig(StrictBlock):
             raise ValueError(
                 "eot applies to adaptive: bpda_eot or full_eot only; drop it or set adaptive"
             )
+        if self.transfer_start is not None and self.adaptive == "none":
+            raise ValueError(
+                "transfer_start applies to adaptive: bpda_eot or full_eot only; drop it or set "
+                "adaptive"
+            )
         return self
 
     def build(self, purifier: Purifier | None = None) -> EvasionAttack:
@@ -138,7 +157,8 @@ class EvasionAttackConfig(StrictBlock):
             if purifier is None:
                 raise ValueError(f"adaptive: {self.adaptive} needs a purifier")
             adaptive = BPDAEOT if self.adaptive == "bpda_eot" else FullEOT
-            return adaptive(purifier, eot=self.eot or 1, **self.params)
+            transfer = True if self.transfer_start is None else self.transfer_start
+            return adaptive(purifier, eot=self.eot or 1, transfer_start=transfer, **self.params)
         return build_attack(self.name, **self.params)
 
     @property

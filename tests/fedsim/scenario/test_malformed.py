@@ -116,6 +116,11 @@ def test_malformed_scenario_exits_2_with_one_line(
         ("robustness_adaptive_unknown", "robustness.attacks.0.adaptive: got 'bpda'"),
         ("robustness_eot_zero", "robustness.attacks.0.eot: got 0; eot is an integer >= 1"),
         ("robustness_eot_without_adaptive", "eot applies to adaptive: bpda_eot or full_eot only"),
+        (
+            "robustness_transfer_start_not_bool",
+            "robustness.attacks.0.transfer_start: got 'yes'; transfer_start is true or false",
+        ),
+        ("robustness_transfer_start_without_adaptive", "transfer_start applies to adaptive"),
         ("robustness_certify_denoiser", "robustness.certify.denoiser: got 'dncnn'"),
         ("robustness_certify_sigma_zero", "robustness.certify.sigma: got 0"),
         ("robustness_certify_alpha_one", "robustness.certify.alpha: got 1"),
