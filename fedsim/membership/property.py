@@ -1,10 +1,12 @@
 r"""Property inference from updates (Melis, Song, De Cristofaro, Shmatikov, IEEE S&P 2019).
 
-Does an update come from data that holds a property (here: examples of class c)? The attacker
+Does an update come from data that holds a property (examples of class c, or of a named image
+feature, :mod:`fedsim.membership.features`, in at least a share of the data)? The attacker
 (a curious server reading each client's update, or a client reading the global model's change)
 computes updates of its own from the same global model on auxiliary data **with** and
-**without** the property (:func:`shadow_mixtures` draws their class mixes), and trains a binary
-classifier on them; each observed update is then scored by that classifier:
+**without** the property (:func:`shadow_mixtures` draws their class mixes,
+:func:`shadow_shares` their shares of a feature), and trains a binary classifier on them; each
+observed update is then scored by that classifier:
 
 .. math::
     \phi(\Delta) = \frac{\Delta_L}{\lVert \Delta_L \rVert_2}, \qquad
@@ -38,8 +40,10 @@ from fedsim.membership.roc import roc_auc
 __all__ = [
     "PropertyClassifier",
     "holds_property",
+    "holds_share",
     "property_auc",
     "shadow_mixtures",
+    "shadow_shares",
     "update_features",
 ]
 
@@ -63,6 +67,24 @@ def update_features(updates: torch.Tensor, coordinates: slice) -> np.ndarray:
     return torch.where(norms > 0, part / norms.clamp(min=1e-300), 0.0).numpy()
 
 
+def holds_share(has: torch.Tensor, min_fraction: float) -> bool:
+    """Whether a data set holds the property: at least ``min_fraction`` of its examples have it.
+
+    ``has`` is the ``(n,)`` bool of which examples have it (a class, a named feature); an empty
+    data set holds nothing.
+
+    Examples
+    --------
+    >>> holds_share(torch.tensor([True, False, True]), 0.6), holds_share(torch.tensor([True]), 1.0)
+    (True, True)
+    >>> holds_share(torch.tensor([True, False, False]), 0.5)
+    False
+    """
+    if not len(has):
+        return False
+    return float(has.double().mean()) >= min_fraction
+
+
 def holds_property(labels: torch.Tensor, target: int, min_fraction: float) -> bool:
     """Whether a data set holds the property: at least ``min_fraction`` of it is class ``target``.
 
@@ -73,9 +95,7 @@ def holds_property(labels: torch.Tensor, target: int, min_fraction: float) -> bo
     >>> holds_property(torch.tensor([1, 2]), 7, 0.05)
     False
     """
-    if not len(labels):
-        return False
-    return float((labels == target).double().mean()) >= min_fraction
+    return holds_share(labels == target, min_fraction)
 
 
 def shadow_mixtures(
@@ -111,6 +131,32 @@ def shadow_mixtures(
     mixes *= (1.0 - share)[:, None]
     mixes[:, target] = share
     return mixes, np.arange(2 * count) < count
+
+
+def shadow_shares(
+    count: int, min_fraction: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(2·count,)`` shares of examples with a feature in the shadow data sets, and which hold it.
+
+    For a named feature (:mod:`fedsim.membership.features`) in place of a class: the first
+    ``count`` ("with") draw their share uniformly from [``min_fraction``, 1], the last
+    ``count`` ("without") from [0, ``min_fraction``) — just short of holding it, as a client's
+    share under an uneven split may be.
+
+    Examples
+    --------
+    >>> shares, has = shadow_shares(2, 0.6, np.random.default_rng(0))
+    >>> bool(shares[:2].min() >= 0.6 > shares[2:].max()), has.tolist()
+    (True, [True, True, False, False])
+    """
+    if count < 1:
+        raise InvalidSettingError(f"{RULE} needs at least 1 shadow update per side, got {count}")
+    if not 0 < min_fraction <= 1:
+        raise InvalidSettingError(f"{RULE}: min_fraction must be in (0, 1], got {min_fraction}")
+    shares = np.concatenate(
+        [rng.uniform(min_fraction, 1.0, size=count), rng.uniform(0.0, min_fraction, size=count)]
+    )
+    return shares, np.arange(2 * count) < count
 
 
 @dataclass

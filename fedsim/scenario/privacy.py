@@ -214,16 +214,34 @@ class MemorizationConfig(StrictBlock):
 
 
 class PropertySpec(StrictBlock):
-    """``privacy.property_inference.property:`` the property a data set holds or not."""
+    """``privacy.property_inference.property:`` the property a data set holds or not.
+
+    Exactly one of ``class`` (examples of that class) or ``feature`` (examples with a named
+    image feature: ``bright``, ``contrast``; :mod:`fedsim.membership.features`).
+    """
 
     model_config = ConfigDict(**StrictBlock.model_config, serialize_by_alias=True)
 
-    target_class: int = Field(
-        alias="class", ge=0, description="the data hold examples of this class"
+    target_class: int | None = Field(
+        None, alias="class", ge=0, description="the data hold examples of this class"
+    )
+    feature: str | None = Field(
+        None,
+        description="the data hold examples with this image feature (above the training "
+        "set's median): bright (mean intensity) or contrast (pixel std)",
     )
     min_fraction: float = Field(
         0.05, gt=0, le=1, description="a client holds the property when ≥ this share of its data"
     )
+
+    @model_validator(mode="after")
+    def _class_or_feature(self) -> PropertySpec:
+        if (self.target_class is None) == (self.feature is None):
+            raise ValueError(
+                f"give exactly one of class or feature, got class={self.target_class}, "
+                f"feature={self.feature}"
+            )
+        return self
 
 
 class PropertyInferenceConfig(StrictBlock):

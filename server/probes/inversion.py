@@ -59,56 +59,25 @@ from fedsim.inversion.metrics import pair_reconstructions, reconstruction_metric
 from fedsim.inversion.plot import save_reconstruction_grid
 from fedsim.inversion.updates import unflatten_like, update_as_gradient
 from fedsim.params import flat_params, load_flat_params
-from fedsim.privacy.dp_sgd import draw_batches, local_steps
 from fedsim.scenario import Scenario
-from fedsim.seeding import Stream, derive_seed, torch_generator
+from fedsim.seeding import Stream, derive_seed
 from fedsim.training import single_thread
 from fedsim.validation import require_known
 from server.probes.base import PROBES, Probe, RevealedSum, RoundView, check_rounds
+from server.probes.inversion_targets import (
+    first_batch,
+    local_settings,
+    local_step_count,
+    round_images,
+)
 from server.replies import ClientUpdate
 from server.server_data import ServerData
 
-__all__ = ["InversionProbe", "first_batch", "local_step_count", "round_images"]
+__all__ = ["InversionProbe"]
 
 log = logging.getLogger(__name__)
 
 MAX_GRID_IMAGES = 16
-
-
-def first_batch(fed: Federation, client_id: int, server_round: int) -> torch.Tensor:
-    """Indices of the batch of a client's first local step in ``server_round``.
-
-    The first draw of the client's training generator (seed, TRAIN, round, client), made by the
-    batch sampler DP-SGD uses (:func:`~fedsim.privacy.dp_sgd.draw_batches`): Poisson sampling
-    at q = B/n for a DP-SGD client with ``poisson_sampling``, otherwise ``randperm(n)[:B]``,
-    which is also plain local SGD's first batch.
-    """
-    scenario = fed.scenario
-    n, batch_size = len(fed.data.client(client_id)[1]), scenario.clients.batch_size
-    generator = torch_generator(scenario.seed, Stream.TRAIN, server_round, client_id)
-    local = scenario.privacy.local_dp
-    poisson = local is not None and local.poisson_sampling and client_id not in fed.malicious
-    return draw_batches(n, batch_size, 1, poisson, generator)[0]
-
-
-def round_images(fed: Federation, client_id: int, server_round: int) -> torch.Tensor:
-    """Indices of every image a client trained on in ``server_round``.
-
-    One local step: its first batch (:func:`first_batch`); more: its whole partition (each
-    epoch of plain SGD visits every example once).
-    """
-    if local_step_count(fed, client_id) == 1:
-        return first_batch(fed, client_id, server_round)
-    return torch.arange(len(fed.data.client(client_id)[1]))
-
-
-def local_step_count(fed: Federation, client_id: int) -> int:
-    """T, the client's local steps per round: E·⌈n/B⌉ (SGD) or E·⌊n/B⌋ (DP-SGD)."""
-    clients = fed.scenario.clients
-    n, b = len(fed.data.client(client_id)[1]), clients.batch_size
-    if fed.scenario.privacy.local_dp is not None and client_id not in fed.malicious:
-        return local_steps(n, b, clients.local_epochs)
-    return clients.local_epochs * -(-n // b)
 
 
 @PROBES.register("inversion")
@@ -149,7 +118,7 @@ class InversionProbe(Probe):
                 config.attack, **{**({"seed": seed} if takes_seed else {}), **config.params}
             )
         else:
-            local = _local_settings(fed) if getattr(kind, "simulates_local_training", False) else {}
+            local = local_settings(fed) if getattr(kind, "simulates_local_training", False) else {}
             self.attack = build_inversion(
                 config.attack,
                 **{
@@ -549,18 +518,6 @@ class InversionProbe(Probe):
             "ssim": _mean(r["ssim"] for r in self.history),
             "inversion_label_accuracy": _mean(r["label_accuracy"] for r in self.history),
         }
-
-
-def _local_settings(fed: Federation) -> dict[str, Any]:
-    """The clients' local SGD (``clients`` block), for an attack that simulates it."""
-    clients = fed.scenario.clients
-    return {
-        "local_epochs": clients.local_epochs,
-        "local_batch_size": clients.batch_size,
-        "local_lr": clients.lr,
-        "local_momentum": clients.momentum,
-        "local_weight_decay": clients.weight_decay,
-    }
 
 
 def _dead_model_moves(fed: Federation, data: ServerData, threat_model: str) -> list[int]:

@@ -16,7 +16,7 @@ from fedsim.run.runtimes.inline import InlineGrid
 from fedsim.seeding import Stream, torch_generator
 from fedsim.training import TrainSettings, train_local
 from server.app import run_server
-from server.probes.inversion import first_batch, local_step_count
+from server.probes.inversion_targets import first_batch, local_step_count
 from tests.conftest import RecordingObserver, make_scenario
 from tests.fedsim.run.test_runner import run_scenario_in_memory
 

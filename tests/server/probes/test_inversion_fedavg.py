@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from fedsim.federation import federation_for
-from server.probes.inversion import InversionProbe, local_step_count
+from server.probes.inversion import InversionProbe
+from server.probes.inversion_targets import local_step_count
 from tests.conftest import make_scenario
 from tests.fedsim.run.test_runner import run_scenario_in_memory
 
