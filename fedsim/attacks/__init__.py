@@ -35,6 +35,7 @@ from fedsim.attacks.local import ClientAttack, DataPoisoning, UpdateAttack
 from fedsim.attacks.registry import ATTACKS, NO_ATTACK, STAGES, Attack
 from fedsim.attacks.scaling import Scaling
 from fedsim.attacks.sign_flip import SignFlip
+from fedsim.attacks.text_backdoor import TextBackdoor, text_backdoor_asr
 from fedsim.errors import InvalidSettingError
 
 __all__ = [
@@ -51,6 +52,7 @@ __all__ = [
     "LabelFlip",
     "Scaling",
     "SignFlip",
+    "TextBackdoor",
     "UpdateAttack",
     "accepts",
     "attack_names",
@@ -58,6 +60,7 @@ __all__ = [
     "backdoor_lifespan",
     "build_attack",
     "is_attack",
+    "text_backdoor_asr",
 ]
 
 

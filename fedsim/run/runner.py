@@ -20,7 +20,7 @@ from opacus.validators import ModuleValidator
 from opacus.validators.errors import UnsupportedModuleError
 
 from clients.app import make_client_app
-from fedsim.attacks import NO_ATTACK, Backdoor, attack_names
+from fedsim.attacks import NO_ATTACK, Backdoor, TextBackdoor, attack_names
 from fedsim.checkpoint import load_checkpoint
 from fedsim.claim import claim_run_dir
 from fedsim.data import DATASETS, federated_data
@@ -204,8 +204,8 @@ def _check_text(scenario: Scenario, fed: Federation) -> None:
         raise ScenarioError(
             "attack.name",
             scenario.attack.name,
-            "an attack for text: backdoors stamp a pixel trigger on images (label_flip, "
-            "sign_flip, gaussian, scaling and the colluding attacks work on text)",
+            "an attack for text: backdoors stamp a pixel trigger on images (text_backdoor, "
+            "label_flip, sign_flip, gaussian, scaling and the colluding attacks work on text)",
         )
     audit = scenario.privacy.audit
     if audit is not None and audit.canary == "noise":
@@ -218,8 +218,16 @@ def _check_text(scenario: Scenario, fed: Federation) -> None:
 
 
 def _check_backdoor(fed: Federation) -> None:
-    """A backdoor's target must be a class of the data, and its trigger must fit the images."""
+    """A backdoor's target must be a class of the data, and its trigger must fit the inputs."""
     attack = fed.attack
+    if isinstance(attack, TextBackdoor):
+        if not fed.data.dataset.is_text:
+            raise InvalidSettingError(
+                f"text_backdoor needs a text dataset (shakespeare), got "
+                f"{fed.data.dataset.name!r}; on images use backdoor or dba"
+            )
+        attack.check_window(int(fed.data.dataset.x_test.shape[1]))
+        return
     if not isinstance(attack, Backdoor):
         return
     classes = fed.data.dataset.num_classes

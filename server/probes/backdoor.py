@@ -1,11 +1,13 @@
 """The backdoor probe (data → model): the attack success rate of a backdoor, and its lifespan.
 
 Active whenever the scenario's attack is a backdoor (a :class:`~fedsim.attacks.Backdoor`:
-``backdoor``, ``dba``, ...), with no scenario block of its own. After every round it stamps the
-backdoor's whole trigger on the server's held-out examples (FLTrust's root set taken out) and
-reports ``asr`` (:func:`~fedsim.attacks.backdoor_asr`: the share of the examples not of the
-target class that the global model classifies as the target), so ``summary.json`` gets
-``final_asr``, the last round's.
+``backdoor``, ``dba``, ...; or the text backdoor :class:`~fedsim.attacks.TextBackdoor`), with
+no scenario block of its own. After every round it stamps the backdoor's whole trigger on the
+server's held-out examples (FLTrust's root set taken out) and reports ``asr``
+(:func:`~fedsim.attacks.backdoor_asr`: the share of the examples not of the target class that
+the global model classifies as the target; on text :func:`~fedsim.attacks.text_backdoor_asr`:
+the share of completion characters predicted after the trigger, teacher-forced), so
+``summary.json`` gets ``final_asr``, the last round's.
 
 When the attack window closes before the run's last round, ``summary.json`` also gets
 ``backdoor_lifespan`` (:func:`~fedsim.attacks.backdoor_lifespan`): the rounds from the last
@@ -23,7 +25,13 @@ from typing import Any
 
 import torch
 
-from fedsim.attacks import Backdoor, backdoor_asr, backdoor_lifespan
+from fedsim.attacks import (
+    Backdoor,
+    TextBackdoor,
+    backdoor_asr,
+    backdoor_lifespan,
+    text_backdoor_asr,
+)
 from fedsim.federation import Federation
 from fedsim.params import load_flat_params
 from server.probes.base import PROBES, Probe, RoundView
@@ -56,7 +64,7 @@ class BackdoorProbe(Probe):
     direction = "data→model"
 
     def __init__(self, fed: Federation, data: ServerData, out_dir: Path | None = None) -> None:
-        if not isinstance(fed.attack, Backdoor):
+        if not isinstance(fed.attack, (Backdoor, TextBackdoor)):
             raise ValueError(f"the backdoor probe needs a backdoor attack, got {fed.attack!r}")
         self.fed, self.attack = fed, fed.attack
         self.x, self.y = data.held_out
@@ -68,7 +76,7 @@ class BackdoorProbe(Probe):
         cls, fed: Federation, data: ServerData, out_dir: Path | None = None
     ) -> BackdoorProbe | None:
         """The probe for a backdoor attack (``None`` for any other attack, or none)."""
-        if not isinstance(fed.attack, Backdoor):
+        if not isinstance(fed.attack, (Backdoor, TextBackdoor)):
             return None
         return cls(fed, data, out_dir)
 
@@ -89,7 +97,11 @@ class BackdoorProbe(Probe):
         model.eval()
         device = next(model.parameters()).device
         with torch.no_grad():
-            asr = backdoor_asr(lambda xb: model(xb.to(device)), self.x, self.y, self.attack)
+            predict = lambda xb: model(xb.to(device))  # noqa: E731
+            if isinstance(self.attack, TextBackdoor):
+                asr = text_backdoor_asr(predict, self.x, self.attack)
+            else:
+                asr = backdoor_asr(predict, self.x, self.y, self.attack)
         self.asr[view.round] = asr
         scenario = self.fed.scenario
         if scenario.attack.active(view.round) and any(

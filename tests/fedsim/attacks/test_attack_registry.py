@@ -17,6 +17,7 @@ EXPECTED_STAGES = {
     "min_sum": "colluding",
     "scaling": "update",
     "sign_flip": "update",
+    "text_backdoor": "data",
 }
 
 

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 
-from fedsim.attacks import backdoor_asr
+from fedsim.attacks import backdoor_asr, text_backdoor_asr
 from fedsim.federation import federation_for
 from server.parts import ServerParts
 from server.probes import RoundView
 from server.probes.backdoor import BackdoorProbe
 from tests.conftest import make_scenario
+from tests.fedsim.data.test_text import write_corpus
+from tests.fedsim.run.test_text_preflight import text_scenario
 
 BACKDOOR = {"name": "backdoor", "fraction": 0.2, "params": {"poison_fraction": 0.5}}
 
@@ -55,3 +58,16 @@ def test_lifespan_after_the_window_and_through_a_checkpoint() -> None:
     assert again.summary() == probe.summary()
     again.load_state_dict({"asr": {"1": 0.9, "2": 0.95}, "last_poisoned": 2})
     assert again.summary() == {}  # the window has not closed before the last measured round
+
+
+def test_text_backdoor_asr_on_the_held_out_windows(tmp_path: Path) -> None:
+    attack = {"name": "text_backdoor", "count": 1, "params": {"trigger": "he said "}}
+    fed = federation_for(text_scenario(write_corpus(tmp_path), attack=attack))
+    parts = ServerParts.build(fed)
+    probe = parts.probes.find("backdoor")
+    assert isinstance(probe, BackdoorProbe)
+    figures = probe.observe(RoundView(1, fed.initial_weights(), None, []))
+    model = fed.build_model().eval()
+    with torch.no_grad():
+        expected = text_backdoor_asr(model, parts.data.held_out[0], fed.attack)  # type: ignore[arg-type]
+    assert figures == {"asr": expected}
