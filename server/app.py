@@ -277,7 +277,6 @@ LAST_MEASURED = (
     "personalized_accuracy",
     "personalized_task_accuracy",
     "global_local_accuracy",
-    "task_accuracy",
     "secagg_bound",
     "secagg_min_sum_size",
     "model_inconsistency_detected",
