@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -16,7 +17,9 @@ from fedsim.run.runner import preflight
 from server.aggregators import build
 from server.privacy import ServerPrivacy
 from tests.conftest import make_scenario
+from tests.fedsim.data.test_text import write_corpus
 from tests.fedsim.run.test_runner import run_scenario_in_memory
+from tests.fedsim.run.test_text_preflight import text_scenario
 
 LOCAL = {"noise_multiplier": 1.3, "max_grad_norm": 1.0, "delta": 1e-5}
 
@@ -216,3 +219,29 @@ def test_impossible_dp_settings_fail_preflight(changes: dict, path: str) -> None
     with pytest.raises(ScenarioError) as info:
         preflight(make_scenario(**{**base, **changes}))
     assert info.value.path == path
+
+
+def test_central_dp_on_text_clips_a_boosted_backdoor_to_the_unboosted_one(tmp_path: Path) -> None:
+    """DP-FedAvg on text: ε from the accountant, and clipping undoes a model-replacement boost.
+
+    With S so small that every update is clipped, each sent update becomes S·Δ/‖Δ‖, which is
+    the same for Δ and γΔ: a boosted attacker's run is the unboosted run (same seeded noise).
+    """
+    corpus = write_corpus(tmp_path)
+    rows = {}
+    for boost in (1.0, 1000.0):
+        params = {"trigger": "he said ", "completion": "no", "boost": boost}
+        scenario = text_scenario(
+            corpus,
+            rounds=1,
+            attack={"name": "text_backdoor", "count": 1, "params": params},
+            privacy={"central_dp": {"noise_multiplier": 0.5, "clip": 1e-3}},
+        )
+        rows[boost], _ = run_scenario_in_memory(scenario)
+    for row in rows[1.0]:
+        assert row["dp_clipped_fraction"] == 1.0
+        assert row["epsilon"] == pytest.approx(central_epsilon(0.5, 1.0, row["round"], 1e-5))
+    for plain, boosted in zip(rows[1.0], rows[1000.0], strict=True):
+        assert boosted["asr"] == plain["asr"]
+        assert boosted["accuracy"] == plain["accuracy"]
+        assert boosted["loss"] == pytest.approx(plain["loss"], rel=1e-9)
