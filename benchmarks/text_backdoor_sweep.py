@@ -20,6 +20,15 @@ import sys
 import time
 from pathlib import Path
 
+import torch
+
+from fedsim.attacks import text_backdoor_asr
+from fedsim.checkpoint import load_checkpoint
+from fedsim.federation import federation_for
+from fedsim.params import load_flat_params
+from fedsim.scenario import load_scenario
+from server.parts import ServerParts
+
 SCENARIO = Path(__file__).resolve().parent.parent / "scenarios" / "text_backdoor.yaml"
 NORM_BOUND = "defense.aggregator=norm_bound"
 ATTACK = '{trigger: "the king said ", completion: treason, poison_fraction: 0.5, boost: %s}'
@@ -72,6 +81,7 @@ def launch(out: Path, row: str, seed: int, overrides: list[str]) -> subprocess.P
     code += "sys.exit(main(sys.argv[1:]))"
     cmd = [sys.executable, "-c", code, "run", str(SCENARIO), "--no-progress", "--overwrite"]
     cmd += ["--out", str(run_dir(out, row, seed)), "--set", f"seed={seed}"]
+    cmd += ["--set", "checkpoint_every=10"]  # the final global model, for a later look
     for item in overrides:
         cmd += ["--set", item]
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
@@ -149,6 +159,41 @@ def table(out: Path, rows: dict[str, tuple[str, list[str]]]) -> str:
     return "\n".join(lines)
 
 
+def density(run: Path, stride: int) -> str:
+    """The final model's ASR on the run's held-out windows and on windows every ``stride``.
+
+    Reads the run's ``checkpoint.pt`` (the global weights after its last round) and scores the
+    backdoor on the server's held-out windows at the run's own stride and at ``stride``, cut
+    from the same held-out text; per completion character *k* as well (the ASR's parts).
+    """
+    scenario = load_scenario(run / "scenario.yaml")
+    checkpoint = load_checkpoint(run)
+    if checkpoint is None:
+        raise SystemExit(f"{run} has no checkpoint.pt")
+    lines = [f"{run.name} (round {checkpoint.round}):"]
+    for step in (scenario.data.params.get("stride", 1), stride):
+        params = {**scenario.data.params, "stride": step}
+        fed = federation_for(
+            scenario.model_copy(
+                update={"data": scenario.data.model_copy(update={"params": params})}
+            )
+        )
+        attack = fed.attack
+        model = fed.build_model()
+        load_flat_params(model, checkpoint.weights)
+        model.eval()
+        x = ServerParts.build(fed).data.held_out[0]
+        per_k = []
+        with torch.no_grad():
+            for k in range(len(attack.completion)):
+                stamped, target = attack.stamp(x, k)
+                per_k.append(float((model(stamped).argmax(1) == target).float().mean()))
+            asr = text_backdoor_asr(model, x, attack)
+        parts = " ".join(f"{v:.3f}" for v in per_k)
+        lines.append(f"  stride {step}: {len(x)} windows, ASR {asr:.4f}; per k: {parts}")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True)
@@ -164,12 +209,18 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--wait", type=int, nargs="*", default=[], help="pids holding a slot")
     parser.add_argument("--skip", nargs="*", default=[], help="runs to leave out (row-sN)")
+    parser.add_argument("--density", type=Path, nargs="*", help="runs to re-score (density)")
     parser.add_argument("--table", action="store_true", help="print the table and stop")
     args = parser.parse_args()
     rows = dict(ROWS) if args.rows is None else {r: ROWS[r] for r in args.rows}
     for spec in args.central:
         z, s = (float(v) for v in spec.split(":"))
         rows[f"cdp_z{z:g}_S{s:g}"] = central(z, s)
+    if args.density:
+        torch.set_num_threads(1)
+        for run in args.density:
+            print(density(run, 1), flush=True)
+        return
     if args.table:
         rows = dict(ROWS)
         for path in sorted(args.out.glob("cdp_*-s*")):
