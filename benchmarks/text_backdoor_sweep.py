@@ -133,12 +133,21 @@ def alive(pid: int) -> bool:
     return True
 
 
+def first_round(run: Path, level: float = 0.5) -> str:
+    """The first round whose ASR reaches ``level`` (``–`` if none)."""
+    for line in (run / "metrics.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        if record.get("asr", 0.0) >= level:
+            return str(record["round"])
+    return "–"
+
+
 def table(out: Path, rows: dict[str, tuple[str, list[str]]]) -> str:
     """Markdown: per row, mean [min, max] over the seeds found of accuracy and ASR; ε."""
     lines = [
         "| rule | seeds | final accuracy, mean [min, max] | final ASR, mean [min, max] | "
-        "ASR per seed | ε (δ = 10⁻⁵) | s a run |",
-        "|---|---|---|---|---|---|---|",
+        "ASR per seed | first round ASR ≥ 0.5 | ε (δ = 10⁻⁵) | s a run |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for row, (label, _) in rows.items():
         found = sorted(out.glob(f"{row}-s*/summary.json"))
@@ -148,13 +157,14 @@ def table(out: Path, rows: dict[str, tuple[str, list[str]]]) -> str:
         acc = [s["final_accuracy"] for s in sums]
         asr = [s["final_asr"] for s in sums]
         eps = [s.get("final_epsilon") for s in sums]
+        first = [first_round(p.parent) for p in found]
         seeds = ", ".join(str(s["seed"]) for s in sums)
         eps_text = f"{eps[0]:.1f}" if eps[0] is not None else "–"
         wall = f"{min(s['wall_s'] for s in sums):.0f}–{max(s['wall_s'] for s in sums):.0f}"
         lines.append(
             f"| {label} | {seeds} | {sum(acc) / len(acc):.3f} [{min(acc):.3f}, {max(acc):.3f}] | "
             f"{sum(asr) / len(asr):.2f} [{min(asr):.2f}, {max(asr):.2f}] | "
-            f"{' '.join(f'{a:.2f}' for a in asr)} | {eps_text} | {wall} |"
+            f"{' '.join(f'{a:.2f}' for a in asr)} | {' '.join(first)} | {eps_text} | {wall} |"
         )
     return "\n".join(lines)
 
