@@ -61,6 +61,9 @@ def test_exposure_rises_with_repeats_in_a_small_run(tmp_path: Path) -> None:
         exposure = summary["final_canary_exposure"]
         assert set(exposure) == {"1", "20"} and 0 <= summary["final_canary_extracted"] <= 1
         assert all(0 <= v <= np.log2(1000) for v in exposure.values())
+        by_repeats = summary["final_canary_extracted_by_repeats"]  # two canaries per count
+        assert set(by_repeats) == {"1", "20"} and all(v in (0, 0.5, 1) for v in by_repeats.values())
+        assert np.mean(list(by_repeats.values())) == summary["final_canary_extracted"]
         gaps.append(exposure["20"] - exposure["1"])
     # gaps measured over seeds 0-4: 5.9, 7.6, 6.1, 6.8, 4.1 bits (repeats 20: 5.7-8.2 bits,
     # repeats 1: 0.3-1.6 bits, of log2(1000) = 10)
