@@ -35,7 +35,11 @@ set is taken out) and reports
   are in ``robust_accuracy`` under their own labels (``pgd-linf-0.1``,
   ``pgd_bpda_eot-linf-0.1``) and ``worst_case`` is the per-sample worst case over all of them
   (so never above any single attack's figure); ``purifier_clean_accuracy`` is the clean
-  accuracy through P, while ``robustness_clean_accuracy`` stays the classifier's own;
+  accuracy through P, while ``robustness_clean_accuracy`` stays the classifier's own. A
+  randomized P scores with common random numbers: every attack starts from the round's
+  generator state, and the clean pass and every attack's examples go through P with the same
+  seeded draws (``_judge``, a stream no attacker draws from), so the same example gets the same
+  verdict under every attack;
 - with a query-only attack (``square``): ``evasion_queries`` (attack label → mean model
   queries per attacked sample, i.e. per sample classified correctly before the attack); with
   a purifier it queries f(P(x)) itself, so it is adaptive by construction;
@@ -256,7 +260,15 @@ class RobustnessProbe(Probe):
             queried = [a for a in attacks if isinstance(a, Square)]
             for attack in queried:
                 attack.reset_queries()
-            result = robust_accuracy(defended, x, y, attacks, generator, config.batch_size)
+            result = robust_accuracy(
+                defended,
+                x,
+                y,
+                attacks,
+                generator,
+                config.batch_size,
+                judge=self._judge(pixel_model, view.round),
+            )
             figures: dict[str, Any] = {
                 "robust_accuracy": result.figures(),
                 "attack_success_rate": {
@@ -322,6 +334,7 @@ class RobustnessProbe(Probe):
                 self.attacks,
                 generator,
                 self.config.batch_size,
+                judge=self._judge(head.to(x.device), server_round),
             )
             out[task] = result.figures()
         return out
@@ -332,6 +345,20 @@ class RobustnessProbe(Probe):
             return pixel_model
         generator = torch_generator(self.fed.scenario.seed, Stream.ROBUSTNESS, server_round, 5)
         return Purified(pixel_model, self.purifier, generator)
+
+    def _judge(self, pixel_model: nn.Module, server_round: int) -> nn.Module:
+        """What every attack's examples are scored by: f(P(x)) with the round's fixed draws.
+
+        Common random numbers: the purifier draw that scores sample i comes from one seeded
+        evaluation stream (seed, round), restarted for every scoring pass, so it is the same
+        for the clean pass and for every attack, whatever the attack order, and never one the
+        attackers drew from (theirs is the round's attack generator, and Square queries
+        :meth:`_defended`'s stream).
+        """
+        if not self.purified:
+            return pixel_model
+        generator = torch_generator(self.fed.scenario.seed, Stream.ROBUSTNESS, server_round, 9)
+        return Purified(pixel_model, self.purifier, generator, fixed_draws=True)
 
     def _train_diffusion(self, device: torch.device) -> float:
         """Train the diffusion model once per run (seeded) on the public pool; seconds taken."""
