@@ -48,12 +48,17 @@ set is taken out) and reports
   ``<run dir>/robustness/certify_round<r>.json``;
 - with a ``diffusion`` purifier or ``certify.denoiser: diffusion``: ``purifier_s``, the seconds
   the server spent training the score model, in the first evaluated round (it is trained once
-  per run, seeded, and kept). The **server** trains it, on its public pool: the held-out
-  examples outside both the attacked and the certified subsets. Server-side because the
-  purifier is a test-time defence of the deployed model, not of any client; it needs no
-  client data (so no privacy cost to clients and no poisoning by malicious clients), and the
-  server already holds this pool. A federated alternative — clients training the score network
-  with FedAvg on their own (non-IID) data — is not built.
+  per run, seeded, and kept). By default (``params.training: server``) the **server** trains
+  it, on its public pool: the held-out examples outside both the attacked and the certified
+  subsets. Server-side because the purifier is a test-time defence of the deployed model, not
+  of any client; it needs no client data (so no privacy cost to clients and no poisoning by
+  malicious clients), and the server already holds this pool. With ``training: federated``
+  the clients train it instead, FedAvg over their own partitions (the scenario's, so non-IID
+  under ``dirichlet`` or ``shards``; :meth:`~fedsim.purification.DiffusionPurifier.
+  fit_federated`): the probe reads each client's partition from the federation's data, as
+  ``client_spread`` does, because in this simulator the server process plays every client's
+  local training; only the averaged weights reach the purifier. The clients' partitions are
+  the honest ones: a malicious client poisoning the purifier is not simulated.
 
 ``summary.json`` gets ``final_robust_accuracy`` (the last evaluated round's worst case),
 ``final_robust_accuracy_<label>`` per attack, ``final_ece`` and, with ``certify``,
@@ -207,7 +212,8 @@ class RobustnessProbe(Probe):
                         f"robustness.transfer.surrogates.{index}", name, str(e)
                     ) from None
         probe = cls(fed, data, out_dir)
-        if probe.diffusion is not None and not len(probe.diffusion_pool):
+        server_trained = probe.diffusion is not None and probe.diffusion.training == "server"
+        if server_trained and not len(probe.diffusion_pool):
             raise ScenarioError(
                 "robustness.samples",
                 config.samples,
@@ -364,7 +370,29 @@ class RobustnessProbe(Probe):
         """Train the diffusion model once per run (seeded) on the public pool; seconds taken."""
         if self.diffusion is None:
             raise InvalidSettingError("the robustness block has no diffusion model")
-        generator = torch_generator(self.fed.scenario.seed, Stream.ROBUSTNESS, 0, 6)
+        fed = self.fed
+        generator = torch_generator(fed.scenario.seed, Stream.ROBUSTNESS, 0, 6)
+        if self.diffusion.training == "federated":
+            # The simulator reads each client's partition to run that client's local steps
+            # (as the local-training loop does); in a deployment the clients would run them.
+            dataset = fed.data.dataset
+            clients = [
+                to_pixel_space(fed.data.client(k)[0], dataset.mean, dataset.std).to(device)
+                for k in range(fed.scenario.data.num_clients)
+            ]
+            client_generators = [
+                torch_generator(fed.scenario.seed, Stream.ROBUSTNESS, 0, 10, k)
+                for k in range(len(clients))
+            ]
+            seconds = self.diffusion.fit_federated(clients, generator, client_generators)
+            log.info(
+                "robustness: diffusion model trained by FedAvg over %d clients (%d examples) "
+                "in %.1f s",
+                len(clients),
+                sum(len(c) for c in clients),
+                seconds,
+            )
+            return seconds
         seconds = self.diffusion.fit(self.diffusion_pool.to(device), generator)
         log.info(
             "robustness: diffusion model trained on %d public examples in %.1f s",
