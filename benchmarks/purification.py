@@ -65,7 +65,9 @@ def evaluate(name, purifier, model, x, y, args, differentiable: bool) -> dict:
             )
     g = torch.Generator().manual_seed(args.seed)
     defended = Purified(model, purifier, torch.Generator().manual_seed(args.seed + 1))
-    r = robust_accuracy(defended, x, y, attacks, g)
+    # common random numbers: every example scored with the same fixed draw per sample
+    judge = Purified(model, purifier, torch.Generator().manual_seed(args.seed + 2), True)
+    r = robust_accuracy(defended, x, y, attacks, g, judge=judge)
     acc = list(r.per_attack.values()) + [float("nan")] * (3 - len(attacks))
     return {
         "name": name,

@@ -15,7 +15,7 @@ from flwr.app import Context
 
 from clients.train_round import TrainJob
 from fedsim.params import load_flat_params
-from fedsim.personalization import build_personalization
+from fedsim.personalization import LocalRound, build_personalization
 from fedsim.protocol import (
     GLOBAL_ACCURACY,
     PERSONAL_ACCURACY,
@@ -56,8 +56,7 @@ def train_personal(
     state = None if stored is None else from_array_record(stored, PERSONAL_KEY)
     loss = None if fed.tasks is None else task_loss(fed.tasks, fed.client_tasks(client))
     personal_rng = torch_generator(fed.scenario.seed, Stream.PERSONAL, job.server_round, client)
-    outcome = method(
-        model,
+    local = LocalRound(
         job.global_weights,
         state,
         job.x,
@@ -68,6 +67,7 @@ def train_personal(
         fed.data.dataset.augment,
         loss,
     )
+    outcome = method(model, local)
     context.state[PERSONAL_KEY] = to_array_record(PERSONAL_KEY, outcome.state)
     if len(y_test) == 0:
         return outcome.shared, outcome.result, metrics

@@ -289,6 +289,7 @@ LAST_MEASURED = (
     "class_inference_fidelity",
     "canary_exposure",
     "canary_extracted",
+    "canary_extracted_by_repeats",
 )
 """Figures measured in some rounds only: ``final_<figure>`` is the last measured value."""
 

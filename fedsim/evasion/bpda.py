@@ -21,6 +21,7 @@ Brendel and Madry, "On adaptive attacks to adversarial example defenses", NeurIP
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -28,11 +29,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from fedsim.errors import InvalidSettingError
+from fedsim.evasion.core import perturb
 from fedsim.evasion.pgd import PGD
 from fedsim.purification.base import Purifier
 from fedsim.validation import require_int
 
-__all__ = ["BPDA", "BPDAEOT", "straight_through"]
+__all__ = ["BPDA", "BPDAEOT", "eot_estimate", "keep_worse_for_defender", "straight_through"]
 
 
 class _StraightThrough(torch.autograd.Function):
@@ -73,6 +75,63 @@ def straight_through(x: torch.Tensor, purified: torch.Tensor) -> torch.Tensor:
             f"for {tuple(x.shape)}"
         )
     return _StraightThrough.apply(x, purified.detach())
+
+
+def eot_estimate(
+    through: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, y: torch.Tensor, draws: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""The attacker's estimate of how ``x`` fares through a randomized purifier: m draws.
+
+    .. math:: \hat a_i = \frac1m \sum_{j=1}^{m} [\arg\max f(P_j(x_i)) = y_i], \qquad
+        \hat p_i = \frac1m \sum_{j=1}^{m} \mathrm{softmax}(f(P_j(x_i)))_{y_i}
+
+    with :math:`f(P_j(\cdot))` = ``through`` called m = ``draws`` times (each call one draw
+    from the attacker's generator). Lower is worse for the defender.
+
+    Examples
+    --------
+    >>> logits = iter([torch.tensor([[2.0, 0.0]]), torch.tensor([[0.0, 2.0]])])
+    >>> a, p = eot_estimate(lambda z: next(logits), torch.zeros(1, 2), torch.tensor([0]), 2)
+    >>> a.tolist(), round(p.item(), 4)  # one draw of two correct; (0.8808 + 0.1192) / 2
+    ([0.5], 0.5)
+    """
+    correct = torch.zeros(len(y), device=y.device)
+    prob = torch.zeros(len(y), device=y.device)
+    with torch.no_grad():
+        for _ in range(draws):
+            logits = through(x)
+            correct += (logits.argmax(dim=1) == y).float()
+            prob += torch.softmax(logits, dim=1).gather(1, y.view(-1, 1)).squeeze(1)
+    return correct / draws, prob / draws
+
+
+def keep_worse_for_defender(
+    best: torch.Tensor,
+    key: tuple[torch.Tensor, torch.Tensor],
+    candidate: torch.Tensor,
+    estimate: tuple[torch.Tensor, torch.Tensor],
+) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+    """Per sample, ``candidate`` replaces ``best`` only where its estimate is strictly worse.
+
+    Estimates are :func:`eot_estimate`'s (share correct, mean correct-class probability),
+    compared in that order; on a tie the earlier candidate (the non-adaptive one first) stays.
+
+    Examples
+    --------
+    >>> best, cand = torch.tensor([[1.0], [2.0], [3.0]]), torch.full((3, 1), 9.0)
+    >>> key = (torch.tensor([0.5, 0.5, 0.5]), torch.tensor([0.4, 0.4, 0.4]))
+    >>> estimate = (torch.tensor([0.25, 0.5, 0.5]), torch.tensor([0.9, 0.3, 0.4]))
+    >>> new, (a, p) = keep_worse_for_defender(best, key, cand, estimate)
+    >>> new.flatten().tolist(), a.tolist(), [round(v, 2) for v in p.tolist()]
+    ([9.0, 9.0, 3.0], [0.25, 0.5, 0.5], [0.9, 0.3, 0.4])
+    """
+    (a, p), (a_new, p_new) = key, estimate
+    worse = (a_new < a) | ((a_new == a) & (p_new < p))
+    take = worse.view(-1, *([1] * (best.dim() - 1)))
+    return torch.where(take, candidate, best), (
+        torch.where(worse, a_new, a),
+        torch.where(worse, p_new, p),
+    )
 
 
 class BPDA(nn.Module):
@@ -127,19 +186,33 @@ class BPDAEOT(PGD):
     .. math:: \frac{1}{m} \sum_{j=1}^{m} \nabla_z \mathrm{CE}\bigl(f(z), y\bigr)
         \big|_{z = P_j(x^t)}
 
-    over ``eot`` = m draws of P (:class:`BPDA` per draw). Success (and a restart's keeping) is
-    judged on one fresh draw, :math:`f(P(x'))`.
+    over ``eot`` = m draws of P (:class:`BPDA` per draw).
+
+    Which candidate a sample keeps depends on P:
+
+    - **deterministic** P: success is judged exactly, on f(P(x')), and each sample keeps its
+      first success (:meth:`~fedsim.evasion.pgd.PGD.restarts_of`).
+    - **randomized** P (diffusion): one draw of P is a coin flip, not a verdict, so every
+      candidate x' is judged by the attacker's own EOT estimate over m fresh draws
+      :math:`P_1, \dots, P_m` from ``generator`` (:func:`eot_estimate`): the share of draws
+      classified correctly, :math:`\hat a = \frac1m\sum_j [f(P_j(x')) = y]`, ties broken by
+      the mean correct-class probability :math:`\hat p = \frac1m\sum_j
+      \mathrm{softmax}(f(P_j(x')))_y`. Each sample keeps the candidate that is worst for the
+      defender, replacing it only where a later one is strictly worse
+      (:func:`keep_worse_for_defender`). The attacker never sees the draws the evaluation
+      scores with (:class:`~fedsim.evasion.purified.Purified` with ``fixed_draws``).
 
     With ``transfer_start`` the first candidate is the non-adaptive example: PGD on f alone
     (same ε, T, α, norm and restarts, its random starts drawn first from ``generator``), judged
-    through :math:`f(P(\cdot))` on one draw of P; the EOT restarts then replace only the samples
-    it did not fool (:meth:`~fedsim.evasion.pgd.PGD.restarts_of` keeps each sample's first
-    success). So every sample that non-adaptive PGD, run from the same generator state, fools
-    through a deterministic P is fooled here too: robust accuracy adaptive ≤ non-adaptive,
-    exactly. For a randomized P (diffusion) the judge is a fresh draw, so the guarantee holds
-    per draw. An adaptive evaluation subsumes the non-adaptive one (Tramèr et al., NeurIPS
-    2020). With P the identity and m = 1 it is PGD with 2R restarts (R without
-    ``transfer_start``).
+    like every other candidate; the restarts then try to beat it. So every sample that
+    non-adaptive PGD, run from the same generator state, fools through a deterministic P is
+    fooled here too: robust accuracy adaptive ≤ non-adaptive, exactly. Through a randomized P
+    the same holds for the attacker's estimate, and where no restart is strictly worse the
+    example returned *is* the non-adaptive one, so an evaluation with common random numbers
+    (:func:`~fedsim.evasion.evaluation.robust_accuracy`: every attack from the same generator
+    state, every example scored with the same draw) gives both the same verdict. An adaptive
+    evaluation subsumes the non-adaptive one (Tramèr et al., NeurIPS 2020). With P the
+    identity and m = 1 it is PGD with 2R restarts (R without ``transfer_start``).
 
     Parameters
     ----------
@@ -201,11 +274,6 @@ class BPDAEOT(PGD):
         The restarts follow the EOT-averaged gradient of :meth:`through` (BPDA's here).
         """
         through = self.through(model, generator)
-        best = done = None
-        if self.transfer_start:  # PGD on f alone, judged through P like every candidate
-            best = PGD.generate(self, model, x, y, generator)
-            with torch.no_grad():
-                done = through(best).argmax(dim=1) != y
         m, tiled = self.eot, y.repeat(self.eot)
 
         def forward(z: torch.Tensor) -> torch.Tensor:
@@ -214,7 +282,51 @@ class BPDAEOT(PGD):
         def objective(logits: torch.Tensor) -> torch.Tensor:
             return F.cross_entropy(logits, tiled, reduction="sum") / m
 
+        if getattr(self.purifier, "randomized", False):
+            return self._worst_by_estimate(model, forward, objective, through, x, y, generator)
+        best = done = None
+        if self.transfer_start:  # PGD on f alone, judged through P like every candidate
+            best = PGD.generate(self, model, x, y, generator)
+            with torch.no_grad():
+                done = through(best).argmax(dim=1) != y
         return self.restarts_of(forward, objective, through, x, y, generator, best, done)
+
+    def _worst_by_estimate(
+        self,
+        model: nn.Module,
+        forward: Callable[[torch.Tensor], torch.Tensor],
+        objective: Callable[[torch.Tensor], torch.Tensor],
+        through: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        generator: torch.Generator,
+    ) -> torch.Tensor:
+        """Randomized P: every candidate judged by :func:`eot_estimate`, the worst one kept."""
+        best = key = None
+        if self.transfer_start:
+            best = PGD.generate(self, model, x, y, generator)
+            key = eot_estimate(through, best, y, self.eot)
+        for _ in range(self.restarts):
+            if key is not None and bool((key[0] == 0).all()):
+                break  # every sample misclassified on every draw the attacker made
+            candidate = perturb(
+                forward,
+                objective,
+                x,
+                self.start(x, generator),
+                eps=self.eps,
+                alpha=self.alpha,
+                steps=self.steps,
+                norm=self.norm,
+            )
+            estimate = eot_estimate(through, candidate, y, self.eot)
+            if best is None or key is None:
+                best, key = candidate, estimate
+            else:
+                best, key = keep_worse_for_defender(best, key, candidate, estimate)
+        if best is None:
+            raise InvalidSettingError(f"{self.name} ran no candidate")
+        return best
 
     def through(self, model: nn.Module, generator: torch.Generator) -> nn.Module:
         """f(P(x)) as the attacker differentiates it: BPDA's straight-through P."""

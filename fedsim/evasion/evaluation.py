@@ -65,6 +65,7 @@ def robust_accuracy(
     attacks: Sequence[EvasionAttack],
     generator: torch.Generator,
     batch_size: int | None = None,
+    judge: nn.Module | None = None,
 ) -> RobustAccuracy:
     r"""Per-attack and per-sample worst-case robust accuracy (Carlini et al., 2019, §4).
 
@@ -75,7 +76,15 @@ def robust_accuracy(
 
     so a sample is robust only if it is classified correctly and no attack fools it; the worst
     case is never the minimum of the per-attack means (which overstates robustness whenever
-    attacks fool different samples). Attacks draw from ``generator`` in the given order.
+    attacks fool different samples).
+
+    Common random numbers: every attack starts from ``generator``'s state at the call (which
+    the call leaves unchanged), so an attack's examples never depend on the attacks before it,
+    and two attacks that run the same random draws (non-adaptive PGD, and BPDA + EOT trying
+    the non-adaptive example first) return the same examples. Examples are scored by ``judge``
+    (default ``model``): with a randomized purifier the probe passes one with fixed draws
+    (:class:`~fedsim.evasion.purified.Purified`), so the same example of sample i gets the same
+    verdict under every attack, while the attacks themselves query ``model``.
 
     Parameters
     ----------
@@ -89,7 +98,9 @@ def robust_accuracy(
         Source of every random draw.
     batch_size : int or None
         Attack at most this many samples at a time (all at once when ``None``); batches are
-        attacked in order, each drawing from ``generator`` in turn.
+        attacked in order, each drawing from the attack's generator in turn.
+    judge : nn.Module or None
+        The model the clean and adversarial examples are scored by (default ``model``).
 
     Raises
     ------
@@ -114,7 +125,9 @@ def robust_accuracy(
     if batch_size is not None:
         require_int("robust_accuracy", "batch_size", batch_size, minimum=1)
     n = max(len(y), 1)
-    probs_clean = _probs(model, x)
+    judge = model if judge is None else judge
+    state = generator.get_state()
+    probs_clean = _probs(judge, x)
     correct = probs_clean.argmax(dim=1) == y
     robust = correct.clone()
     worst_probs = probs_clean.clone()
@@ -122,9 +135,11 @@ def robust_accuracy(
     per_attack, seconds = {}, {}
     for attack in attacks:
         start = time.perf_counter()
-        x_adv = _attack_in_batches(attack, model, x, y, generator, batch_size)
+        draws = torch.Generator(device=generator.device)
+        draws.set_state(state)
+        x_adv = _attack_in_batches(attack, model, x, y, draws, batch_size)
         seconds[attack.label] = time.perf_counter() - start
-        probs = _probs(model, x_adv)
+        probs = _probs(judge, x_adv)
         ok = correct & (probs.argmax(dim=1) == y)
         per_attack[attack.label] = float(ok.sum()) / n
         take = ~fooled_before

@@ -27,10 +27,11 @@ __all__ = ["FullEOT"]
 class FullEOT(BPDAEOT):
     r"""PGD through a purifier with its true gradient, EOT over ``eot`` draws.
 
-    Each step differentiates :math:`\frac1m\sum_j \mathrm{CE}(f(P_j(x)), y)` end to end; success
-    (and a restart's keeping) is judged on one fresh draw :math:`f(P(x'))`, and the first
-    candidate is the non-adaptive PGD example (``transfer_start``). With P the identity and
-    m = 1 it is PGD with 2R restarts. The same attack as
+    Each step differentiates :math:`\frac1m\sum_j \mathrm{CE}(f(P_j(x)), y)` end to end; the
+    first candidate is the non-adaptive PGD example (``transfer_start``), and candidates are
+    judged as in :class:`~fedsim.evasion.bpda.BPDAEOT` (exactly through a deterministic P; by
+    the attacker's m-draw estimate, keeping the worst for the defender, through a random one).
+    With P the identity and m = 1 it is PGD with 2R restarts. The same attack as
     :class:`~fedsim.evasion.bpda.BPDAEOT` (settings, restarts, EOT) but for the gradient it
     follows.
 

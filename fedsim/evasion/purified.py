@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from fedsim.errors import InvalidSettingError
 from fedsim.evasion.base import EvasionAttack
 from fedsim.purification.base import Purifier
 
@@ -23,6 +24,14 @@ __all__ = ["OnClassifier", "Purified"]
 class Purified(nn.Module):
     r"""The defended model :math:`f(P(x))` on [0, 1] pixels (no gradient trick: see BPDA).
 
+    With ``fixed_draws`` every call starts the purifier's draws from ``generator``'s state at
+    construction (common random numbers): the draw applied to the i-th input of a batch of a
+    given shape is the same in every call, so two attacks whose examples for sample i are
+    equal get the same verdict, whatever the order they are scored in. That is the scorer the
+    robustness probe evaluates every attack's examples with; it is never handed to an attack,
+    which queries a purifier drawing afresh (``fixed_draws=False``, the default: each call
+    advances ``generator``).
+
     Parameters
     ----------
     model : nn.Module
@@ -31,6 +40,8 @@ class Purified(nn.Module):
         P.
     generator : torch.Generator or None
         A randomized purifier's draws.
+    fixed_draws : bool
+        Restart the draws from the same state on every call (needs ``generator``).
 
     Examples
     --------
@@ -39,19 +50,38 @@ class Purified(nn.Module):
     >>> _ = lin[1].weight.data.copy_(torch.tensor([[2.0, -1.0]]))
     >>> Purified(lin, BitDepth(bits=1))(torch.tensor([[[[0.2, 0.7]]]])).item()  # 2·0 − 1·1
     -1.0
+    >>> class Noise(BitDepth):
+    ...     randomized = True
+    ...     def purify(self, x, generator):
+    ...         return x + torch.rand(x.shape, generator=generator)
+    >>> fixed = Purified(lin, Noise(1), torch.Generator().manual_seed(0), fixed_draws=True)
+    >>> x = torch.zeros(1, 1, 1, 2)
+    >>> torch.equal(fixed(x), fixed(x))
+    True
     """
 
     def __init__(
-        self, model: nn.Module, purifier: Purifier, generator: torch.Generator | None = None
+        self,
+        model: nn.Module,
+        purifier: Purifier,
+        generator: torch.Generator | None = None,
+        fixed_draws: bool = False,
     ) -> None:
         super().__init__()
+        if fixed_draws and generator is None:
+            raise InvalidSettingError("Purified with fixed_draws needs a generator to fix")
         self.model = model
         self.purifier = purifier
         self.generator = generator
+        self._state = generator.get_state() if fixed_draws and generator is not None else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits of the purified inputs."""
-        return self.model(self.purifier(x, self.generator))
+        generator = self.generator
+        if self._state is not None and generator is not None:
+            generator = torch.Generator(device=generator.device)
+            generator.set_state(self._state)
+        return self.model(self.purifier(x, generator))
 
 
 class OnClassifier(EvasionAttack):

@@ -24,9 +24,9 @@ Example
 >>> model = nn.Linear(2, 2)
 >>> w = flat_params(model)
 >>> x, y = torch.rand(8, 2), torch.tensor([0, 1] * 4)
->>> args = (x, y, TrainSettings(1, 4, 0.5), torch.Generator().manual_seed(0),
-...     torch.Generator().manual_seed(1))
->>> bool(Ditto(lam=float("inf"))(model, w, None, *args).personal.equal(w))
+>>> local = LocalRound(w, None, x, y, TrainSettings(1, 4, 0.5),
+...     torch.Generator().manual_seed(0), torch.Generator().manual_seed(1))
+>>> bool(Ditto(lam=float("inf"))(model, local).personal.equal(w))
 True
 """
 
@@ -39,10 +39,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fedsim.data.transforms import Augment
 from fedsim.params import flat_params, load_flat_params
-from fedsim.personalization.base import PERSONALIZATION, Personalization, PersonalRound
-from fedsim.training import BatchLoss, TrainSettings, train_local
+from fedsim.personalization.base import (
+    PERSONALIZATION,
+    LocalRound,
+    Personalization,
+    PersonalRound,
+)
 from fedsim.validation import require_int
 
 __all__ = ["Ditto"]
@@ -70,27 +73,17 @@ class Ditto(Personalization):
         self.lam = float(lam)
         self.personal_epochs = personal_epochs
 
-    def __call__(
-        self,
-        model: nn.Module,
-        global_weights: torch.Tensor,
-        state: torch.Tensor | None,
-        x: torch.Tensor,
-        y: torch.Tensor,
-        settings: TrainSettings,
-        generator: torch.Generator,
-        personal_generator: torch.Generator,
-        augment: Augment | None = None,
-        loss: BatchLoss | None = None,
-    ) -> PersonalRound:
+    def __call__(self, model: nn.Module, local: LocalRound) -> PersonalRound:
         """One Ditto round (see the module docstring)."""
+        global_weights, settings = local.global_weights, local.settings
         load_flat_params(model, global_weights.to(torch.float32))
-        result = train_local(model, x, y, settings, generator, augment, None, loss)
+        result = local.train(model)
         shared = flat_params(model)
         if math.isinf(self.lam):  # v = argmin of an infinitely strong pull: w^t itself
             personal = global_weights.detach().clone().to(torch.float32)
             return PersonalRound(shared, personal, personal, result)
-        load_flat_params(model, (global_weights if state is None else state).to(torch.float32))
+        start = global_weights if local.state is None else local.state
+        load_flat_params(model, start.to(torch.float32))
         device = next(model.parameters()).device
         anchors = [a.to(device) for a in _split_like(global_weights.to(torch.float32), model)]
         shrink = settings.lr * self.lam
@@ -106,13 +99,11 @@ class Ditto(Personalization):
             if taken[0] and shrink:
                 pull()
             taken[0] += 1
-            return F.cross_entropy(m(xb), yb) if loss is None else loss(m, xb, yb)
+            return F.cross_entropy(m(xb), yb) if local.loss is None else local.loss(m, xb, yb)
 
         epochs = self.personal_epochs or settings.epochs
         personal_settings = dataclasses.replace(settings, epochs=epochs)
-        train_local(
-            model, x, y, personal_settings, personal_generator, augment, None, personal_loss
-        )
+        local.train(model, personal_settings, local.personal_generator, personal_loss)
         if taken[0] and shrink:
             pull()
         personal = flat_params(model)

@@ -18,8 +18,9 @@ Example
 >>> model = nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 2))
 >>> w = flat_params(model)
 >>> x, y = torch.rand(8, 2), torch.tensor([0, 1] * 4)
->>> out = FedPer()(model, w, None, x, y, TrainSettings(1, 4, 0.5),
+>>> local = LocalRound(w, None, x, y, TrainSettings(1, 4, 0.5),
 ...     torch.Generator().manual_seed(0), torch.Generator().manual_seed(1))
+>>> out = FedPer()(model, local)
 >>> bool((out.shared - w)[9:].eq(0).all()), bool((out.shared - w)[:9].ne(0).any())
 (True, True)
 >>> out.state.numel(), bool(out.state.equal(out.personal[9:]))
@@ -31,11 +32,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from fedsim.data.transforms import Augment
 from fedsim.models.multitask import head_mask
 from fedsim.params import flat_params, load_flat_params
-from fedsim.personalization.base import PERSONALIZATION, Personalization, PersonalRound
-from fedsim.training import BatchLoss, TrainSettings, train_local
+from fedsim.personalization.base import (
+    PERSONALIZATION,
+    LocalRound,
+    Personalization,
+    PersonalRound,
+)
 
 __all__ = ["FedPer", "start_weights"]
 
@@ -69,21 +73,8 @@ class FedPer(Personalization):
     name = "fedper"
     local_head = True
 
-    def __call__(
-        self,
-        model: nn.Module,
-        global_weights: torch.Tensor,
-        state: torch.Tensor | None,
-        x: torch.Tensor,
-        y: torch.Tensor,
-        settings: TrainSettings,
-        generator: torch.Generator,
-        personal_generator: torch.Generator,
-        augment: Augment | None = None,
-        loss: BatchLoss | None = None,
-    ) -> PersonalRound:
+    def __call__(self, model: nn.Module, local: LocalRound) -> PersonalRound:
         """One FedPer round (see the module docstring)."""
         head = head_mask(model)
-        load_flat_params(model, start_weights(global_weights, head, state))
-        result = train_local(model, x, y, settings, generator, augment, None, loss)
-        return personal_round(model, global_weights, head, result)
+        load_flat_params(model, start_weights(local.global_weights, head, local.state))
+        return personal_round(model, local.global_weights, head, local.train(model))

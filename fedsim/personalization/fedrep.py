@@ -16,8 +16,9 @@ Example
 >>> model = nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 2))
 >>> w = flat_params(model)
 >>> x, y = torch.rand(8, 2), torch.tensor([0, 1] * 4)
->>> out = FedRep(head_epochs=2)(model, w, None, x, y, TrainSettings(1, 4, 0.5),
+>>> local = LocalRound(w, None, x, y, TrainSettings(1, 4, 0.5),
 ...     torch.Generator().manual_seed(0), torch.Generator().manual_seed(1))
+>>> out = FedRep(head_epochs=2)(model, local)
 >>> out.result.steps, bool((out.shared - w)[9:].eq(0).all())  # 2·2 head + 2 body steps
 (6, True)
 """
@@ -29,12 +30,16 @@ import dataclasses
 import torch
 from torch import nn
 
-from fedsim.data.transforms import Augment
 from fedsim.models.multitask import head_mask
 from fedsim.params import load_flat_params
-from fedsim.personalization.base import PERSONALIZATION, Personalization, PersonalRound
+from fedsim.personalization.base import (
+    PERSONALIZATION,
+    LocalRound,
+    Personalization,
+    PersonalRound,
+)
 from fedsim.personalization.fedper import personal_round, start_weights
-from fedsim.training import BatchLoss, TrainResult, TrainSettings, train_local
+from fedsim.training import TrainResult
 from fedsim.validation import require_int
 
 __all__ = ["FedRep"]
@@ -57,35 +62,23 @@ class FedRep(Personalization):
         require_int("fedrep", "head_epochs", head_epochs, minimum=1)
         self.head_epochs = head_epochs
 
-    def __call__(
-        self,
-        model: nn.Module,
-        global_weights: torch.Tensor,
-        state: torch.Tensor | None,
-        x: torch.Tensor,
-        y: torch.Tensor,
-        settings: TrainSettings,
-        generator: torch.Generator,
-        personal_generator: torch.Generator,
-        augment: Augment | None = None,
-        loss: BatchLoss | None = None,
-    ) -> PersonalRound:
+    def __call__(self, model: nn.Module, local: LocalRound) -> PersonalRound:
         """One FedRep round (see the module docstring)."""
         head = head_mask(model)
-        load_flat_params(model, start_weights(global_weights, head, state))
+        load_flat_params(model, start_weights(local.global_weights, head, local.state))
         params = list(model.parameters())
         in_head = [bool(part.all()) for part in torch.split(head, [p.numel() for p in params])]
-        head_settings = dataclasses.replace(settings, epochs=self.head_epochs)
+        head_settings = dataclasses.replace(local.settings, epochs=self.head_epochs)
         try:
             _train_only(params, in_head, True)
-            first = train_local(model, x, y, head_settings, generator, augment, None, loss)
+            first = local.train(model, head_settings)
             _train_only(params, in_head, False)
-            second = train_local(model, x, y, settings, generator, augment, None, loss)
+            second = local.train(model)
         finally:
             for p in params:
                 p.requires_grad_(True)
         result = TrainResult(second.loss, first.steps + second.steps, second.num_examples)
-        return personal_round(model, global_weights, head, result)
+        return personal_round(model, local.global_weights, head, result)
 
 
 def _train_only(params: list[nn.Parameter], in_head: list[bool], head: bool) -> None:

@@ -93,9 +93,10 @@ class EvasionAttackConfig(StrictBlock):
     (:class:`fedsim.evasion.FullEOT`: for a differentiable purifier such as ``diffusion``);
     ``adaptive: none`` (the default) crafts on the classifier alone. An adaptive attack first
     tries the non-adaptive PGD example, judged through the purifier, so from the same random
-    starts it fools every sample the non-adaptive one fools (per draw for a randomized
-    purifier; ``transfer_start: true``, the default; ``false`` for pure BPDA or full-gradient
-    PGD). A query-only attack
+    starts it fools every sample the non-adaptive one fools (through a randomized purifier:
+    by the attacker's own ``eot``-draw estimate, keeping per sample the candidate worst for
+    the defender; ``transfer_start: true``, the default; ``false`` for pure BPDA or
+    full-gradient PGD). A query-only attack
     (``{name: square, eps: 0.1, queries: 1000}``, :class:`fedsim.evasion.Square`) needs no
     ``adaptive``: with a purifier it queries f(P(x)) itself.
     """

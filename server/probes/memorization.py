@@ -11,11 +11,14 @@ before training). In the probe's rounds (default: the last) it scores the global
   :mod:`fedsim.memorization.exposure`);
 - ``canary_extracted``: the share of canaries whose secret a beam search from the prefix
   returns verbatim (:func:`fedsim.memorization.beam_search`);
+- ``canary_extracted_by_repeats``: repeat count → the share of the canaries inserted that often
+  that are extracted;
 - ``memorization_s``: the probe's seconds.
 
-``summary.json`` gets ``final_canary_exposure`` (the last measured mapping) besides the scalar
-``final_canary_extracted``. Threat model ``global_model``: the attacker queries the deployed
-model's next-character probabilities, knowing the prefix and the secret's format.
+``summary.json`` gets ``final_canary_exposure`` and ``final_canary_extracted_by_repeats`` (the
+last measured mappings) besides the scalar ``final_canary_extracted``. Threat model
+``global_model``: the attacker queries the deployed model's next-character probabilities,
+knowing the prefix and the secret's format.
 """
 
 from __future__ import annotations
@@ -101,7 +104,7 @@ class MemorizationProbe(Probe):
         return self.config.rounds or [self.fed.scenario.rounds]
 
     def observe(self, view: RoundView) -> dict[str, Any]:
-        """``canary_exposure``, ``canary_extracted`` and ``memorization_s`` of the round's model."""
+        """``canary_exposure``, ``canary_extracted`` (all, by repeats), ``memorization_s``."""
         start = time.perf_counter()
         model = self.fed.model("memorization")
         load_flat_params(model, view.model)
@@ -116,14 +119,25 @@ class MemorizationProbe(Probe):
         self.last = {
             "canary_exposure": mean_by_repeats(result.exposures, self.canaries.repeats),
             "canary_extracted": sum(result.extracted) / len(result.extracted),
+            "canary_extracted_by_repeats": mean_by_repeats(
+                [float(e) for e in result.extracted], self.canaries.repeats
+            ),
         }
         return {**self.last, "memorization_s": time.perf_counter() - start}
 
     def summary(self) -> dict[str, Any]:
-        """``final_canary_exposure``: the last measured mapping (repeat count → mean bits)."""
+        """The last measured mappings, keyed by repeat count.
+
+        ``final_canary_exposure`` (mean bits) and ``final_canary_extracted_by_repeats`` (share
+        extracted).
+        """
         if not self.last:
             return {}
-        return {"final_canary_exposure": dict(self.last["canary_exposure"])}
+        return {
+            f"final_{key}": dict(self.last[key])
+            for key in ("canary_exposure", "canary_extracted_by_repeats")
+            if key in self.last
+        }
 
     def state_dict(self) -> dict[str, Any]:
         """The last measured figures (for the summary after a resume)."""

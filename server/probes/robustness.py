@@ -35,7 +35,11 @@ set is taken out) and reports
   are in ``robust_accuracy`` under their own labels (``pgd-linf-0.1``,
   ``pgd_bpda_eot-linf-0.1``) and ``worst_case`` is the per-sample worst case over all of them
   (so never above any single attack's figure); ``purifier_clean_accuracy`` is the clean
-  accuracy through P, while ``robustness_clean_accuracy`` stays the classifier's own;
+  accuracy through P, while ``robustness_clean_accuracy`` stays the classifier's own. A
+  randomized P scores with common random numbers: every attack starts from the round's
+  generator state, and the clean pass and every attack's examples go through P with the same
+  seeded draws (``_judge``, a stream no attacker draws from), so the same example gets the same
+  verdict under every attack;
 - with a query-only attack (``square``): ``evasion_queries`` (attack label → mean model
   queries per attacked sample, i.e. per sample classified correctly before the attack); with
   a purifier it queries f(P(x)) itself, so it is adaptive by construction;
@@ -44,12 +48,17 @@ set is taken out) and reports
   ``<run dir>/robustness/certify_round<r>.json``;
 - with a ``diffusion`` purifier or ``certify.denoiser: diffusion``: ``purifier_s``, the seconds
   the server spent training the score model, in the first evaluated round (it is trained once
-  per run, seeded, and kept). The **server** trains it, on its public pool: the held-out
-  examples outside both the attacked and the certified subsets. Server-side because the
-  purifier is a test-time defence of the deployed model, not of any client; it needs no
-  client data (so no privacy cost to clients and no poisoning by malicious clients), and the
-  server already holds this pool. A federated alternative — clients training the score network
-  with FedAvg on their own (non-IID) data — is not built.
+  per run, seeded, and kept). By default (``params.training: server``) the **server** trains
+  it, on its public pool: the held-out examples outside both the attacked and the certified
+  subsets. Server-side because the purifier is a test-time defence of the deployed model, not
+  of any client; it needs no client data (so no privacy cost to clients and no poisoning by
+  malicious clients), and the server already holds this pool. With ``training: federated``
+  the clients train it instead, FedAvg over their own partitions (the scenario's, so non-IID
+  under ``dirichlet`` or ``shards``; :meth:`~fedsim.purification.DiffusionPurifier.
+  fit_federated`): the probe reads each client's partition from the federation's data, as
+  ``client_spread`` does, because in this simulator the server process plays every client's
+  local training; only the averaged weights reach the purifier. The clients' partitions are
+  the honest ones: a malicious client poisoning the purifier is not simulated.
 
 ``summary.json`` gets ``final_robust_accuracy`` (the last evaluated round's worst case),
 ``final_robust_accuracy_<label>`` per attack, ``final_ece`` and, with ``certify``,
@@ -203,7 +212,8 @@ class RobustnessProbe(Probe):
                         f"robustness.transfer.surrogates.{index}", name, str(e)
                     ) from None
         probe = cls(fed, data, out_dir)
-        if probe.diffusion is not None and not len(probe.diffusion_pool):
+        server_trained = probe.diffusion is not None and probe.diffusion.training == "server"
+        if server_trained and not len(probe.diffusion_pool):
             raise ScenarioError(
                 "robustness.samples",
                 config.samples,
@@ -256,7 +266,15 @@ class RobustnessProbe(Probe):
             queried = [a for a in attacks if isinstance(a, Square)]
             for attack in queried:
                 attack.reset_queries()
-            result = robust_accuracy(defended, x, y, attacks, generator, config.batch_size)
+            result = robust_accuracy(
+                defended,
+                x,
+                y,
+                attacks,
+                generator,
+                config.batch_size,
+                judge=self._judge(pixel_model, view.round),
+            )
             figures: dict[str, Any] = {
                 "robust_accuracy": result.figures(),
                 "attack_success_rate": {
@@ -322,6 +340,7 @@ class RobustnessProbe(Probe):
                 self.attacks,
                 generator,
                 self.config.batch_size,
+                judge=self._judge(head.to(x.device), server_round),
             )
             out[task] = result.figures()
         return out
@@ -333,11 +352,47 @@ class RobustnessProbe(Probe):
         generator = torch_generator(self.fed.scenario.seed, Stream.ROBUSTNESS, server_round, 5)
         return Purified(pixel_model, self.purifier, generator)
 
+    def _judge(self, pixel_model: nn.Module, server_round: int) -> nn.Module:
+        """What every attack's examples are scored by: f(P(x)) with the round's fixed draws.
+
+        Common random numbers: the purifier draw that scores sample i comes from one seeded
+        evaluation stream (seed, round), restarted for every scoring pass, so it is the same
+        for the clean pass and for every attack, whatever the attack order, and never one the
+        attackers drew from (theirs is the round's attack generator, and Square queries
+        :meth:`_defended`'s stream).
+        """
+        if not self.purified:
+            return pixel_model
+        generator = torch_generator(self.fed.scenario.seed, Stream.ROBUSTNESS, server_round, 9)
+        return Purified(pixel_model, self.purifier, generator, fixed_draws=True)
+
     def _train_diffusion(self, device: torch.device) -> float:
         """Train the diffusion model once per run (seeded) on the public pool; seconds taken."""
         if self.diffusion is None:
             raise InvalidSettingError("the robustness block has no diffusion model")
-        generator = torch_generator(self.fed.scenario.seed, Stream.ROBUSTNESS, 0, 6)
+        fed = self.fed
+        generator = torch_generator(fed.scenario.seed, Stream.ROBUSTNESS, 0, 6)
+        if self.diffusion.training == "federated":
+            # The simulator reads each client's partition to run that client's local steps
+            # (as the local-training loop does); in a deployment the clients would run them.
+            dataset = fed.data.dataset
+            clients = [
+                to_pixel_space(fed.data.client(k)[0], dataset.mean, dataset.std).to(device)
+                for k in range(fed.scenario.data.num_clients)
+            ]
+            client_generators = [
+                torch_generator(fed.scenario.seed, Stream.ROBUSTNESS, 0, 10, k)
+                for k in range(len(clients))
+            ]
+            seconds = self.diffusion.fit_federated(clients, generator, client_generators)
+            log.info(
+                "robustness: diffusion model trained by FedAvg over %d clients (%d examples) "
+                "in %.1f s",
+                len(clients),
+                sum(len(c) for c in clients),
+                seconds,
+            )
+            return seconds
         seconds = self.diffusion.fit(self.diffusion_pool.to(device), generator)
         log.info(
             "robustness: diffusion model trained on %d public examples in %.1f s",

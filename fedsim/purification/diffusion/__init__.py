@@ -4,6 +4,7 @@ The ``diffusion`` purifier (:class:`DiffusionPurifier`, DiffPure: Nie et al., IC
 one-shot denoiser for denoised smoothing (Carlini et al., ICLR 2023). Pure torch.
 """
 
+from fedsim.purification.diffusion.federated import federated_score_training
 from fedsim.purification.diffusion.purifier import DiffusionPurifier
 from fedsim.purification.diffusion.samplers import one_shot, probability_flow, reverse_sde
 from fedsim.purification.diffusion.score_net import ScoreNet, time_embedding
@@ -16,6 +17,7 @@ __all__ = [
     "T_MIN",
     "VPSDE",
     "dsm_loss",
+    "federated_score_training",
     "one_shot",
     "probability_flow",
     "reverse_sde",

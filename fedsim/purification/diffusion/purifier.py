@@ -11,9 +11,11 @@ noise :math:`\varepsilon` drowns a small adversarial perturbation; the score mod
 result back to the data manifold. The purifier is randomized (the draws come from the caller's
 generator); too small a t* leaves the perturbation in (REFERENCE.md: 0 % robust accuracy).
 
-The score network has to be **trained** first (:meth:`DiffusionPurifier.fit`): fedsim's
-robustness probe trains it on the server, on the held-out public pool the server holds and
-never on the samples it evaluates (:mod:`server.probes.robustness`). :meth:`denoise` is the
+The score network has to be **trained** first: ``training: server`` (the default,
+:meth:`DiffusionPurifier.fit`) on a pool the server holds — fedsim's robustness probe uses the
+held-out public pool, never the samples it evaluates (:mod:`server.probes.robustness`) — or
+``training: federated`` (:meth:`DiffusionPurifier.fit_federated`), FedAvg over the clients'
+own images (:mod:`~fedsim.purification.diffusion.federated`). :meth:`denoise` is the
 one-shot denoiser of denoised smoothing (Carlini et al., ICLR 2023).
 """
 
@@ -26,6 +28,7 @@ import torch
 
 from fedsim.errors import InvalidSettingError
 from fedsim.purification.base import Purifier
+from fedsim.purification.diffusion.federated import federated_score_training
 from fedsim.purification.diffusion.samplers import one_shot, probability_flow, reverse_sde
 from fedsim.purification.diffusion.score_net import ScoreNet
 from fedsim.purification.diffusion.sde import VPSDE
@@ -36,6 +39,7 @@ from fedsim.validation import require_int, require_real
 __all__ = ["DiffusionPurifier"]
 
 SAMPLERS = ("sde", "ode")
+TRAINING = ("server", "federated")
 DEFAULT_STEPS = {"sde": 100, "ode": 5}
 
 
@@ -56,7 +60,14 @@ class DiffusionPurifier(Purifier):
     width : int
         The score network's feature channels (:class:`ScoreNet`).
     train_steps, batch_size, lr : int, int, float
-        Denoising score matching (:func:`train_score_net`): Adam steps, batch, learning rate.
+        Denoising score matching (:func:`train_score_net`): Adam steps, batch, learning rate
+        (``batch_size`` and ``lr`` are each client's with federated training).
+    training : {"server", "federated"}
+        Who trains the score network: the server on its own pool (:meth:`fit`), or the
+        clients by FedAvg (:meth:`fit_federated`).
+    fed_rounds, local_steps : int
+        Federated training's R rounds of E local steps per client (``train_steps`` is then
+        unused).
     beta_min, beta_max : float
         The VP-SDE's linear schedule (:class:`VPSDE`).
 
@@ -90,6 +101,9 @@ class DiffusionPurifier(Purifier):
         lr: float = 2e-3,
         beta_min: float = 0.1,
         beta_max: float = 20.0,
+        training: str = "server",
+        fed_rounds: int = 60,
+        local_steps: int = 10,
     ) -> None:
         rule = self.name
         self.t_star = require_real(rule, "t_star", t_star, low=0.0, high=1.0, low_open=True)
@@ -105,6 +119,13 @@ class DiffusionPurifier(Purifier):
         self.train_steps = require_int(rule, "train_steps", train_steps, minimum=1)
         self.batch_size = require_int(rule, "batch_size", batch_size, minimum=1)
         self.lr = require_real(rule, "lr", lr, low=0.0, low_open=True)
+        if training not in TRAINING:
+            raise InvalidSettingError(
+                f"{rule} needs training one of {', '.join(TRAINING)}, got {training!r}"
+            )
+        self.training = training
+        self.fed_rounds = require_int(rule, "fed_rounds", fed_rounds, minimum=1)
+        self.local_steps = require_int(rule, "local_steps", local_steps, minimum=1)
         self.sde = VPSDE(beta_min, beta_max)
         self._net: ScoreNet | None = None
 
@@ -124,14 +145,56 @@ class DiffusionPurifier(Purifier):
                 f"{self.name} trains on images (N >= 1, C, H, W), got {tuple(x.shape)}"
             )
         start = time.perf_counter()
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(int(torch.randint(2**62, (1,), generator=generator)))
-            net = ScoreNet(x.shape[1], min(x.shape[2], x.shape[3]), self.width).to(x.device)
+        net = self._new_network(x, generator)
         data = (2.0 * x.clamp(0.0, 1.0) - 1.0).detach()
         train_score_net(net, self.sde, data, generator, self.train_steps, self.batch_size, self.lr)
         net.requires_grad_(False)
         self._net = net.eval()
         return time.perf_counter() - start
+
+    def fit_federated(
+        self,
+        clients: list[torch.Tensor],
+        generator: torch.Generator,
+        client_generators: list[torch.Generator],
+    ) -> float:
+        """Train the score network by FedAvg over the clients' [0, 1] images; seconds taken.
+
+        ``clients[k]`` ``(n_k, C, H, W)`` is client k's data (empty: it sits out); the initial
+        weights come from ``generator``, client k's training draws from
+        ``client_generators[k]`` (:func:`~fedsim.purification.diffusion.federated.
+        federated_score_training`: ``fed_rounds`` rounds of ``local_steps`` steps). With one
+        client, one local step and ``client_generators = [generator]`` it is :meth:`fit` with
+        ``train_steps = fed_rounds``, exactly.
+        """
+        shaped = [x for x in clients if x.dim() == 4 and x.shape[0]]
+        if not shaped or any(x.dim() != 4 for x in clients):
+            raise InvalidSettingError(
+                f"{self.name} trains federatedly on client images (n_k, C, H, W) with at least "
+                f"one client holding some, got shapes {[tuple(x.shape) for x in clients]}"
+            )
+        start = time.perf_counter()
+        net = self._new_network(shaped[0], generator)
+        data = [(2.0 * x.clamp(0.0, 1.0) - 1.0).detach() for x in clients]
+        federated_score_training(
+            net,
+            self.sde,
+            data,
+            client_generators,
+            self.fed_rounds,
+            self.local_steps,
+            self.batch_size,
+            self.lr,
+        )
+        net.requires_grad_(False)
+        self._net = net.eval()
+        return time.perf_counter() - start
+
+    def _new_network(self, x: torch.Tensor, generator: torch.Generator) -> ScoreNet:
+        """A fresh score network for images like ``x``, its weights seeded from ``generator``."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(torch.randint(2**62, (1,), generator=generator)))
+            return ScoreNet(x.shape[1], min(x.shape[2], x.shape[3]), self.width).to(x.device)
 
     def using(self, sampler: str, steps: int | None = None) -> DiffusionPurifier:
         """The same purifier (and trained score network, shared) with another sampler."""
@@ -187,5 +250,6 @@ class DiffusionPurifier(Purifier):
     def __repr__(self) -> str:
         return (
             f"DiffusionPurifier(t_star={self.t_star}, sampler={self.sampler!r}, "
-            f"steps={self.steps}, width={self.width}, train_steps={self.train_steps})"
+            f"steps={self.steps}, width={self.width}, train_steps={self.train_steps}, "
+            f"training={self.training!r})"
         )

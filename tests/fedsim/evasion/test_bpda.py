@@ -6,9 +6,11 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from fedsim.errors import InvalidSettingError
-from fedsim.evasion import BPDA, BPDAEOT, PGD
+from fedsim.evasion import BPDA, BPDAEOT, PGD, OnClassifier, Purified, robust_accuracy
+from fedsim.evasion.bpda import eot_estimate
 from fedsim.evasion.core import cross_entropy_objective, input_gradient
 from fedsim.purification import BitDepth, Identity, Purifier
 
@@ -149,3 +151,47 @@ def test_settings_are_validated() -> None:
         BPDAEOT("median", eps=0.1)
     with pytest.raises(InvalidSettingError, match="keeps the shape"):
         BPDA(torch.nn.Identity(), lambda x, g: x[:, :1])(torch.zeros(1, 2, 2, 2))
+
+
+def test_through_a_random_purifier_the_adaptive_attack_scores_as_the_non_adaptive_one() -> None:
+    # A 2-class linear f: the sign of every input gradient is the same everywhere, so every
+    # BPDA restart ends at the corner the non-adaptive PGD example sits at (no restart finds
+    # anything new). Scored as the probe scores (common draws), the two attacks then get the
+    # same verdict on every sample; scored with running draws (attack order) they did not.
+    lin = nn.Sequential(nn.Flatten(), nn.Linear(4, 2, bias=False))
+    lin[1].weight.data.copy_(torch.tensor([[1.0, -1.0, 0.5, -0.5], [-1.0, 1.0, -0.5, 0.5]]))
+    x = 0.3 + 0.4 * torch.rand(64, 1, 2, 2, generator=torch.Generator().manual_seed(0))
+    y = lin(x).argmax(dim=1)
+    noise = GaussianNoise(0.3)
+    plain = PGD(eps=0.1, steps=10)(lin, x, y, torch.Generator().manual_seed(3))
+    adaptive = BPDAEOT(noise, eps=0.1, steps=10, eot=4, restarts=2)(
+        lin, x, y, torch.Generator().manual_seed(3)
+    )
+    assert torch.equal(adaptive, plain)
+    attacks = [OnClassifier(PGD(eps=0.1, steps=10)), OnClassifier(BPDAEOT(noise, 0.1, eot=4))]
+    defended = Purified(lin, noise, torch.Generator().manual_seed(5))
+    judge = Purified(lin, noise, torch.Generator().manual_seed(9), fixed_draws=True)
+    common = robust_accuracy(defended, x, y, attacks, torch.Generator().manual_seed(3), None, judge)
+    pgd, bpda = common.per_attack.values()
+    assert pgd == bpda and 0.0 < pgd < 1.0
+    running = robust_accuracy(defended, x, y, attacks, torch.Generator().manual_seed(3))
+    assert len(set(running.per_attack.values())) == 2  # same examples, different verdicts
+
+
+def test_through_a_random_purifier_each_candidate_is_judged_by_the_eot_estimate(trained) -> None:
+    # every sample keeps the candidate whose m-draw estimate is worst for the defender: the
+    # returned example's estimate is never above the non-adaptive example's, draw for draw
+    x, y, noise = trained.x[:64], trained.y[:64], GaussianNoise(0.2)
+    plain = PGD(eps=0.1, steps=10)(trained.model, x, y, torch.Generator().manual_seed(3))
+    adaptive = BPDAEOT(noise, eps=0.1, steps=10, eot=4, restarts=2)(
+        trained.model, x, y, torch.Generator().manual_seed(3)
+    )
+    changed = (adaptive != plain).flatten(1).any(dim=1)
+    assert 0 < int(changed.sum()) < len(y)
+
+    def estimate(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return eot_estimate(BPDA(trained.model, noise, torch.Generator().manual_seed(1)), z, y, 64)
+
+    (a_plain, _), (a_adaptive, _) = estimate(plain), estimate(adaptive)
+    # on a fresh 64-draw estimate the replaced samples are on average no better for the defender
+    assert float(a_adaptive[changed].mean()) <= float(a_plain[changed].mean())

@@ -109,3 +109,17 @@ def test_batched_evaluation_equals_one_batch_for_a_deterministic_attack(trained)
     assert whole.figures() == batched.figures()
     with pytest.raises(InvalidSettingError, match="batch_size >= 1"):
         robust_accuracy(model, x, y, [FGSM(0.1)], torch.Generator(), batch_size=0)
+
+
+def test_every_attack_starts_from_the_same_draws_whatever_the_order(trained):
+    # common random numbers: an attack's figure does not depend on the attacks before it, and
+    # the caller's generator is left where it was
+    x, y = trained.x[:64], trained.y[:64]
+    a, b = PGD(0.1, steps=5), PGD(0.15, steps=5, restarts=2)
+    g = torch.Generator().manual_seed(0)
+    forward = robust_accuracy(trained.model, x, y, [a, b], g)
+    backward = robust_accuracy(trained.model, x, y, [b, a], g)
+    assert forward.per_attack == backward.per_attack
+    assert torch.equal(g.get_state(), torch.Generator().manual_seed(0).get_state())
+    alone = robust_accuracy(trained.model, x, y, [b], g)
+    assert alone.per_attack[b.label] == forward.per_attack[b.label]

@@ -8,7 +8,7 @@ from torch import nn
 from fedsim.data.partition import Partitions
 from fedsim.models.multitask import head_mask
 from fedsim.params import flat_params, load_flat_params
-from fedsim.personalization import Ditto, FedPer, FedRep, local_test_split
+from fedsim.personalization import Ditto, FedPer, FedRep, LocalRound, local_test_split
 from fedsim.training import TrainSettings, train_local
 
 SETTINGS = TrainSettings(epochs=2, batch_size=8, lr=0.1, momentum=0.9)
@@ -25,11 +25,17 @@ def gens(seed: int = 0) -> tuple[torch.Generator, torch.Generator]:
     return torch.Generator().manual_seed(seed), torch.Generator().manual_seed(seed + 100)
 
 
+def local(
+    w: torch.Tensor, state: torch.Tensor | None, x: torch.Tensor, y: torch.Tensor
+) -> LocalRound:
+    return LocalRound(w, state, x, y, SETTINGS, *gens())
+
+
 def test_fedper_sends_no_head_and_keeps_it() -> None:
     model, w, x, y = setup()
     head = head_mask(model)
     state = torch.randn(int(head.sum()))
-    out = FedPer()(model, w, state, x, y, SETTINGS, *gens())
+    out = FedPer()(model, local(w, state, x, y))
     assert bool((out.shared - w)[head].eq(0).all())  # Δ is zero on the head
     assert bool((out.shared - w)[~head].ne(0).any())
     # it trained from (global body, its own head): the same as plain SGD from there
@@ -45,7 +51,7 @@ def test_fedper_sends_no_head_and_keeps_it() -> None:
 def test_fedrep_trains_the_head_with_the_body_frozen_then_the_body() -> None:
     model, w, x, y = setup()
     head = head_mask(model)
-    out = FedRep(head_epochs=3)(model, w, None, x, y, SETTINGS, *gens())
+    out = FedRep(head_epochs=3)(model, local(w, None, x, y))
     # phase 1 by hand: only the head moves, with the client's generator
     reference, generator = copy.deepcopy(model), gens()[0]
     load_flat_params(reference, w)
@@ -62,7 +68,7 @@ def test_fedrep_trains_the_head_with_the_body_frozen_then_the_body() -> None:
 def test_ditto_trains_the_global_model_as_fedavg() -> None:
     model, w, x, y = setup()
     v = torch.randn_like(w)
-    out = Ditto(lam=0.5)(model, w, v, x, y, SETTINGS, *gens())
+    out = Ditto(lam=0.5)(model, local(w, v, x, y))
     reference = copy.deepcopy(model)
     load_flat_params(reference, w)
     train_local(reference, x, y, SETTINGS, gens()[0])  # FedAvg's client step
@@ -72,7 +78,7 @@ def test_ditto_trains_the_global_model_as_fedavg() -> None:
 def test_ditto_lambda_zero_is_local_training_of_v() -> None:
     model, w, x, y = setup()
     v = w + 0.1 * torch.randn_like(w)
-    out = Ditto(lam=0.0)(model, w, v, x, y, SETTINGS, *gens())
+    out = Ditto(lam=0.0)(model, local(w, v, x, y))
     reference = copy.deepcopy(model)
     load_flat_params(reference, v)
     train_local(reference, x, y, SETTINGS, gens()[1])
@@ -82,7 +88,7 @@ def test_ditto_lambda_zero_is_local_training_of_v() -> None:
 @pytest.mark.parametrize("lam", [float("inf"), 1e12])
 def test_ditto_lambda_to_infinity_is_the_global_model(lam: float) -> None:
     model, w, x, y = setup()
-    out = Ditto(lam=lam)(model, w, w + 1.0, x, y, SETTINGS, *gens())
+    out = Ditto(lam=lam)(model, local(w, w + 1.0, x, y))
     torch.testing.assert_close(out.personal, w, rtol=0, atol=1e-6)
 
 
@@ -90,7 +96,7 @@ def test_ditto_pull_orders_distance_to_global() -> None:
     model, w, x, y = setup()
     v = w + 0.5 * torch.randn_like(w)
     distances = [
-        float((Ditto(lam=lam)(model, w, v, x, y, SETTINGS, *gens()).personal - w).norm())
+        float((Ditto(lam=lam)(model, local(w, v, x, y)).personal - w).norm())
         for lam in (0.0, 1.0, 10.0)
     ]
     assert distances[0] > distances[1] > distances[2]

@@ -107,3 +107,29 @@ def test_bad_diffusion_settings_name_the_key(block: dict, path: str, words: str)
     with pytest.raises(ScenarioError) as info:
         preflight(make_scenario(rounds=1, robustness={**ROBUSTNESS, **block}))
     assert info.value.path == path and words in str(info.value)
+
+
+def test_a_federated_purifier_is_trained_by_fedavg_over_every_clients_partition(
+    monkeypatch,
+) -> None:
+    params = {**TINY_DIFFUSION, "training": "federated", "fed_rounds": 2, "local_steps": 1}
+    block = {"samples": 12, "purifier": {"name": "diffusion", "params": params}}
+    block |= {"attacks": [PGD, {**PGD, "adaptive": "bpda_eot", "eot": 1}], "save_plots": False}
+    scenario = make_scenario(rounds=1, robustness=block, **{"data.partition": "dirichlet"})
+    calls: list[list[torch.Tensor]] = []
+    real = DiffusionPurifier.fit_federated
+
+    def spy(self, clients, generator, client_generators):
+        calls.append(clients)
+        return real(self, clients, generator, client_generators)
+
+    monkeypatch.setattr(DiffusionPurifier, "fit_federated", spy)
+    rows, _ = run_scenario_in_memory(scenario)
+    fed = federation_for(scenario)
+    (clients,) = calls
+    assert len(clients) == scenario.data.num_clients
+    sizes = [len(fed.data.client(k)[1]) for k in range(scenario.data.num_clients)]
+    assert [len(c) for c in clients] == sizes and len(set(sizes)) > 1  # non-IID shares
+    assert rows[0]["purifier_s"] > 0
+    labels = {"pgd-linf-0.1", "pgd_bpda_eot-linf-0.1", "worst_case"}
+    assert set(rows[0]["robust_accuracy"]) == labels
