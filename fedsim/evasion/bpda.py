@@ -29,7 +29,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from fedsim.errors import InvalidSettingError
-from fedsim.evasion.core import perturb
 from fedsim.evasion.pgd import PGD
 from fedsim.purification.base import Purifier
 from fedsim.validation import require_int
@@ -309,16 +308,7 @@ class BPDAEOT(PGD):
         for _ in range(self.restarts):
             if key is not None and bool((key[0] == 0).all()):
                 break  # every sample misclassified on every draw the attacker made
-            candidate = perturb(
-                forward,
-                objective,
-                x,
-                self.start(x, generator),
-                eps=self.eps,
-                alpha=self.alpha,
-                steps=self.steps,
-                norm=self.norm,
-            )
+            candidate = self.restart(forward, objective, x, generator)
             estimate = eot_estimate(through, candidate, y, self.eot)
             if best is None or key is None:
                 best, key = candidate, estimate

@@ -117,6 +117,25 @@ class PGD(EvasionAttack):
         """Run the restarts, keeping each sample's first success."""
         return self.restarts_of(model, cross_entropy_objective(y), model, x, y, generator)
 
+    def restart(
+        self,
+        forward: Callable[[torch.Tensor], torch.Tensor],
+        objective: Callable[[torch.Tensor], torch.Tensor],
+        x: torch.Tensor,
+        generator: torch.Generator,
+    ) -> torch.Tensor:
+        """One PGD run on ``objective(forward(·))`` from a fresh start in the ε-ball."""
+        return perturb(
+            forward,
+            objective,
+            x,
+            self.start(x, generator),
+            eps=self.eps,
+            alpha=self.alpha,
+            steps=self.steps,
+            norm=self.norm,
+        )
+
     def restarts_of(
         self,
         forward: Callable[[torch.Tensor], torch.Tensor],
@@ -142,16 +161,7 @@ class PGD(EvasionAttack):
         for _ in range(self.restarts):
             if bool(done.all()):
                 break
-            x_adv = perturb(
-                forward,
-                objective,
-                x,
-                self.start(x, generator),
-                eps=self.eps,
-                alpha=self.alpha,
-                steps=self.steps,
-                norm=self.norm,
-            )
+            x_adv = self.restart(forward, objective, x, generator)
             with torch.no_grad():
                 fooled = judge(x_adv).argmax(dim=1) != y
             best, done = keep_first_success(best, done, x_adv, fooled)

@@ -8,7 +8,6 @@ the full gradient through the sampler), and the clean digits (for purification).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -17,14 +16,6 @@ from sklearn.datasets import load_digits
 from fedsim.errors import InvalidSettingError
 from fedsim.purification import DiffusionPurifier, build_purifier
 from fedsim.purification.diffusion import VPSDE, ScoreNet, train_score_net
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

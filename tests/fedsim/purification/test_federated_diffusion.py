@@ -3,8 +3,6 @@ images, and only those, feed its local steps; the average is weighted by data si
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import torch
 
@@ -18,14 +16,6 @@ from fedsim.purification.diffusion import (
 )
 from fedsim.purification.diffusion import federated as federated_module
 from fedsim.purification.diffusion.federated import _weighted_average
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _net() -> ScoreNet:
