@@ -221,7 +221,9 @@ class InversionAttack(Describable):
         batch_size = require_int(self.name, "batch_size", batch_size, minimum=1)
         lo, hi = _check_range(self.name, data_range)
         targets = _check_targets(self.name, params, target_grads, device, dtype)
-        labels = self._labels(model, targets, num_classes, batch_size, label, device)
+        labels = self._labels(
+            model, targets, num_classes, batch_size, label, device, shape=shape, data_range=(lo, hi)
+        )
         kept = [i for i in range(len(params)) if i not in set(ignore)]
         if not kept:
             raise InvalidSettingError(f"{self.name}: every parameter is ignored")
@@ -254,8 +256,15 @@ class InversionAttack(Describable):
         batch_size: int,
         label: torch.Tensor | None,
         device: torch.device,
+        *,
+        shape: tuple[int, int, int],
+        data_range: tuple[float, float],
     ) -> torch.Tensor | None:
-        """Given labels (checked), recovered labels, or ``None`` for attacks that learn them."""
+        """Given labels (checked), recovered labels, or ``None`` for attacks that learn them.
+
+        ``shape`` (one sample's) and ``data_range`` are for attacks that probe the model to
+        recover labels; the gradient-only recovery here does not read them.
+        """
         if label is not None:
             labels = torch.as_tensor(label).reshape(-1).to(device=device, dtype=torch.int64)
             if labels.numel() != batch_size or bool(

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
-from fedsim.inversion.base import Reconstruction
 from fedsim.inversion.inverting_gradients import InvertingGradients
 from fedsim.inversion.label_counts import label_counts
 from fedsim.inversion.registry import INVERSION_ATTACKS
@@ -186,19 +185,6 @@ class FedAvgInversion(InvertingGradients):
             self.name, "local_weight_decay", local_weight_decay, low=0
         )
 
-    def __call__(
-        self,
-        model: nn.Module,
-        target_grads: Sequence[torch.Tensor],
-        *,
-        data_range: tuple[float, float] = (0.0, 1.0),
-        **kwargs: Any,
-    ) -> Reconstruction:
-        """As :meth:`InversionAttack.__call__`; labels not given come from :meth:`_labels`."""
-        self._data_range = data_range
-        self._input_shape = tuple(kwargs.get("input_shape", ()))
-        return super().__call__(model, target_grads, data_range=data_range, **kwargs)
-
     def _labels(
         self,
         model: nn.Module,
@@ -207,6 +193,9 @@ class FedAvgInversion(InvertingGradients):
         batch_size: int,
         label: torch.Tensor | None,
         device: torch.device,
+        *,
+        shape: tuple[int, int, int],
+        data_range: tuple[float, float],
     ) -> torch.Tensor | None:
         r"""Given labels, or counts read from the last bias (:func:`label_counts`).
 
@@ -218,26 +207,29 @@ class FedAvgInversion(InvertingGradients):
         """
         params = list(model.parameters())
         if label is not None or tuple(params[-1].shape) != (num_classes,):
-            return super()._labels(model, targets, num_classes, batch_size, label, device)
-        lo, hi = getattr(self, "_data_range", (0.0, 1.0))
-        shape = (64, *self._input_shape) if hasattr(self, "_input_shape") else None
+            return super()._labels(
+                model,
+                targets,
+                num_classes,
+                batch_size,
+                label,
+                device,
+                shape=shape,
+                data_range=data_range,
+            )
+        lo, hi = data_range
         steps = self.local_epochs * math.ceil(batch_size / self.local_batch_size)
         bias_delta = -targets[-1].detach().double().cpu() * self.local_lr * steps
-        if shape is None:
-            probs = torch.full((num_classes,), 1.0 / num_classes, dtype=torch.float64)
-        else:
-            generator = torch.Generator().manual_seed(self.seed)
-            aux = lo + (hi - lo) * torch.rand(shape, generator=generator)
-            aux = aux.to(device=device, dtype=params[0].dtype)
-            names = [name for name, _ in model.named_parameters()]
-            scale = self.local_lr * steps
-            moved = {
-                n: p.detach() - scale * t for n, p, t in zip(names, params, targets, strict=True)
-            }
-            with torch.no_grad():
-                start = model(aux).softmax(dim=1).mean(dim=0)
-                end = functional_call(model, moved, (aux,)).softmax(dim=1).mean(dim=0)
-            probs = ((start + end) / 2).double().cpu()
+        generator = torch.Generator().manual_seed(self.seed)
+        aux = lo + (hi - lo) * torch.rand((64, *shape), generator=generator)
+        aux = aux.to(device=device, dtype=params[0].dtype)
+        names = [name for name, _ in model.named_parameters()]
+        scale = self.local_lr * steps
+        moved = {n: p.detach() - scale * t for n, p, t in zip(names, params, targets, strict=True)}
+        with torch.no_grad():
+            start = model(aux).softmax(dim=1).mean(dim=0)
+            end = functional_call(model, moved, (aux,)).softmax(dim=1).mean(dim=0)
+        probs = ((start + end) / 2).double().cpu()
         counts = label_counts(
             bias_delta,
             probs,
