@@ -28,7 +28,7 @@ from torch import nn
 
 from fedsim.errors import InvalidSettingError
 from fedsim.purification.diffusion.sde import VPSDE
-from fedsim.purification.diffusion.training import dsm_loss
+from fedsim.purification.diffusion.training import dsm_step
 from fedsim.validation import require_int, require_real
 
 __all__ = ["federated_score_training"]
@@ -121,17 +121,14 @@ def federated_score_training(
         global_state = net.state_dict()
         states, round_loss = [], 0.0
         for k in active:
-            model, optimizer, x0 = local[k], optimizers[k], clients[k]
+            model = local[k]
             model.load_state_dict(global_state)
             model.train()
             for _ in range(local_steps):
-                pick = torch.randint(sizes[k], (batch_size,), generator=generators[k])
-                loss = dsm_loss(model, sde, x0[pick.to(x0.device)], generators[k])
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-                schedules[k].step()
-                round_loss += sizes[k] / total * float(loss.detach()) / local_steps
+                loss = dsm_step(
+                    model, sde, clients[k], optimizers[k], schedules[k], batch_size, generators[k]
+                )
+                round_loss += sizes[k] / total * loss / local_steps
             states.append((sizes[k] / total, model.state_dict()))
         net.load_state_dict(_weighted_average(states))
         losses.append(round_loss)

@@ -22,7 +22,7 @@ from fedsim.errors import InvalidSettingError
 from fedsim.purification.diffusion.sde import VPSDE
 from fedsim.validation import require_int, require_real
 
-__all__ = ["T_MIN", "dsm_loss", "train_score_net"]
+__all__ = ["T_MIN", "dsm_loss", "dsm_step", "train_score_net"]
 
 T_MIN = 1e-3
 """The smallest time trained on and sampled to (Song et al.'s ε = 10⁻³)."""
@@ -46,6 +46,29 @@ def dsm_loss(
     t, noise = t.to(x0.device, x0.dtype), noise.to(x0.device, x0.dtype)
     xt, _ = sde.marginal(x0, t, noise)
     return ((net(xt, t) - noise) ** 2).mean()
+
+
+def dsm_step(
+    net: nn.Module,
+    sde: VPSDE,
+    x0: torch.Tensor,
+    optimizer: torch.optim.Optimizer,
+    schedule: torch.optim.lr_scheduler.LRScheduler,
+    batch_size: int,
+    generator: torch.Generator,
+) -> float:
+    """One optimiser and ``schedule`` step on :func:`dsm_loss`; the step's loss.
+
+    The minibatch is ``batch_size`` images of ``x0`` drawn with replacement from ``generator``
+    (which also draws the step's times and noise); ``net`` stays in the mode it is in.
+    """
+    pick = torch.randint(x0.shape[0], (batch_size,), generator=generator)
+    loss = dsm_loss(net, sde, x0[pick.to(x0.device)], generator)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    schedule.step()
+    return float(loss.detach())
 
 
 def train_score_net(
@@ -77,12 +100,6 @@ def train_score_net(
     net.train()
     losses = []
     for _ in range(steps):
-        pick = torch.randint(x0.shape[0], (batch_size,), generator=generator)
-        loss = dsm_loss(net, sde, x0[pick.to(x0.device)], generator)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        schedule.step()
-        losses.append(float(loss.detach()))
+        losses.append(dsm_step(net, sde, x0, optimizer, schedule, batch_size, generator))
     net.eval()
     return losses

@@ -14,7 +14,7 @@ from fedsim.purification.diffusion import (
     federated_score_training,
     train_score_net,
 )
-from fedsim.purification.diffusion import federated as federated_module
+from fedsim.purification.diffusion import training as training_module
 from fedsim.purification.diffusion.federated import _weighted_average
 
 
@@ -65,13 +65,13 @@ def test_every_client_trains_on_its_own_images_only(monkeypatch) -> None:
     # non-IID shares: client k holds images of the constant value k/4 (client 2 holds none)
     clients = [torch.full((n, 1, 8, 8), k / 4) for k, n in enumerate([3, 7, 0, 2])]
     seen: list[set[float]] = []
-    real = federated_module.dsm_loss
+    real = training_module.dsm_loss
 
     def spy(net, sde, x0, generator):
         seen.append({round(float(v), 4) for v in x0.flatten()})
         return real(net, sde, x0, generator)
 
-    monkeypatch.setattr(federated_module, "dsm_loss", spy)
+    monkeypatch.setattr(training_module, "dsm_loss", spy)  # dsm_step's loss
     gens = [torch.Generator().manual_seed(k) for k in range(4)]
     federated_score_training(_net(), VPSDE(), clients, gens, rounds=2, local_steps=3)
     # per round, clients 0, 1, 3 in turn, 3 local batches each, never mixing clients
